@@ -1,0 +1,78 @@
+-- devicegate's whole schema, embedded in the binary and applied at start
+-- (store::open records it in PRAGMA user_version).
+-- Portable on purpose: integer Unix seconds, TEXT and INTEGER only, so the store
+-- boundary can move to a server database later. Secrets (device codes, access and
+-- refresh tokens, client secrets) are stored only as SHA-256 hex; passwords as argon2 PHC.
+
+CREATE TABLE IF NOT EXISTS clients (
+    client_id       TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    secret_hash     TEXT,              -- NULL: a public client (sends client_id only)
+    scopes          TEXT NOT NULL,     -- space-separated scopes the client may ask for
+    grant_types     TEXT NOT NULL,     -- space-separated grant types the client may use
+    device_code_ttl INTEGER,           -- NULL: the server's default
+    poll_interval   INTEGER,           -- NULL: the server's default
+    created_at      INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS users (
+    id            INTEGER PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL
+);
+
+-- One row per device authorization request (RFC 8628 §3.1), from issue to redemption.
+CREATE TABLE IF NOT EXISTS device_codes (
+    id                INTEGER PRIMARY KEY,
+    device_code_hash  TEXT NOT NULL UNIQUE,
+    user_code         TEXT NOT NULL UNIQUE,   -- normalised, without the dash
+    client_id         TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+    scope             TEXT NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'redeemed')),
+    user_id           INTEGER REFERENCES users(id) ON DELETE CASCADE,
+    interval          INTEGER NOT NULL,
+    device_ip         TEXT NOT NULL,
+    device_user_agent TEXT,
+    created_at        INTEGER NOT NULL,
+    expires_at        INTEGER NOT NULL,
+    decided_at        INTEGER,
+    decided_ip        TEXT
+);
+CREATE INDEX IF NOT EXISTS device_codes_by_expiry ON device_codes (expires_at);
+
+-- A grant is one approved device login: its tokens live and die with it.
+CREATE TABLE IF NOT EXISTS grants (
+    id                INTEGER PRIMARY KEY,
+    user_id           INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    client_id         TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+    scope             TEXT NOT NULL,
+    approved_at       INTEGER NOT NULL,
+    approved_ip       TEXT,
+    device_ip         TEXT,
+    device_user_agent TEXT,
+    created_at        INTEGER NOT NULL,
+    last_used_at      INTEGER NOT NULL,
+    revoked_at        INTEGER
+);
+CREATE INDEX IF NOT EXISTS grants_by_user ON grants (user_id);
+
+CREATE TABLE IF NOT EXISTS access_tokens (
+    token_hash TEXT PRIMARY KEY,
+    grant_id   INTEGER NOT NULL REFERENCES grants(id) ON DELETE CASCADE,
+    scope      TEXT NOT NULL,
+    issued_at  INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS access_tokens_by_grant ON access_tokens (grant_id);
+
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    grant_id   INTEGER NOT NULL REFERENCES grants(id) ON DELETE CASCADE,
+    scope      TEXT NOT NULL,
+    issued_at  INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    rotated_at INTEGER                 -- set once exchanged; presenting it again is reuse
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refresh_tokens_by_grant ON refresh_tokens (grant_id);

@@ -1,0 +1,47 @@
+//! What every worker shares (`App`), and what one request's handler gets (`Ctx`).
+
+use crate::clock::{Clock, Timestamp};
+use crate::config::Config;
+use crate::protocol::polls::PollTracker;
+use crate::protocol::Settings;
+use crate::store::Store;
+
+/// Read-mostly state shared by all workers.
+pub struct App {
+    pub config: Config,
+    /// The resolved issuer (configured, or derived from the bound address).
+    pub issuer: String,
+    pub settings: Settings,
+    pub clock: Clock,
+    pub polls: PollTracker,
+}
+
+/// Seconds an expired device code is kept, so a late poll still hears `expired_token`
+/// rather than `invalid_grant` (which would look like a bug to the client).
+pub const EXPIRED_CODE_RETENTION: i64 = 600;
+/// Rows deleted per sweep batch: short write transactions keep requests flowing.
+pub const SWEEP_BATCH: u32 = 500;
+
+impl App {
+    /// Deletes expired device codes in bounded batches and drops their poll state.
+    pub fn sweep_expired(&self, store: &Store) -> Result<usize, crate::store::Error> {
+        let cutoff = self.clock.now().secs() - EXPIRED_CODE_RETENTION;
+        let mut total = 0;
+        loop {
+            let deleted = store.delete_expired_device_codes(cutoff, SWEEP_BATCH)?;
+            total += deleted;
+            if deleted < SWEEP_BATCH as usize {
+                break;
+            }
+        }
+        self.polls.prune(cutoff);
+        Ok(total)
+    }
+}
+
+/// One request's context: the worker's own store connection, the shared app, and "now".
+pub struct Ctx<'a> {
+    pub store: &'a mut Store,
+    pub app: &'a App,
+    pub now: Timestamp,
+}

@@ -1,0 +1,132 @@
+//! The command line: `serve`, and admin commands that work on the same database file
+//! (safely while the server runs: SQLite's locking and our conditional updates see to it).
+
+mod admin;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config};
+
+pub use admin::run_admin;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "devicegate",
+    version,
+    about = "Sign in on devices and CLIs with the OAuth 2.0 Device Authorization Grant (RFC 8628)"
+)]
+pub struct Cli {
+    /// SQLite database file (created with mode 0600 when missing)
+    #[arg(long, global = true, env = "DEVICEGATE_DB", default_value = config::DEFAULT_DB)]
+    pub db: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server
+    Serve(ServeArgs),
+    /// Manage OAuth clients
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage the people who sign in to approve devices
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Approve a pending device request on behalf of a user
+    Approve {
+        /// The code the device shows, e.g. BCDF-GHJK (case, dashes and spaces do not matter)
+        user_code: String,
+        /// The user the device will act as
+        #[arg(long)]
+        user: String,
+    },
+    /// Deny a pending device request
+    Deny {
+        /// The code the device shows
+        user_code: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "DEVICEGATE_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Public base URL used in every URL handed out [default: http://<listen>]
+    #[arg(long, env = "DEVICEGATE_ISSUER")]
+    pub issuer: Option<String>,
+    /// Worker threads, each with its own SQLite connection
+    #[arg(long, env = "DEVICEGATE_WORKERS", default_value_t = config::DEFAULT_WORKERS)]
+    pub workers: usize,
+    /// Seconds a device code stays valid
+    #[arg(long, env = "DEVICEGATE_DEVICE_CODE_TTL", default_value_t = config::DEFAULT_DEVICE_CODE_TTL)]
+    pub device_code_ttl: u64,
+    /// Seconds a device must wait between polls
+    #[arg(long, env = "DEVICEGATE_POLL_INTERVAL", default_value_t = config::DEFAULT_POLL_INTERVAL)]
+    pub poll_interval: u64,
+    /// Seconds an access token lives
+    #[arg(long, env = "DEVICEGATE_ACCESS_TOKEN_TTL", default_value_t = config::DEFAULT_ACCESS_TOKEN_TTL)]
+    pub access_token_ttl: u64,
+    /// Seconds a refresh token lives
+    #[arg(long, env = "DEVICEGATE_REFRESH_TOKEN_TTL", default_value_t = config::DEFAULT_REFRESH_TOKEN_TTL)]
+    pub refresh_token_ttl: u64,
+    /// Log level: off, error, warn, info, debug
+    #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
+    pub log_level: String,
+    /// Allow an http:// issuer on a non-loopback host (codes and tokens then travel in clear)
+    #[arg(long, env = "DEVICEGATE_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+}
+
+impl ServeArgs {
+    pub fn into_config(self, db_path: PathBuf) -> Config {
+        Config {
+            db_path,
+            listen: self.listen,
+            issuer: self.issuer,
+            workers: self.workers,
+            device_code_ttl: self.device_code_ttl,
+            poll_interval: self.poll_interval,
+            access_token_ttl: self.access_token_ttl,
+            refresh_token_ttl: self.refresh_token_ttl,
+            log_level: self.log_level,
+            allow_insecure_http: self.allow_insecure_http,
+            ..Config::default()
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its client_id (and secret, once, if confidential)
+    Add {
+        /// A human-readable name, shown on the consent page
+        name: String,
+        /// Give the client a secret (it must then authenticate)
+        #[arg(long)]
+        confidential: bool,
+        /// Space-separated scopes the client may ask for
+        #[arg(long, default_value = "read write")]
+        scope: String,
+        /// Space-separated grant types: device_code, refresh_token
+        #[arg(long, default_value = "device_code refresh_token")]
+        grant_types: String,
+    },
+    /// List clients
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is prompted for (or read from stdin's first line)
+    Add {
+        /// Login name
+        name: String,
+    },
+    /// List users
+    List,
+}

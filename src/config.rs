@@ -1,0 +1,227 @@
+//! The server's configuration: one struct, every default listed in `Default`.
+//! The CLI (`cli/`) fills it from flags over `DEVICEGATE_*` variables over these defaults;
+//! `validate()` reports every problem at once so an operator fixes them in one go.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const DEFAULT_DB: &str = "devicegate.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_WORKERS: usize = 8;
+/// RFC 8628 §3.2 leaves `expires_in` to us; Campus uses 600 s.
+pub const DEFAULT_DEVICE_CODE_TTL: u64 = 600;
+/// RFC 8628 §3.2: clients fall back to 5 s when `interval` is absent; we always send it.
+pub const DEFAULT_POLL_INTERVAL: u64 = 5;
+pub const DEFAULT_ACCESS_TOKEN_TTL: u64 = 3600;
+pub const DEFAULT_REFRESH_TOKEN_TTL: u64 = 30 * 24 * 3600;
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_SWEEP_INTERVAL: u64 = 60;
+
+#[derive(Clone)]
+pub struct Config {
+    /// The SQLite file. Default: `./devicegate.db`.
+    pub db_path: PathBuf,
+    /// Address to listen on. Default: `127.0.0.1:8080`.
+    pub listen: String,
+    /// Public base URL put in every URL we hand out, exactly as given.
+    /// Default: `http://` + the bound listen address.
+    pub issuer: Option<String>,
+    /// Worker threads, each with its own SQLite connection. Default: 8.
+    pub workers: usize,
+    /// Seconds a device code stays valid. Default: 600.
+    pub device_code_ttl: u64,
+    /// Seconds a device must wait between polls. Default: 5.
+    pub poll_interval: u64,
+    /// Seconds an access token lives. Default: 3600.
+    pub access_token_ttl: u64,
+    /// Seconds a refresh token lives. Default: 2592000 (30 days).
+    pub refresh_token_ttl: u64,
+    /// `error`, `warn`, `info`, `debug` or `off`. Default: `info`.
+    pub log_level: String,
+    /// Allow an `http://` issuer on a non-loopback host (RFC 8628 §3.1 wants TLS). Default: false.
+    pub allow_insecure_http: bool,
+    /// Seconds between sweeps of expired device codes. Default: 60.
+    pub sweep_interval: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            db_path: PathBuf::from(DEFAULT_DB),
+            listen: DEFAULT_LISTEN.to_string(),
+            issuer: None,
+            workers: DEFAULT_WORKERS,
+            device_code_ttl: DEFAULT_DEVICE_CODE_TTL,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            log_level: DEFAULT_LOG_LEVEL.to_string(),
+            allow_insecure_http: false,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    // Written by hand so that a secret field added later is not printed by accident.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("db_path", &self.db_path)
+            .field("listen", &self.listen)
+            .field("issuer", &self.issuer)
+            .field("workers", &self.workers)
+            .field("device_code_ttl", &self.device_code_ttl)
+            .field("poll_interval", &self.poll_interval)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("log_level", &self.log_level)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Every problem with this configuration, or `Ok` when there is none.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "--listen: `{}` is not an address like 127.0.0.1:8080",
+                self.listen
+            ));
+        }
+        if let Some(issuer) = &self.issuer {
+            if let Err(problem) = check_issuer(issuer, self.allow_insecure_http) {
+                problems.push(format!("--issuer: {problem}"));
+            }
+        }
+        if !(1..=256).contains(&self.workers) {
+            problems.push("--workers: must be between 1 and 256".into());
+        }
+        if !(1..=60).contains(&self.poll_interval) {
+            problems.push("--poll-interval: must be between 1 and 60 seconds".into());
+        }
+        if !(60..=86_400).contains(&self.device_code_ttl) {
+            problems.push("--device-code-ttl: must be between 60 and 86400 seconds".into());
+        }
+        if !(60..=86_400).contains(&self.access_token_ttl) {
+            problems.push("--access-token-ttl: must be between 60 and 86400 seconds".into());
+        }
+        if !(60..=366 * 86_400).contains(&self.refresh_token_ttl) {
+            problems.push("--refresh-token-ttl: must be between 60 and 31622400 seconds".into());
+        }
+        if log_level_filter(&self.log_level).is_none() {
+            problems.push(format!(
+                "--log-level: `{}` is not one of off, error, warn, info, debug",
+                self.log_level
+            ));
+        }
+        if self.sweep_interval == 0 {
+            problems.push("sweep interval must be at least 1 second".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The issuer: as configured, or `http://<bound address>` (so port 0 works in tests).
+    pub fn issuer_for(&self, bound: SocketAddr) -> String {
+        match &self.issuer {
+            Some(issuer) => issuer.clone(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+pub fn log_level_filter(level: &str) -> Option<log::LevelFilter> {
+    match level.to_ascii_lowercase().as_str() {
+        "off" => Some(log::LevelFilter::Off),
+        "error" => Some(log::LevelFilter::Error),
+        "warn" => Some(log::LevelFilter::Warn),
+        "info" => Some(log::LevelFilter::Info),
+        "debug" => Some(log::LevelFilter::Debug),
+        _ => None,
+    }
+}
+
+/// An issuer is an absolute http(s) URL without query or fragment (RFC 8414 §2).
+/// Plain http is allowed only on loopback unless explicitly allowed (RFC 8628 §3.1).
+fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<(), String> {
+    let (scheme, rest) = issuer
+        .split_once("://")
+        .ok_or_else(|| format!("`{issuer}` is not an absolute URL"))?;
+    if issuer.contains(['?', '#']) || issuer.chars().any(char::is_whitespace) {
+        return Err("must not contain a query, a fragment or spaces".into());
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = host_of(authority);
+    if host.is_empty() {
+        return Err(format!("`{issuer}` has no host"));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if is_loopback_host(host) || allow_insecure_http => Ok(()),
+        "http" => Err(format!(
+            "plain http on `{host}` sends codes and tokens in the clear; use https, \
+             or pass --allow-insecure-http for a trusted network"
+        )),
+        _ => Err(format!("scheme `{scheme}` is not http or https")),
+    }
+}
+
+fn host_of(authority: &str) -> &str {
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default();
+    }
+    authority.split(':').next().unwrap_or_default()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether session cookies get `Secure`: only when the issuer is https.
+pub fn issuer_is_https(issuer: &str) -> bool {
+    issuer.starts_with("https://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let config = Config {
+            listen: "nope".into(),
+            workers: 0,
+            poll_interval: 0,
+            log_level: "loud".into(),
+            ..Config::default()
+        };
+        let problems = config.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn issuer_rules() {
+        assert!(check_issuer("https://auth.example.com", false).is_ok());
+        assert!(check_issuer("http://127.0.0.1:8080", false).is_ok());
+        assert!(check_issuer("http://localhost:8080/base", false).is_ok());
+        assert!(check_issuer("http://[::1]:8080", false).is_ok());
+        assert!(check_issuer("http://192.168.1.5:8080", false).is_err());
+        assert!(check_issuer("http://192.168.1.5:8080", true).is_ok());
+        assert!(check_issuer("ftp://x", false).is_err());
+        assert!(check_issuer("https://x/?a=b", false).is_err());
+        assert!(check_issuer("example.com", false).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! Scope checks (RFC 6749 §3.3): what a client asked for against what it may have.
+
+use super::{ErrorCode, OAuthError};
+
+/// The scope to grant: the client's full allowed set when none was asked for, otherwise the
+/// request itself (deduplicated, in the order asked, so clients such as oauthlib that compare
+/// the answer with the request see the same scope). Unknown or disallowed → `invalid_scope`.
+pub fn resolve_scope(requested: Option<&str>, allowed: &[String]) -> Result<String, OAuthError> {
+    let Some(requested) = requested else {
+        return Ok(allowed.join(" "));
+    };
+    let mut granted: Vec<&str> = Vec::new();
+    for token in requested.split(' ').filter(|t| !t.is_empty()) {
+        if !is_scope_token(token) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "scope contains characters RFC 6749 §3.3 does not allow",
+            ));
+        }
+        if !allowed.iter().any(|a| a == token) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!("scope `{token}` is not allowed for this client"),
+            ));
+        }
+        if !granted.contains(&token) {
+            granted.push(token);
+        }
+    }
+    if granted.is_empty() {
+        return Ok(allowed.join(" "));
+    }
+    Ok(granted.join(" "))
+}
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+pub fn is_scope_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed() -> Vec<String> {
+        vec!["read".into(), "write".into()]
+    }
+
+    #[test]
+    fn omitted_scope_means_the_clients_default() {
+        assert_eq!(resolve_scope(None, &allowed()).as_deref(), Ok("read write"));
+        assert_eq!(resolve_scope(Some("  "), &allowed()).as_deref(), Ok("read write"));
+    }
+
+    #[test]
+    fn requested_scope_is_echoed_in_order_without_duplicates() {
+        assert_eq!(
+            resolve_scope(Some("write read write"), &allowed()).as_deref(),
+            Ok("write read")
+        );
+    }
+
+    #[test]
+    fn unknown_scope_is_invalid_scope() {
+        let err = resolve_scope(Some("read admin"), &allowed()).expect_err("admin");
+        assert_eq!(err.code, ErrorCode::InvalidScope);
+        let err = resolve_scope(Some("re\"ad"), &allowed()).expect_err("quote");
+        assert_eq!(err.code, ErrorCode::InvalidScope);
+    }
+}

@@ -1,0 +1,102 @@
+//! The token endpoint's grants: the device code grant (RFC 8628 §3.4–3.5).
+
+use super::polls::{PollTracker, PollVerdict};
+use super::{oauth, Error, ErrorCode, OAuthError, Settings, DEVICE_CODE_GRANT};
+use crate::clock::Timestamp;
+use crate::secrets;
+use crate::store::{Client, DeviceCodeStatus, IssuedTokens, RedeemOutcome, Store};
+
+/// RFC 6749 §5.1 success body.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub scope: String,
+}
+
+/// One poll of the device code grant.
+pub fn exchange_device_code(
+    store: &mut Store,
+    polls: &PollTracker,
+    client: &Client,
+    device_code: Option<&str>,
+    settings: &Settings,
+    now: Timestamp,
+) -> Result<TokenResponse, Error> {
+    if !client.allows_grant(DEVICE_CODE_GRANT) {
+        return oauth(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the device authorization grant",
+        );
+    }
+    let Some(device_code) = device_code else {
+        return oauth(ErrorCode::InvalidRequest, "device_code is required");
+    };
+    let key = secrets::sha256(device_code);
+    let Some(code) = store.find_device_code_by_hash(&secrets::hash_secret(device_code))? else {
+        return oauth(ErrorCode::InvalidGrant, "unknown device_code");
+    };
+    // RFC 8628 §3.4: a device code is bound to the client that requested it.
+    if code.client_id != client.client_id {
+        return oauth(ErrorCode::InvalidGrant, "unknown device_code");
+    }
+    let expired = now.secs() >= code.expires_at;
+    match code.status {
+        DeviceCodeStatus::Redeemed => oauth(ErrorCode::InvalidGrant, "device_code already used"),
+        DeviceCodeStatus::Denied => {
+            polls.forget(&key);
+            oauth(ErrorCode::AccessDenied, "the user denied the request")
+        }
+        _ if expired => {
+            polls.forget(&key);
+            oauth(ErrorCode::ExpiredToken, "the device_code has expired")
+        }
+        DeviceCodeStatus::Pending => {
+            match polls.record_poll(&key, code.interval, code.expires_at, now) {
+                PollVerdict::OnTime => oauth(
+                    ErrorCode::AuthorizationPending,
+                    "the user has not yet approved the request",
+                ),
+                PollVerdict::SlowDown { interval } => Err(OAuthError {
+                    interval: Some(interval),
+                    ..OAuthError::new(
+                        ErrorCode::SlowDown,
+                        format!("polling too often; wait {interval} seconds between requests"),
+                    )
+                }
+                .into()),
+            }
+        }
+        DeviceCodeStatus::Approved => {
+            let access_token = secrets::random_token();
+            let refresh_token = secrets::random_token();
+            let outcome = store.redeem_device_code(
+                code.id,
+                &IssuedTokens {
+                    access_hash: &secrets::hash_secret(&access_token),
+                    access_expires_at: now.secs().saturating_add_unsigned(settings.access_token_ttl),
+                    refresh_hash: &secrets::hash_secret(&refresh_token),
+                    refresh_expires_at: now
+                        .secs()
+                        .saturating_add_unsigned(settings.refresh_token_ttl),
+                },
+                now.secs(),
+            )?;
+            polls.forget(&key);
+            match outcome {
+                RedeemOutcome::Redeemed { .. } => Ok(TokenResponse {
+                    access_token,
+                    token_type: "Bearer",
+                    expires_in: settings.access_token_ttl,
+                    refresh_token,
+                    scope: code.scope,
+                }),
+                RedeemOutcome::NotRedeemable => {
+                    oauth(ErrorCode::InvalidGrant, "device_code already used")
+                }
+            }
+        }
+    }
+}

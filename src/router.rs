@@ -1,0 +1,75 @@
+//! The one route table: (method, path) → handler. Every route is also served under
+//! Campus's prefix `/auth/v1` (e.g. `/auth/v1/oauth/token`), which handlers learn through
+//! `Prefix` so the URLs they hand out keep the prefix the client used.
+
+use crate::api;
+use crate::app::Ctx;
+use crate::http::{Method, Request, Response};
+use crate::pages;
+
+/// Campus mounts its auth service here.
+pub const CAMPUS_PREFIX: &str = "/auth/v1";
+
+pub const DEVICE_AUTHORIZATION_PATH: &str = "/oauth/device_authorize";
+pub const TOKEN_PATH: &str = "/oauth/token";
+pub const VERIFICATION_PATH: &str = "/oauth/device";
+pub const OAUTH_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+pub const OIDC_METADATA_PATH: &str = "/.well-known/openid-configuration";
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// Which mount a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Root,
+    Campus,
+}
+
+impl Prefix {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prefix::Root => "",
+            Prefix::Campus => CAMPUS_PREFIX,
+        }
+    }
+}
+
+pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
+    let (prefix, path) = match req.path.strip_prefix(CAMPUS_PREFIX) {
+        Some(rest) if rest.starts_with('/') => (Prefix::Campus, rest),
+        _ => (Prefix::Root, req.path.as_str()),
+    };
+    let get = matches!(req.method, Method::Get | Method::Head);
+    let post = req.method == Method::Post;
+    match path {
+        DEVICE_AUTHORIZATION_PATH if post => api::device_authorize(ctx, req, prefix),
+        DEVICE_AUTHORIZATION_PATH => method_not_allowed("POST"),
+        TOKEN_PATH if post => api::token(ctx, req),
+        TOKEN_PATH => method_not_allowed("POST"),
+        OAUTH_METADATA_PATH | OIDC_METADATA_PATH if get => api::metadata(ctx),
+        OAUTH_METADATA_PATH | OIDC_METADATA_PATH => method_not_allowed("GET, HEAD"),
+        HEALTH_PATH if get => api::health(ctx),
+        HEALTH_PATH => method_not_allowed("GET, HEAD"),
+        VERIFICATION_PATH if get => pages::verification(ctx, req, prefix, None),
+        VERIFICATION_PATH => method_not_allowed("GET, HEAD"),
+        _ => match path.strip_prefix("/oauth/device/") {
+            Some(code) if get => pages::verification(ctx, req, prefix, Some(code)),
+            Some(_) => method_not_allowed("GET, HEAD"),
+            None => not_found(),
+        },
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    Response::json(
+        405,
+        &serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "method not allowed"
+        }),
+    )
+    .with_header("Allow", allow)
+}
+
+fn not_found() -> Response {
+    Response::json(404, &serde_json::json!({"error": "not_found"}))
+}

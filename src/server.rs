@@ -1,0 +1,219 @@
+//! The listener and its worker threads. `Server::bind` opens the port and the database;
+//! `run` serves until `shutdown` (or SIGINT/SIGTERM via the flag `main` registers).
+//!
+//! Workers are a fixed pool; each owns one SQLite connection and serves one request at a
+//! time (no async runtime, no thread per request). A sweeper thread deletes expired codes.
+
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::app::{App, Ctx};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http::{self, Method, Request, Response};
+use crate::protocol::polls::PollTracker;
+use crate::protocol::Settings;
+use crate::router;
+use crate::store::{self, Store};
+
+/// How often idle workers look at the shutdown flag.
+const WAKE_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub enum Error {
+    Bind(String),
+    Store(store::Error),
+    Config(Vec<String>),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Bind(e) => write!(f, "cannot listen: {e}"),
+            Error::Store(e) => write!(f, "{e}"),
+            Error::Config(problems) => write!(f, "invalid configuration: {}", problems.join("; ")),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+pub struct Server {
+    http: Arc<tiny_http::Server>,
+    app: Arc<App>,
+    local_addr: SocketAddr,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// A handle to stop a running server (and to run the sweep on demand in tests).
+#[derive(Clone)]
+pub struct ServerHandle {
+    shutdown: Arc<AtomicBool>,
+    app: Arc<App>,
+}
+
+impl ServerHandle {
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    /// The flag `run` watches; `main` hands it to the signal handlers.
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shutdown)
+    }
+
+    pub fn sweep_now(&self) -> Result<usize, store::Error> {
+        let store = Store::open(&self.app.config.db_path)?;
+        self.app.sweep_expired(&store)
+    }
+
+    pub fn live_poll_states(&self) -> usize {
+        self.app.polls.len()
+    }
+}
+
+impl Server {
+    pub fn bind(config: Config) -> Result<Server, Error> {
+        Server::bind_with_clock(config, Clock::system())
+    }
+
+    /// As `bind`, with a chosen clock (tests move a manual one).
+    pub fn bind_with_clock(config: Config, clock: Clock) -> Result<Server, Error> {
+        config.validate().map_err(Error::Config)?;
+        // Open once up front: creates the file, applies the schema, fails early.
+        let store = Store::open(&config.db_path)?;
+        crate::bootstrap::ensure_builtin_clients(&store, clock.now())?;
+        let http = tiny_http::Server::http(&config.listen).map_err(|e| Error::Bind(e.to_string()))?;
+        let local_addr = http
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| Error::Bind("not an IP listener".into()))?;
+        let issuer = config.issuer_for(local_addr);
+        let app = App {
+            settings: Settings::from(&config),
+            issuer,
+            config,
+            clock,
+            polls: PollTracker::default(),
+        };
+        Ok(Server {
+            http: Arc::new(http),
+            app: Arc::new(app),
+            local_addr,
+            shutdown: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.app.issuer
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shutdown: Arc::clone(&self.shutdown),
+            app: Arc::clone(&self.app),
+        }
+    }
+
+    /// Serves until shutdown: in-flight requests finish, then the workers exit.
+    pub fn run(self) -> Result<(), Error> {
+        let mut threads = Vec::new();
+        for n in 0..self.app.config.workers {
+            let store = Store::open(&self.app.config.db_path)?;
+            let (http, app, shutdown) = (
+                Arc::clone(&self.http),
+                Arc::clone(&self.app),
+                Arc::clone(&self.shutdown),
+            );
+            let worker = thread::Builder::new()
+                .name(format!("worker-{n}"))
+                .spawn(move || work(&http, &app, store, &shutdown))
+                .map_err(|e| Error::Bind(format!("cannot start worker: {e}")))?;
+            threads.push(worker);
+        }
+        let sweeper = {
+            let store = Store::open(&self.app.config.db_path)?;
+            let (app, shutdown) = (Arc::clone(&self.app), Arc::clone(&self.shutdown));
+            thread::Builder::new()
+                .name("sweeper".into())
+                .spawn(move || sweep(&app, &store, &shutdown))
+                .map_err(|e| Error::Bind(format!("cannot start sweeper: {e}")))?
+        };
+        threads.push(sweeper);
+        for t in threads {
+            if t.join().is_err() {
+                log::error!("a server thread panicked");
+            }
+        }
+        log::info!("stopped");
+        Ok(())
+    }
+}
+
+fn work(http: &tiny_http::Server, app: &App, mut store: Store, shutdown: &AtomicBool) {
+    while !shutdown.load(Ordering::SeqCst) {
+        match http.recv_timeout(WAKE_EVERY) {
+            Ok(Some(rq)) => serve_one(rq, app, &mut store),
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("accept failed: {e}");
+                thread::sleep(WAKE_EVERY);
+            }
+        }
+    }
+}
+
+fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
+    let started = Instant::now();
+    let request = Request::read(&mut rq);
+    let mut ctx = Ctx {
+        store,
+        app,
+        now: app.clock.now(),
+    };
+    // A bug must cost one 500, never a worker thread.
+    let response = catch_unwind(AssertUnwindSafe(|| router::route(&mut ctx, &request)))
+        .unwrap_or_else(|_| {
+            log::error!("handler panicked on {}", http::loggable_path(&request.path));
+            Response::json(500, &serde_json::json!({"error": "server_error"}))
+        });
+    log::info!(
+        "{} {} {} {}ms",
+        rq.method(),
+        http::loggable_path(&request.path),
+        response.status,
+        started.elapsed().as_millis()
+    );
+    http::send(rq, response, request.method == Method::Head);
+}
+
+fn sweep(app: &App, store: &Store, shutdown: &AtomicBool) {
+    let every = Duration::from_secs(app.config.sweep_interval);
+    let mut last = Instant::now();
+    while !shutdown.load(Ordering::SeqCst) {
+        thread::sleep(WAKE_EVERY);
+        if last.elapsed() < every {
+            continue;
+        }
+        last = Instant::now();
+        match app.sweep_expired(store) {
+            Ok(0) => {}
+            Ok(n) => log::debug!("swept {n} expired device codes"),
+            Err(e) => log::warn!("sweep failed: {e}"),
+        }
+    }
+}

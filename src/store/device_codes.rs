@@ -1,0 +1,178 @@
+//! The `device_codes` table: one row per device authorization request (RFC 8628 §3.1)
+//! from issue, through the person's decision, to redemption at the token endpoint.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{Error, Result, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCodeStatus {
+    Pending,
+    Approved,
+    Denied,
+    Redeemed,
+}
+
+impl DeviceCodeStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeviceCodeStatus::Pending => "pending",
+            DeviceCodeStatus::Approved => "approved",
+            DeviceCodeStatus::Denied => "denied",
+            DeviceCodeStatus::Redeemed => "redeemed",
+        }
+    }
+
+    fn parse(s: &str) -> rusqlite::Result<Self> {
+        match s {
+            "pending" => Ok(DeviceCodeStatus::Pending),
+            "approved" => Ok(DeviceCodeStatus::Approved),
+            "denied" => Ok(DeviceCodeStatus::Denied),
+            "redeemed" => Ok(DeviceCodeStatus::Redeemed),
+            other => Err(rusqlite::Error::InvalidColumnType(
+                5,
+                format!("status {other}"),
+                rusqlite::types::Type::Text,
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceCode {
+    pub id: i64,
+    pub device_code_hash: String,
+    pub user_code: String,
+    pub client_id: String,
+    pub scope: String,
+    pub status: DeviceCodeStatus,
+    pub user_id: Option<i64>,
+    pub interval: u64,
+    pub device_ip: String,
+    pub device_user_agent: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub struct NewDeviceCode<'a> {
+    pub device_code_hash: &'a str,
+    pub user_code: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub interval: u64,
+    pub device_ip: &'a str,
+    pub device_user_agent: Option<&'a str>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+const COLUMNS: &str = "id, device_code_hash, user_code, client_id, scope, status, user_id, \
+                       interval, device_ip, device_user_agent, created_at, expires_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<DeviceCode> {
+    Ok(DeviceCode {
+        id: row.get(0)?,
+        device_code_hash: row.get(1)?,
+        user_code: row.get(2)?,
+        client_id: row.get(3)?,
+        scope: row.get(4)?,
+        status: DeviceCodeStatus::parse(&row.get::<_, String>(5)?)?,
+        user_id: row.get(6)?,
+        interval: row.get(7)?,
+        device_ip: row.get(8)?,
+        device_user_agent: row.get(9)?,
+        created_at: row.get(10)?,
+        expires_at: row.get(11)?,
+    })
+}
+
+impl Store {
+    /// Stores a new request. `Ok(false)` when its user code is already taken by another
+    /// unswept code, so the caller draws a new one.
+    pub fn create_device_code(&self, code: &NewDeviceCode<'_>) -> Result<bool> {
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO device_codes (device_code_hash, user_code, client_id, scope, status, \
+                 interval, device_ip, device_user_agent, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                code.device_code_hash,
+                code.user_code,
+                code.client_id,
+                code.scope,
+                code.interval,
+                code.device_ip,
+                code.device_user_agent,
+                code.created_at,
+                code.expires_at
+            ]);
+        match inserted.map_err(Error::from) {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn find_device_code_by_hash(&self, device_code_hash: &str) -> Result<Option<DeviceCode>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = ?1"
+        ))?;
+        Ok(stmt.query_row([device_code_hash], from_row).optional()?)
+    }
+
+    pub fn find_device_code_by_user_code(&self, user_code: &str) -> Result<Option<DeviceCode>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM device_codes WHERE user_code = ?1"
+        ))?;
+        Ok(stmt.query_row([user_code], from_row).optional()?)
+    }
+
+    /// Records the person's decision on a pending, unexpired code: `Some(user)` approves,
+    /// `None` denies. One conditional UPDATE, so of two racing decisions exactly one wins;
+    /// `Ok(false)` means the code was no longer pending (the caller re-reads to say why).
+    pub fn decide_device_code(
+        &self,
+        user_code: &str,
+        approver: Option<i64>,
+        decided_ip: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let status = match approver {
+            Some(_) => DeviceCodeStatus::Approved,
+            None => DeviceCodeStatus::Denied,
+        };
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE device_codes SET status = ?1, user_id = ?2, decided_at = ?3, \
+                 decided_ip = ?4 \
+                 WHERE user_code = ?5 AND status = 'pending' AND expires_at > ?3",
+            )?
+            .execute(params![status.as_str(), approver, now, decided_ip, user_code])?;
+        Ok(changed == 1)
+    }
+
+    /// Pending, unexpired requests, newest first (for the operator).
+    pub fn list_pending_device_codes(&self, now: i64) -> Result<Vec<DeviceCode>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM device_codes WHERE status = 'pending' AND expires_at > ?1 \
+             ORDER BY created_at DESC"
+        ))?;
+        let rows = stmt.query_map([now], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Deletes up to `limit` codes that expired before `cutoff`; returns how many. Bounded
+    /// so one sweep never holds the write lock long enough to stall requests.
+    pub fn delete_expired_device_codes(&self, cutoff: i64, limit: u32) -> Result<usize> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "DELETE FROM device_codes WHERE id IN \
+                 (SELECT id FROM device_codes WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)",
+            )?
+            .execute(params![cutoff, limit])?)
+    }
+}

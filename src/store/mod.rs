@@ -1,0 +1,156 @@
+//! The storage boundary: the only place that knows SQL (STYLE §3).
+//!
+//! `Store::open` sets the PRAGMAs, applies `schema.sql` and records migrations in
+//! `PRAGMA user_version`. Each worker thread owns one `Store` (one connection). Rows are
+//! plain structs; rusqlite errors never leave this module: they become a backend-neutral
+//! `store::Error`. Every read-modify-write is one `IMMEDIATE` transaction or one
+//! conditional `UPDATE`, so concurrent workers (and the admin CLI in another process)
+//! cannot both win the same race.
+
+mod clients;
+mod device_codes;
+mod grants;
+mod users;
+
+pub use clients::{Client, NewClient};
+pub use device_codes::{DeviceCode, DeviceCodeStatus, NewDeviceCode};
+pub use grants::{IssuedTokens, RedeemOutcome};
+pub use users::User;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+/// The whole schema, embedded (STYLE: `schema.sql` at the top level).
+const SCHEMA: &str = include_str!("../../schema.sql");
+/// Bump with each migration; `migrate` brings older files forward.
+const SCHEMA_VERSION: i64 = 1;
+
+/// A storage failure, without the backend's types.
+#[derive(Debug)]
+pub enum Error {
+    /// Temporary: busy, locked, read-only or full. Worth a 503 and a retry.
+    Unavailable(String),
+    /// A bug or corruption: a 500, details only in the log.
+    Internal(String),
+    /// A uniqueness rule refused the write (e.g. a user name that exists).
+    Conflict(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Unavailable(detail) => write!(f, "database unavailable: {detail}"),
+            Error::Internal(detail) => write!(f, "database error: {detail}"),
+            Error::Conflict(detail) => write!(f, "already exists: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        match err.sqlite_error_code() {
+            Some(
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::ReadOnly
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen,
+            ) => Error::Unavailable(err.to_string()),
+            Some(ErrorCode::ConstraintViolation) => Error::Conflict(err.to_string()),
+            _ => Error::Internal(err.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 when missing) and migrates the database file.
+    pub fn open(path: &Path) -> Result<Store> {
+        create_private_file(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // Wait for a competing writer (another worker, the admin CLI) instead of failing.
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // WAL: readers never block the writer. NORMAL: a commit survives a process crash
+        // (SIGKILL); only an OS crash or power loss may lose the last transactions.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Internal(format!(
+                "the database has schema version {version}, newer than this binary's \
+                 {SCHEMA_VERSION}; upgrade devicegate"
+            )));
+        }
+        if version < SCHEMA_VERSION {
+            // Version 0 → 1: the initial schema. Later migrations go here, one arm each.
+            tx.execute_batch(SCHEMA)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A cheap round trip, for `/healthz`.
+    pub fn ping(&self) -> Result<()> {
+        self.conn
+            .prepare_cached("SELECT 1")?
+            .query_row([], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn create_private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Unavailable(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private_file(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Space-separated list ⇄ vector, the portable way lists are stored.
+fn split_list(list: &str) -> Vec<String> {
+    list.split_whitespace().map(str::to_string).collect()
+}

@@ -1,0 +1,65 @@
+//! The `users` table: people who sign in to approve devices.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{Result, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, username, password_hash, disabled, created_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        password_hash: row.get(2)?,
+        disabled: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+impl Store {
+    /// Creates a user; `Error::Conflict` when the name is taken.
+    pub fn create_user(&self, username: &str, password_hash: &str, now: i64) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
+            params![username, password_hash, now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn find_user_by_name(&self, username: &str) -> Result<Option<User>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"))?;
+        Ok(stmt.query_row([username], from_row).optional()?)
+    }
+
+    pub fn find_user(&self, id: i64) -> Result<Option<User>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], from_row).optional()?)
+    }
+
+    pub fn list_users(&self) -> Result<Vec<User>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    pub fn count_users(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+    }
+}
