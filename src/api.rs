@@ -68,26 +68,27 @@ pub fn token(ctx: &mut Ctx<'_>, req: &Request) -> Response {
             "grant_type is required",
         ));
     };
-    let result = authenticate_client(ctx.store, credentials(req, &params)).and_then(|client| {
-        match grant_type {
-            DEVICE_CODE_GRANT => exchange_device_code(
-                ctx.store,
-                &ctx.app.polls,
-                &client,
-                params.get("device_code"),
-                &ctx.app.settings,
-                ctx.now,
-            ),
-            REFRESH_TOKEN_GRANT => protocol::oauth(
-                ErrorCode::UnsupportedGrantType,
-                "refresh_token is not supported yet",
-            ),
-            _ => protocol::oauth(
-                ErrorCode::UnsupportedGrantType,
-                "grant_type is not supported",
-            ),
-        }
-    });
+    let result =
+        authenticate_client(ctx.store, credentials(req, &params)).and_then(
+            |client| match grant_type {
+                DEVICE_CODE_GRANT => exchange_device_code(
+                    ctx.store,
+                    &ctx.app.polls,
+                    &client,
+                    params.get("device_code"),
+                    &ctx.app.settings,
+                    ctx.now,
+                ),
+                REFRESH_TOKEN_GRANT => protocol::oauth(
+                    ErrorCode::UnsupportedGrantType,
+                    "refresh_token is not supported yet",
+                ),
+                _ => protocol::oauth(
+                    ErrorCode::UnsupportedGrantType,
+                    "grant_type is not supported",
+                ),
+            },
+        );
     match result {
         Ok(tokens) => Response::json(200, &tokens).no_store(),
         Err(e) => error_response(e),
@@ -143,7 +144,9 @@ fn credentials<'a>(req: &'a Request, params: &'a crate::http::Params) -> ClientC
 fn params_error(e: &ParamsError) -> Response {
     let status = match e {
         ParamsError::TooLarge => 413,
-        ParamsError::UnsupportedContentType | ParamsError::Malformed(_) | ParamsError::Repeated(_) => 400,
+        ParamsError::UnsupportedContentType
+        | ParamsError::Malformed(_)
+        | ParamsError::Repeated(_) => 400,
     };
     Response::json(
         status,

@@ -11,7 +11,10 @@ pub const GUEST_SCOPES: &[&str] = &["read", "write"];
 /// Creates `guest` when missing; leaves an operator's changes to it alone.
 pub fn ensure_builtin_clients(store: &Store, now: Timestamp) -> Result<(), store::Error> {
     let scopes: Vec<String> = GUEST_SCOPES.iter().map(|s| s.to_string()).collect();
-    let grants = vec![DEVICE_CODE_GRANT.to_string(), REFRESH_TOKEN_GRANT.to_string()];
+    let grants = vec![
+        DEVICE_CODE_GRANT.to_string(),
+        REFRESH_TOKEN_GRANT.to_string(),
+    ];
     let created = store.create_client_if_missing(
         &NewClient {
             client_id: GUEST_CLIENT_ID,

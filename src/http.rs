@@ -68,7 +68,10 @@ pub struct Params(HashMap<String, String>);
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn from_pairs(pairs: Vec<(String, String)>) -> Result<Params, ParamsError> {
@@ -93,7 +96,12 @@ impl Request {
         let headers: Vec<(String, String)> = rq
             .headers()
             .iter()
-            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.to_string()))
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.to_string(),
+                )
+            })
             .collect();
         let method = match rq.method() {
             tiny_http::Method::Get => Method::Get,
@@ -115,7 +123,11 @@ impl Request {
         } else {
             let mut body = Vec::new();
             // Read one byte past the cap to tell "exactly the cap" from "more".
-            match rq.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body) {
+            match rq
+                .as_reader()
+                .take(MAX_BODY as u64 + 1)
+                .read_to_end(&mut body)
+            {
                 Ok(n) if n > MAX_BODY => Err(BodyError::TooLarge),
                 Ok(_) => Ok(body),
                 Err(_) => Err(BodyError::Unreadable),
@@ -166,9 +178,13 @@ impl Request {
             Err(BodyError::TooLarge) => return Err(ParamsError::TooLarge),
             Err(BodyError::Unreadable) => return Err(ParamsError::Malformed("unreadable body")),
         };
-        let media_type = self
-            .header("content-type")
-            .map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        let media_type = self.header("content-type").map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
         match media_type.as_deref() {
             Some("application/x-www-form-urlencoded") => parse_form(body),
             Some("application/json") => parse_json(body),
@@ -279,15 +295,23 @@ impl Response {
 
     /// Every HTML response goes through here, so every page gets the same protections.
     pub fn html(status: u16, markup: maud::Markup) -> Response {
-        Response::new(status, "text/html; charset=utf-8", markup.into_string().into_bytes())
-            .with_header("Content-Security-Policy", CSP)
-            .with_header("X-Frame-Options", "DENY")
-            .with_header("Referrer-Policy", "no-referrer")
-            .no_store()
+        Response::new(
+            status,
+            "text/html; charset=utf-8",
+            markup.into_string().into_bytes(),
+        )
+        .with_header("Content-Security-Policy", CSP)
+        .with_header("X-Frame-Options", "DENY")
+        .with_header("Referrer-Policy", "no-referrer")
+        .no_store()
     }
 
     pub fn text(status: u16, text: &str) -> Response {
-        Response::new(status, "text/plain; charset=utf-8", text.as_bytes().to_vec())
+        Response::new(
+            status,
+            "text/plain; charset=utf-8",
+            text.as_bytes().to_vec(),
+        )
     }
 
     /// 303 See Other: after a POST, the browser follows with a GET.
@@ -318,12 +342,9 @@ impl Response {
 
 /// Writes the response; a client that went away is not an error worth more than a debug line.
 pub fn send(rq: tiny_http::Request, response: Response, head_only: bool) {
-    let mut out = tiny_http::Response::from_data(if head_only {
-        Vec::new()
-    } else {
-        response.body
-    })
-    .with_status_code(response.status);
+    let mut out =
+        tiny_http::Response::from_data(if head_only { Vec::new() } else { response.body })
+            .with_status_code(response.status);
     for (name, value) in response.headers {
         if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             out.add_header(header);
@@ -356,7 +377,10 @@ mod tests {
         Request::synthetic(
             Method::Post,
             "/x",
-            &[("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")],
+            &[(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=UTF-8",
+            )],
             body.as_bytes(),
         )
     }
@@ -391,7 +415,10 @@ mod tests {
             &[("Content-Type", "application/json")],
             br#"{"a":"1","a":"2"}"#,
         );
-        assert_eq!(dup.params().expect_err("dup"), ParamsError::Repeated("a".into()));
+        assert_eq!(
+            dup.params().expect_err("dup"),
+            ParamsError::Repeated("a".into())
+        );
         let nested = Request::synthetic(
             Method::Post,
             "/x",
@@ -403,8 +430,16 @@ mod tests {
 
     #[test]
     fn unknown_content_type_is_refused() {
-        let req = Request::synthetic(Method::Post, "/x", &[("Content-Type", "text/plain")], b"a=1");
-        assert_eq!(req.params().expect_err("ct"), ParamsError::UnsupportedContentType);
+        let req = Request::synthetic(
+            Method::Post,
+            "/x",
+            &[("Content-Type", "text/plain")],
+            b"a=1",
+        );
+        assert_eq!(
+            req.params().expect_err("ct"),
+            ParamsError::UnsupportedContentType
+        );
     }
 
     #[test]

@@ -202,7 +202,10 @@ mod tests {
     #[test]
     fn normalisation_accepts_case_dashes_and_spaces() {
         assert_eq!(normalize_user_code("bcdf-ghjk").as_deref(), Ok("BCDFGHJK"));
-        assert_eq!(normalize_user_code(" bcdf ghjk ").as_deref(), Ok("BCDFGHJK"));
+        assert_eq!(
+            normalize_user_code(" bcdf ghjk ").as_deref(),
+            Ok("BCDFGHJK")
+        );
         assert_eq!(normalize_user_code("BCDFGHJK").as_deref(), Ok("BCDFGHJK"));
     }
 

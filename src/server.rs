@@ -93,7 +93,8 @@ impl Server {
         // Open once up front: creates the file, applies the schema, fails early.
         let store = Store::open(&config.db_path)?;
         crate::bootstrap::ensure_builtin_clients(&store, clock.now())?;
-        let http = tiny_http::Server::http(&config.listen).map_err(|e| Error::Bind(e.to_string()))?;
+        let http =
+            tiny_http::Server::http(&config.listen).map_err(|e| Error::Bind(e.to_string()))?;
         let local_addr = http
             .server_addr()
             .to_ip()

@@ -46,14 +46,22 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
         }) => add_client(&store, &clock, &name, confidential, &scope, &grant_types),
         Command::Client(ClientCommand::List) => {
             for c in store.list_clients()? {
-                let kind = if c.is_confidential() { "confidential" } else { "public" };
+                let kind = if c.is_confidential() {
+                    "confidential"
+                } else {
+                    "public"
+                };
                 println!(
                     "{}\t{}\t{}\tscopes: {}\tgrants: {}",
                     c.client_id,
                     kind,
                     c.name,
                     c.scopes.join(" "),
-                    c.grant_types.iter().map(|g| short_grant(g)).collect::<Vec<_>>().join(" ")
+                    c.grant_types
+                        .iter()
+                        .map(|g| short_grant(g))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 );
             }
             Ok(())
@@ -82,7 +90,8 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Deny { user_code } => {
-            let code = approval::decide(&store, &user_code, None, "cli", clock.now()).map_err(explain)?;
+            let code =
+                approval::decide(&store, &user_code, None, "cli", clock.now()).map_err(explain)?;
             println!(
                 "denied {} (client {})",
                 secrets::display_user_code(&code.user_code),
@@ -139,12 +148,19 @@ fn add_client(
 }
 
 fn add_user(store: &Store, clock: &Clock, name: &str) -> Result<(), Failure> {
-    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(Failure("a user name is 1–64 characters without spaces".into()));
+    if name.is_empty()
+        || name.len() > 64
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(Failure(
+            "a user name is 1–64 characters without spaces".into(),
+        ));
     }
     let password = read_password(name)?;
     if password.chars().count() < 8 {
-        return Err(Failure("the password must have at least 8 characters".into()));
+        return Err(Failure(
+            "the password must have at least 8 characters".into(),
+        ));
     }
     let hash = secrets::hash_password(&password).map_err(|e| Failure(e.to_string()))?;
     match store.create_user(name, &hash, clock.now().secs()) {
@@ -205,7 +221,13 @@ fn short_grant(grant: &str) -> &str {
 fn slug(name: &str) -> String {
     let slug: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .split('-')
         .filter(|s| !s.is_empty())

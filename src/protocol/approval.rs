@@ -48,7 +48,11 @@ impl From<CodeProblem> for ApprovalError {
 }
 
 /// A code that is waiting for a decision, or why it is not.
-pub fn find_pending(store: &Store, typed: &str, now: Timestamp) -> Result<DeviceCode, ApprovalError> {
+pub fn find_pending(
+    store: &Store,
+    typed: &str,
+    now: Timestamp,
+) -> Result<DeviceCode, ApprovalError> {
     let user_code = secrets::normalize_user_code(typed).map_err(CodeProblem::Malformed)?;
     let code = store
         .find_device_code_by_user_code(&user_code)?

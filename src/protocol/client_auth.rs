@@ -82,7 +82,10 @@ pub fn authenticate_client(store: &Store, creds: ClientCredentials<'_>) -> Resul
         }
         None => match creds.client_id {
             Some(client_id) => verify(store, client_id, creds.client_secret, false),
-            None => oauth(ErrorCode::InvalidClient, "client authentication is required"),
+            None => oauth(
+                ErrorCode::InvalidClient,
+                "client authentication is required",
+            ),
         },
     }
 }

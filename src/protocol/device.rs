@@ -45,7 +45,9 @@ pub fn authorize_device(
     let scope = resolve_scope(request.scope, &client.scopes)?;
     let expires_in = client.device_code_ttl.unwrap_or(settings.device_code_ttl);
     let interval = client.poll_interval.unwrap_or(settings.poll_interval);
-    let user_agent = request.device_user_agent.map(|ua| truncate(ua, MAX_USER_AGENT));
+    let user_agent = request
+        .device_user_agent
+        .map(|ua| truncate(ua, MAX_USER_AGENT));
 
     let device_code = secrets::random_token();
     let device_code_hash = secrets::hash_secret(&device_code);

@@ -54,7 +54,9 @@ impl PollTracker {
     fn shard(&self, key: &[u8; 32]) -> MutexGuard<'_, HashMap<[u8; 32], PollState>> {
         let shard = &self.shards[usize::from(key[0]) % SHARDS];
         // A panic elsewhere while holding the lock leaves plain data; keep using it.
-        shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records a poll at `now` and says whether it came too early.
@@ -131,7 +133,10 @@ mod tests {
     #[test]
     fn first_poll_is_never_punished() {
         let polls = PollTracker::default();
-        assert_eq!(polls.record_poll(&KEY, 5, 600, at(0.0)), PollVerdict::OnTime);
+        assert_eq!(
+            polls.record_poll(&KEY, 5, 600, at(0.0)),
+            PollVerdict::OnTime
+        );
     }
 
     #[test]
@@ -148,8 +153,14 @@ mod tests {
             PollVerdict::SlowDown { interval: 15 }
         );
         // …waiting the new one is fine, again and again.
-        assert_eq!(polls.record_poll(&KEY, 5, 600, at(21.0)), PollVerdict::OnTime);
-        assert_eq!(polls.record_poll(&KEY, 5, 600, at(36.0)), PollVerdict::OnTime);
+        assert_eq!(
+            polls.record_poll(&KEY, 5, 600, at(21.0)),
+            PollVerdict::OnTime
+        );
+        assert_eq!(
+            polls.record_poll(&KEY, 5, 600, at(36.0)),
+            PollVerdict::OnTime
+        );
     }
 
     #[test]
@@ -169,7 +180,12 @@ mod tests {
         for _ in 0..30 {
             last = polls.record_poll(&KEY, 5, 600, at(0.0));
         }
-        assert_eq!(last, PollVerdict::SlowDown { interval: MAX_INTERVAL });
+        assert_eq!(
+            last,
+            PollVerdict::SlowDown {
+                interval: MAX_INTERVAL
+            }
+        );
     }
 
     #[test]

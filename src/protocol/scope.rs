@@ -52,7 +52,10 @@ mod tests {
     #[test]
     fn omitted_scope_means_the_clients_default() {
         assert_eq!(resolve_scope(None, &allowed()).as_deref(), Ok("read write"));
-        assert_eq!(resolve_scope(Some("  "), &allowed()).as_deref(), Ok("read write"));
+        assert_eq!(
+            resolve_scope(Some("  "), &allowed()).as_deref(),
+            Ok("read write")
+        );
     }
 
     #[test]

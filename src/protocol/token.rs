@@ -76,7 +76,9 @@ pub fn exchange_device_code(
                 code.id,
                 &IssuedTokens {
                     access_hash: &secrets::hash_secret(&access_token),
-                    access_expires_at: now.secs().saturating_add_unsigned(settings.access_token_ttl),
+                    access_expires_at: now
+                        .secs()
+                        .saturating_add_unsigned(settings.access_token_ttl),
                     refresh_hash: &secrets::hash_secret(&refresh_token),
                     refresh_expires_at: now
                         .secs()

@@ -91,16 +91,16 @@ impl Store {
     }
 
     pub fn find_client(&self, client_id: &str) -> Result<Option<Client>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM clients WHERE client_id = ?1"))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM clients WHERE client_id = ?1"
+        ))?;
         Ok(stmt.query_row([client_id], from_row).optional()?)
     }
 
     pub fn list_clients(&self) -> Result<Vec<Client>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM clients ORDER BY created_at, client_id"))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM clients ORDER BY created_at, client_id"
+        ))?;
         let rows = stmt.query_map([], from_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }

@@ -150,7 +150,13 @@ impl Store {
                  decided_ip = ?4 \
                  WHERE user_code = ?5 AND status = 'pending' AND expires_at > ?3",
             )?
-            .execute(params![status.as_str(), approver, now, decided_ip, user_code])?;
+            .execute(params![
+                status.as_str(),
+                approver,
+                now,
+                decided_ip,
+                user_code
+            ])?;
         Ok(changed == 1)
     }
 

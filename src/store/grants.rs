@@ -81,7 +81,11 @@ impl Store {
     }
 
     /// The grant id and scope of a live (unexpired, unrevoked) access token.
-    pub fn find_live_access_token(&self, token_hash: &str, now: i64) -> Result<Option<(i64, String)>> {
+    pub fn find_live_access_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<(i64, String)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT t.grant_id, t.scope FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
              WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND g.revoked_at IS NULL",
@@ -103,11 +107,23 @@ fn insert_token_pair(
         "INSERT INTO access_tokens (token_hash, grant_id, scope, issued_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![tokens.access_hash, grant_id, scope, now, tokens.access_expires_at])?;
+    .execute(params![
+        tokens.access_hash,
+        grant_id,
+        scope,
+        now,
+        tokens.access_expires_at
+    ])?;
     tx.prepare_cached(
         "INSERT INTO refresh_tokens (token_hash, grant_id, scope, issued_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![tokens.refresh_hash, grant_id, scope, now, tokens.refresh_expires_at])?;
+    .execute(params![
+        tokens.refresh_hash,
+        grant_id,
+        scope,
+        now,
+        tokens.refresh_expires_at
+    ])?;
     Ok(())
 }

@@ -1,0 +1,268 @@
+//! The binary itself: admin commands against a database file, and `serve` with signals.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::TestApp;
+
+const BIN: &str = env!("CARGO_BIN_EXE_devicegate");
+
+fn run(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_serve_option_with_defaults() {
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--db",
+        "--listen",
+        "--issuer",
+        "--workers",
+        "--device-code-ttl",
+        "--poll-interval",
+        "--access-token-ttl",
+        "--refresh-token-ttl",
+        "--log-level",
+    ] {
+        assert!(help.contains(option), "{option} missing from:\n{help}");
+    }
+    for default in [
+        "127.0.0.1:8080",
+        "devicegate.db",
+        "600",
+        "3600",
+        "2592000",
+        "DEVICEGATE_DB",
+    ] {
+        assert!(help.contains(default), "{default} missing from:\n{help}");
+    }
+    let top = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&top.stdout).contains("serve"));
+}
+
+#[test]
+fn client_add_prints_id_and_secret_once_and_stores_only_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let (code, out, _) = run(
+        &db,
+        &[
+            "client",
+            "add",
+            "My CLI",
+            "--confidential",
+            "--scope",
+            "read",
+        ],
+        None,
+    );
+    assert_eq!(code, 0);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id: "))
+        .unwrap();
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap();
+    assert!(id.starts_with("my-cli-"));
+    let bytes = std::fs::read(&db).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains(secret));
+    assert!(text.contains(&devicegate::secrets::hash_secret(secret)));
+    let (code, out, _) = run(&db, &["client", "list"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains(id) && out.contains("confidential") && out.contains("guest"));
+    // A public client gets no secret.
+    let (_, out, _) = run(&db, &["client", "add", "Kiosk"], None);
+    assert!(!out.contains("client_secret"));
+    let (code, _, err) = run(
+        &db,
+        &["client", "add", "x", "--grant-types", "password"],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown grant type"));
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin_and_hashes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let (code, _, err) = run(&db, &["user", "add", "frank"], Some("hunter2hunter2\n"));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&db, &["user", "add", "frank"], Some("hunter2hunter2\n"));
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"));
+    let (code, _, _) = run(&db, &["user", "add", "short"], Some("abc\n"));
+    assert_eq!(code, 1);
+    let (_, out, _) = run(&db, &["user", "list"], None);
+    assert!(out.contains("frank"));
+    let store = devicegate::store::Store::open(&db).unwrap();
+    let user = store.find_user_by_name("frank").unwrap().unwrap();
+    assert!(user.password_hash.starts_with("$argon2id$"));
+    assert!(devicegate::secrets::verify_password(
+        "hunter2hunter2",
+        Some(&user.password_hash)
+    ));
+}
+
+#[test]
+fn approve_and_deny_from_the_terminal_reach_the_polling_device() {
+    let app = TestApp::spawn();
+    let (code, _, _) = run(
+        &app.db_path,
+        &["user", "add", "gina"],
+        Some("password123\n"),
+    );
+    assert_eq!(code, 0);
+    let codes = app.device_authorize("guest");
+    // Lower case, no dash: the CLI normalises like the page does.
+    let typed = codes.user_code.replace('-', "").to_lowercase();
+    let (code, out, err) = run(&app.db_path, &["approve", &typed, "--user", "gina"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("approved"));
+    assert_eq!(app.poll("guest", &codes.device_code).status, 200);
+    let (code, _, err) = run(&app.db_path, &["approve", &typed, "--user", "gina"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("already"));
+
+    let denied = app.device_authorize("guest");
+    let (code, _, _) = run(&app.db_path, &["deny", &denied.user_code], None);
+    assert_eq!(code, 0);
+    let resp = app.poll("guest", &denied.device_code);
+    assert_eq!(resp.json()["error"], "access_denied");
+
+    let (code, _, err) = run(
+        &app.db_path,
+        &["approve", "BCDF-GHJK", "--user", "nobody"],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no active user"));
+    let (code, _, err) = run(&app.db_path, &["deny", "0000-0000"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("never contains"));
+}
+
+#[test]
+fn invalid_configuration_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let (code, _, err) = run(
+        &db,
+        &[
+            "serve",
+            "--listen",
+            "nowhere",
+            "--workers",
+            "0",
+            "--issuer",
+            "http://10.0.0.1",
+        ],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--listen") && err.contains("--workers") && err.contains("--issuer"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_creates_guest_logs_requests_without_secrets_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{listen}");
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let started = Instant::now();
+    while agent.get(&format!("{base}/healthz")).call().is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body: serde_json::Value = serde_json::from_str(
+        &agent
+            .post(&format!("{base}/oauth/device_authorize"))
+            .send_form(&[("client_id", "guest")])
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let device_code = body["device_code"].as_str().unwrap().to_string();
+    let user_code = body["user_code"].as_str().unwrap().to_string();
+    let _ = agent.post(&format!("{base}/oauth/token")).send_form(&[
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("client_id", "guest"),
+        ("device_code", &device_code),
+    ]);
+    let _ = agent
+        .get(&format!(
+            "{base}/auth/v1/oauth/device/{user_code}?user_code={user_code}"
+        ))
+        .call();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "clean exit on SIGTERM");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("POST /oauth/device_authorize 200"), "{log}");
+    assert!(log.contains("POST /oauth/token 400"), "{log}");
+    assert!(!log.contains(&device_code));
+    assert!(!log.contains(&user_code), "full user code logged:\n{log}");
+    assert!(!log.contains(&user_code.replace('-', "")));
+    assert!(!log.contains("user_code="), "query strings are not logged");
+    assert!(
+        log.contains("guest"),
+        "first start mentions the built-in client"
+    );
+}

@@ -1,0 +1,11 @@
+//! One integration-test binary: every test starts the real server on 127.0.0.1:0 with a
+//! temporary SQLite file (`TestApp`) and talks HTTP to it.
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+mod cli;
+mod device_authorization;
+mod metadata;
+mod oauth2_client;
+mod secrets_at_rest;
+mod support;
+mod token_polling;

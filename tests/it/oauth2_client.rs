@@ -1,0 +1,125 @@
+//! The device flow driven by a real client library: the Rust `oauth2` crate (sync, ureq).
+//! Its sleep function moves the server's manual clock instead of sleeping.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    ClientId, DeviceAuthorizationUrl, RequestTokenError, Scope,
+    StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
+};
+
+use crate::support::TestApp;
+
+fn client(
+    app: &TestApp,
+) -> oauth2::basic::BasicClient<
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+> {
+    BasicClient::new(ClientId::new("guest".into()))
+        .set_device_authorization_url(
+            DeviceAuthorizationUrl::new(app.url("/oauth/device_authorize")).unwrap(),
+        )
+        .set_token_uri(TokenUrl::new(app.url("/oauth/token")).unwrap())
+}
+
+/// An HTTP client for the crate. Its built-in `ureq` 2 adapter turns every 4xx into a
+/// transport error, so it would never see `access_denied` (it backs off and polls on until
+/// the code expires); this adapter hands 4xx responses to the crate as responses.
+fn agent() -> impl Fn(oauth2::HttpRequest) -> Result<oauth2::HttpResponse, Box<ureq::Error>> {
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    move |request: oauth2::HttpRequest| {
+        let mut req = agent.request(request.method().as_str(), &request.uri().to_string());
+        for (name, value) in request.headers() {
+            req = req.set(name.as_str(), value.to_str().unwrap());
+        }
+        let response = match req.send_bytes(request.body()) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(Box::new(e)),
+        };
+        let mut builder = oauth2::http::Response::builder().status(response.status());
+        if let Some(ct) = response.header("content-type") {
+            builder = builder.header("content-type", ct);
+        }
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+        Ok(builder.body(body).unwrap())
+    }
+}
+
+#[test]
+fn oauth2_crate_completes_a_device_login() {
+    let app = TestApp::spawn();
+    let user = app.add_user("erin");
+    let client = client(&app);
+    let http = agent();
+    let details: StandardDeviceAuthorizationResponse = client
+        .exchange_device_code()
+        .add_scope(Scope::new("read".into()))
+        .request(&http)
+        .unwrap();
+    assert_eq!(details.interval(), Duration::from_secs(5));
+    let sleeps = AtomicUsize::new(0);
+    let token = client
+        .exchange_device_access_token(&details)
+        .request(
+            &http,
+            |wait: Duration| {
+                // The crate polls at once, then sleeps: approve during its second sleep.
+                if sleeps.fetch_add(1, Ordering::SeqCst) == 1 {
+                    app.approve(details.user_code().secret(), user);
+                }
+                app.advance(wait.as_secs_f64());
+            },
+            // A real-time safety net: the manual clock makes the flow itself instant.
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap();
+    assert!(!token.access_token().secret().is_empty());
+    assert!(token.refresh_token().is_some());
+    assert_eq!(token.expires_in(), Some(Duration::from_secs(3600)));
+    assert_eq!(
+        token
+            .scopes()
+            .map(|s| s.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+        Some(vec!["read".to_string()])
+    );
+    assert_eq!(sleeps.load(Ordering::SeqCst), 2, "never told to slow down");
+}
+
+#[test]
+fn oauth2_crate_reports_access_denied() {
+    let app = TestApp::spawn();
+    let client = client(&app);
+    let http = agent();
+    let details: StandardDeviceAuthorizationResponse =
+        client.exchange_device_code().request(&http).unwrap();
+    let result = client.exchange_device_access_token(&details).request(
+        &http,
+        |wait: Duration| {
+            let _ = devicegate::protocol::approval::decide(
+                &app.store(),
+                details.user_code().secret(),
+                None,
+                "127.0.0.1",
+                app.clock.now(),
+            );
+            app.advance(wait.as_secs_f64());
+        },
+        Some(Duration::from_secs(60)),
+    );
+    match result {
+        Err(RequestTokenError::ServerResponse(err)) => {
+            assert_eq!(
+                err.error(),
+                &oauth2::DeviceCodeErrorResponseType::AccessDenied
+            );
+        }
+        other => panic!("expected access_denied, got {other:?}"),
+    }
+}

@@ -1,0 +1,267 @@
+//! `TestApp`: a real server on 127.0.0.1:0 with a temporary database and a manual clock,
+//! one helper per endpoint, shut down on drop.
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use devicegate::store::{NewClient, Store};
+use devicegate::{Clock, Config, Server, ServerHandle, Timestamp};
+use serde_json::Value;
+
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+pub struct TestApp {
+    pub base: String,
+    pub clock: Clock,
+    pub db_path: PathBuf,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+    agent: ureq::Agent,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Codes from a successful device authorization.
+#[derive(Debug, Clone)]
+pub struct DeviceCodes {
+    pub device_code: String,
+    pub user_code: String,
+    pub body: Value,
+}
+
+/// RFC 6749 §5.2 error: exact status, JSON content type, `error` code, and no caching.
+pub fn assert_oauth_error(resp: &TestResponse, status: u16, code: &str) {
+    assert_eq!(resp.status, status, "status for {code}: {}", resp.body);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert_eq!(resp.json()["error"], code, "body: {}", resp.body);
+    assert!(resp.json()["error_description"].is_string());
+    assert_no_store(resp);
+}
+
+pub fn assert_no_store(resp: &TestResponse) {
+    assert_eq!(resp.header("cache-control"), Some("no-store"));
+    assert_eq!(resp.header("pragma"), Some("no-cache"));
+}
+
+impl TestApp {
+    pub fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {})
+    }
+
+    pub fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("devicegate.db");
+        let mut config = Config {
+            db_path: db_path.clone(),
+            listen: "127.0.0.1:0".into(),
+            workers: 4,
+            log_level: "off".into(),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let clock = Clock::manual(Timestamp::from_secs(1_800_000_000));
+        let server = Server::bind_with_clock(config, clock.clone()).unwrap();
+        let base = format!("http://{}", server.local_addr());
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || server.run().unwrap());
+        TestApp {
+            base,
+            clock,
+            db_path,
+            handle,
+            thread: Some(thread),
+            agent: ureq::AgentBuilder::new()
+                .redirects(0)
+                .timeout(Duration::from_secs(30))
+                .build(),
+            _dir: dir,
+        }
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.db_path).unwrap()
+    }
+
+    pub fn advance(&self, secs: f64) {
+        self.clock.advance_millis((secs * 1000.0) as i64);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn finish(result: Result<ureq::Response, ureq::Error>) -> TestResponse {
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport error: {e}"),
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .flat_map(|name| {
+                response
+                    .all(&name)
+                    .into_iter()
+                    .map(|v| (name.clone(), v.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let body = response.into_string().unwrap_or_default();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> TestResponse {
+        let mut req = self.agent.request(method, &self.url(path));
+        for (name, value) in headers {
+            req = req.set(name, value);
+        }
+        TestApp::finish(match body {
+            Some(body) => req.send_bytes(body),
+            None => req.call(),
+        })
+    }
+
+    pub fn get(&self, path: &str) -> TestResponse {
+        self.request("GET", path, &[], None)
+    }
+
+    pub fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> TestResponse {
+        self.post_form_with(path, pairs, &[])
+    }
+
+    pub fn post_form_with(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        let body = serde_urlencoded::to_string(pairs).unwrap();
+        let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        all.extend_from_slice(headers);
+        self.request("POST", path, &all, Some(body.as_bytes()))
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> TestResponse {
+        self.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        )
+    }
+
+    pub fn device_authorize(&self, client_id: &str) -> DeviceCodes {
+        let resp = self.post_form("/oauth/device_authorize", &[("client_id", client_id)]);
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let body = resp.json();
+        DeviceCodes {
+            device_code: body["device_code"].as_str().unwrap().to_string(),
+            user_code: body["user_code"].as_str().unwrap().to_string(),
+            body,
+        }
+    }
+
+    pub fn poll(&self, client_id: &str, device_code: &str) -> TestResponse {
+        self.post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", DEVICE_GRANT),
+                ("client_id", client_id),
+                ("device_code", device_code),
+            ],
+        )
+    }
+
+    pub fn add_user(&self, name: &str) -> i64 {
+        let hash = devicegate::secrets::hash_password("password123").unwrap();
+        self.store().create_user(name, &hash, 0).unwrap()
+    }
+
+    /// A client with a chosen secret (`None`: public) and grant types.
+    pub fn add_client(&self, client_id: &str, secret: Option<&str>, grants: &[&str]) {
+        let scopes = vec!["read".to_string(), "write".to_string()];
+        let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+        let hash = secret.map(devicegate::secrets::hash_secret);
+        self.store()
+            .create_client(
+                &NewClient {
+                    client_id,
+                    name: "Test client",
+                    secret_hash: hash.as_deref(),
+                    scopes: &scopes,
+                    grant_types: &grants,
+                    device_code_ttl: None,
+                    poll_interval: None,
+                },
+                0,
+            )
+            .unwrap();
+    }
+
+    pub fn approve(&self, user_code: &str, user_id: i64) {
+        devicegate::protocol::approval::decide(
+            &self.store(),
+            user_code,
+            Some(user_id),
+            "127.0.0.1",
+            self.clock.now(),
+        )
+        .unwrap();
+    }
+
+    pub fn deny(&self, user_code: &str) {
+        devicegate::protocol::approval::decide(
+            &self.store(),
+            user_code,
+            None,
+            "127.0.0.1",
+            self.clock.now(),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
