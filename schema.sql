@@ -76,3 +76,22 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     rotated_at INTEGER                 -- set once exchanged; presenting it again is reuse
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS refresh_tokens_by_grant ON refresh_tokens (grant_id);
+
+-- Browser sessions: the only source of "who is the user". The cookie carries a random id;
+-- only its hash is stored. user_id is NULL before sign-in (the sign-in form still needs a
+-- CSRF token bound to something); signing in replaces the session (no fixation).
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash      TEXT PRIMARY KEY,
+    user_id      INTEGER REFERENCES users(id) ON DELETE CASCADE,
+    csrf_token   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Failure counters for brute-force limits, one row per key (e.g. `code-ip:203.0.113.7`),
+-- counted in fixed windows.
+CREATE TABLE IF NOT EXISTS throttles (
+    key          TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    failures     INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -4,6 +4,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
 use crate::protocol::polls::PollTracker;
 use crate::protocol::Settings;
+use crate::session;
 use crate::store::Store;
 
 /// Read-mostly state shared by all workers.
@@ -23,7 +24,8 @@ pub const EXPIRED_CODE_RETENTION: i64 = 600;
 pub const SWEEP_BATCH: u32 = 500;
 
 impl App {
-    /// Deletes expired device codes in bounded batches and drops their poll state.
+    /// Deletes expired device codes (returning how many), sessions and closed brute-force
+    /// windows, in bounded batches, and drops expired poll state.
     pub fn sweep_expired(&self, store: &Store) -> Result<usize, crate::store::Error> {
         let cutoff = self.clock.now().secs() - EXPIRED_CODE_RETENTION;
         let mut total = 0;
@@ -35,6 +37,15 @@ impl App {
             }
         }
         self.polls.prune(cutoff);
+        let now = self.clock.now().secs();
+        while store.delete_expired_sessions(
+            now - session::IDLE_TIMEOUT,
+            now - session::ABSOLUTE_TIMEOUT,
+            SWEEP_BATCH,
+        )? == SWEEP_BATCH as usize
+        {}
+        // Windows are at most 10 minutes; an hour-old one is certainly closed.
+        while store.delete_old_throttles(now - 3600, SWEEP_BATCH)? == SWEEP_BATCH as usize {}
         Ok(total)
     }
 }

@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod router;
 pub mod secrets;
 pub mod server;
+pub mod session;
 pub mod store;
 
 pub use clock::{Clock, Timestamp};

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use devicegate::bootstrap::{ensure_first_admin, FIRST_ADMIN};
 use devicegate::cli::{run_admin, Cli, Command};
 use devicegate::config::log_level_filter;
-use devicegate::{logging, Server};
+use devicegate::store::{self, Store};
+use devicegate::{logging, Clock, Server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,6 +30,13 @@ fn serve(config: devicegate::Config) -> ExitCode {
         }
         return ExitCode::from(2);
     }
+    let first_admin = match first_admin(&config) {
+        Ok(password) => password,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
@@ -47,6 +56,17 @@ fn serve(config: devicegate::Config) -> ExitCode {
         server.local_addr(),
         server.issuer()
     );
+    if let Some(password) = first_admin {
+        // To the terminal only: the log may be shipped elsewhere.
+        println!();
+        println!("  First start: created the user `{FIRST_ADMIN}`.");
+        println!("  Password: {password}");
+        println!(
+            "  It is shown only this once. Sign in at {}/oauth/device",
+            server.issuer()
+        );
+        println!();
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -54,4 +74,9 @@ fn serve(config: devicegate::Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn first_admin(config: &devicegate::Config) -> Result<Option<String>, store::Error> {
+    let store = Store::open(&config.db_path)?;
+    ensure_first_admin(&store, Clock::system().now())
 }

@@ -16,6 +16,11 @@ pub const VERIFICATION_PATH: &str = "/oauth/device";
 pub const OAUTH_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 pub const OIDC_METADATA_PATH: &str = "/.well-known/openid-configuration";
 pub const HEALTH_PATH: &str = "/healthz";
+pub const DECISION_PATH: &str = "/oauth/device/decision";
+/// Campus's JSON approval call.
+pub const CAMPUS_APPROVAL_PATH: &str = "/oauth/device/authorize";
+pub const LOGIN_PATH: &str = "/login";
+pub const LOGOUT_PATH: &str = "/logout";
 
 /// Which mount a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +55,17 @@ pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         HEALTH_PATH if get => api::health(ctx),
         HEALTH_PATH => method_not_allowed("GET, HEAD"),
         VERIFICATION_PATH if get => pages::verification(ctx, req, prefix, None),
-        VERIFICATION_PATH => method_not_allowed("GET, HEAD"),
+        VERIFICATION_PATH if post => pages::submit_code(ctx, req, prefix),
+        VERIFICATION_PATH => method_not_allowed("GET, HEAD, POST"),
+        DECISION_PATH if post => pages::decide(ctx, req, prefix),
+        DECISION_PATH => method_not_allowed("POST"),
+        CAMPUS_APPROVAL_PATH if post => api::campus_approve(ctx, req),
+        LOGIN_PATH if post => pages::login(ctx, req, prefix),
+        LOGIN_PATH if get => Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str())),
+        LOGIN_PATH => method_not_allowed("GET, HEAD, POST"),
+        LOGOUT_PATH if post => pages::logout(ctx, req, prefix),
+        LOGOUT_PATH => method_not_allowed("POST"),
+        pages::STYLESHEET_PATH if get => pages::stylesheet(),
         _ => match path.strip_prefix("/oauth/device/") {
             Some(code) if get => pages::verification(ctx, req, prefix, Some(code)),
             Some(_) => method_not_allowed("GET, HEAD"),

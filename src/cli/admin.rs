@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::{ClientCommand, Command, UserCommand};
 use crate::clock::Clock;
-use crate::protocol::approval::{self, ApprovalError, CodeProblem};
+use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
 use crate::protocol::scope::is_scope_token;
 use crate::protocol::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::secrets::{self, UserCodeError};
@@ -79,8 +79,16 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
                 .find_user_by_name(&user)?
                 .filter(|u| !u.disabled)
                 .ok_or_else(|| Failure(format!("no active user named `{user}`")))?;
-            let code = approval::decide(&store, &user_code, Some(account.id), "cli", clock.now())
-                .map_err(explain)?;
+            let code = approval::decide(
+                &store,
+                &user_code,
+                Decision::Approve {
+                    user_id: account.id,
+                },
+                Actor::Operator,
+                clock.now(),
+            )
+            .map_err(explain)?;
             println!(
                 "approved {} for {} (client {})",
                 secrets::display_user_code(&code.user_code),
@@ -90,8 +98,14 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Deny { user_code } => {
-            let code =
-                approval::decide(&store, &user_code, None, "cli", clock.now()).map_err(explain)?;
+            let code = approval::decide(
+                &store,
+                &user_code,
+                Decision::Deny,
+                Actor::Operator,
+                clock.now(),
+            )
+            .map_err(explain)?;
             println!(
                 "denied {} (client {})",
                 secrets::display_user_code(&code.user_code),
@@ -197,6 +211,7 @@ fn read_password(name: &str) -> Result<String, Failure> {
 fn explain(error: ApprovalError) -> Failure {
     Failure(match error {
         ApprovalError::Store(e) => e.to_string(),
+        ApprovalError::Locked(_) => "too many failed attempts".into(),
         ApprovalError::Code(problem) => match problem {
             CodeProblem::Malformed(UserCodeError::BadCharacters(chars)) => {
                 format!("a code never contains `{chars}`")

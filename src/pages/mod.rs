@@ -1,40 +1,435 @@
-//! HTML pages, rendered with maud (auto-escaped). The only module that knows maud.
+//! HTML pages: the verification journey a person takes on their phone or laptop
+//! (RFC 8628 §3.3): sign in → enter the code → see who is asking → approve or deny.
+//! The only module that knows maud. Works without JavaScript; every POST form carries the
+//! session's CSRF token; the person's identity comes only from the server-side session.
 
-use maud::{html, Markup, DOCTYPE};
+mod layout;
+mod views;
+
+use maud::Markup;
 
 use crate::app::Ctx;
-use crate::http::{Request, Response};
-use crate::router::Prefix;
+use crate::config::issuer_is_https;
+use crate::http::{Params, ParamsError, Request, Response};
+use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
+use crate::protocol::limits::{self, Counter};
+use crate::protocol::network;
+use crate::router::{Prefix, VERIFICATION_PATH};
+use crate::secrets::{self, UserCodeError};
+use crate::session::{self, Session, SignedIn};
+use crate::store::{self, DeviceCode};
+use layout::Frame;
+pub use layout::STYLESHEET_PATH;
 
-fn layout(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · devicegate" }
+const STYLESHEET: &str = include_str!("style.css");
+
+/// `GET /oauth/device`, `?user_code=`, and `/oauth/device/<user_code>`.
+pub fn verification(
+    ctx: &mut Ctx<'_>,
+    req: &Request,
+    prefix: Prefix,
+    in_path: Option<&str>,
+) -> Response {
+    let secure = issuer_is_https(&ctx.app.issuer);
+    let (session, new_cookie) = match session::current_or_new(ctx.store, req, ctx.now, secure) {
+        Ok(found) => found,
+        Err(e) => return store_failure(prefix, None, e),
+    };
+    let frame = Frame {
+        prefix,
+        session: Some(&session),
+    };
+    let typed: Option<String> = match in_path {
+        Some(code) => Some(
+            percent_encoding::percent_decode_str(code)
+                .decode_utf8_lossy()
+                .into_owned(),
+        ),
+        None => match req.query_params() {
+            Ok(query) => query.get("user_code").map(str::to_string),
+            Err(_) => Some(String::new()),
+        },
+    };
+    let response = match &session.user {
+        None => {
+            // Sign in first, then come back here with the code kept.
+            let next = if req.query.is_empty() {
+                req.path.clone()
+            } else {
+                format!("{}?{}", req.path, req.query)
+            };
+            html(200, views::sign_in(&frame, &session, &next, None, ""))
+        }
+        Some(user) => match typed {
+            None => html(200, views::code_entry(&frame, &session, None, "")),
+            Some(typed) => match lookup(ctx, req, user, &typed) {
+                Ok(code) => consent(ctx, req, &frame, &session, &code),
+                Err(e) => approval_failure(&frame, &session, &typed, e),
+            },
+        },
+    };
+    with_cookie(response, new_cookie)
+}
+
+/// `POST /oauth/device`: the code form. A valid code leads to the consent page.
+pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+    let (session, params) = match form_session(ctx, req, prefix) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let frame = Frame {
+        prefix,
+        session: Some(&session),
+    };
+    let Some(user) = &session.user else {
+        return Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str()));
+    };
+    let typed = params.get("user_code").unwrap_or_default();
+    match lookup(ctx, req, user, typed) {
+        Ok(code) => Response::redirect(&format!(
+            "{}{VERIFICATION_PATH}?user_code={}",
+            prefix.as_str(),
+            secrets::display_user_code(&code.user_code)
+        )),
+        Err(e) => approval_failure(&frame, &session, typed, e),
+    }
+}
+
+/// `POST /oauth/device/decision`: Approve or Deny from the consent page.
+pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+    let (session, params) = match form_session(ctx, req, prefix) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let frame = Frame {
+        prefix,
+        session: Some(&session),
+    };
+    let Some(user) = &session.user else {
+        return Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str()));
+    };
+    let typed = params.get("user_code").unwrap_or_default();
+    let decision = match params.get("decision") {
+        Some("approve") => Decision::Approve {
+            user_id: user.user_id,
+        },
+        Some("deny") => Decision::Deny,
+        _ => {
+            return html(
+                400,
+                views::problem(&frame, "Choose Approve or Deny", "The form was incomplete."),
+            )
+        }
+    };
+    let ip = req.remote_ip.to_string();
+    let actor = Actor::Person {
+        user_id: user.user_id,
+        ip: &ip,
+    };
+    match approval::decide(ctx.store, typed, decision, actor, ctx.now) {
+        Ok(code) => {
+            let client_name = match ctx.store.find_client(&code.client_id) {
+                Ok(Some(client)) => client.name,
+                Ok(None) => code.client_id.clone(),
+                Err(e) => return store_failure(prefix, Some(&session), e),
+            };
+            log::info!(
+                "user {} {} code {} for client {}",
+                user.username,
+                if decision == Decision::Deny {
+                    "denied"
+                } else {
+                    "approved"
+                },
+                secrets::redacted_user_code(&code.user_code),
+                code.client_id
+            );
+            match decision {
+                Decision::Approve { .. } => html(200, views::approved(&frame, &client_name)),
+                Decision::Deny => html(200, views::denied(&frame)),
             }
-            body { main { (body) } }
+        }
+        Err(e) => approval_failure(&frame, &session, typed, e),
+    }
+}
+
+/// `POST /login`. One message for every failure, so it does not reveal who exists.
+pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+    let (session, params) = match form_session(ctx, req, prefix) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let frame = Frame {
+        prefix,
+        session: Some(&session),
+    };
+    let next = safe_next(params.get("next"), prefix);
+    let username = params.get("username").unwrap_or_default();
+    let password = params.get("password").unwrap_or_default();
+    let ip = req.remote_ip.to_string();
+    let counters = [Counter::login_username(username), Counter::login_ip(&ip)];
+    match limits::locked_for(ctx.store, &counters, ctx.now) {
+        Ok(Some(wait)) => return locked(&frame, wait),
+        Ok(None) => {}
+        Err(e) => return store_failure(prefix, Some(&session), e),
+    }
+    let user = match ctx.store.find_user_by_name(username) {
+        Ok(user) => user,
+        Err(e) => return store_failure(prefix, Some(&session), e),
+    };
+    // Verify even for unknown users, so timing does not reveal who exists.
+    let password_ok =
+        secrets::verify_password(password, user.as_ref().map(|u| u.password_hash.as_str()));
+    let user = user.filter(|u| password_ok && !u.disabled);
+    let Some(user) = user else {
+        log::warn!("failed sign-in from {ip}");
+        if let Err(e) = limits::record_failure(ctx.store, &counters, ctx.now) {
+            return store_failure(prefix, Some(&session), e);
+        }
+        let message = "That user name and password do not match.";
+        return html(
+            401,
+            views::sign_in(&frame, &session, &next, Some(message), username),
+        );
+    };
+    // A success clears this name's counter, never the IP's.
+    if let Err(e) = ctx.store.clear_throttle(&counters[0].key) {
+        return store_failure(prefix, Some(&session), e);
+    }
+    let signed_in = SignedIn {
+        user_id: user.id,
+        username: user.username,
+    };
+    let secure = issuer_is_https(&ctx.app.issuer);
+    match session::sign_in(ctx.store, Some(&session), signed_in, ctx.now, secure) {
+        Ok((_, cookie)) => Response::redirect(&next).with_header("Set-Cookie", cookie),
+        Err(e) => store_failure(prefix, Some(&session), e),
+    }
+}
+
+/// `POST /logout`.
+pub fn logout(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+    let (session, _) = match form_session(ctx, req, prefix) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let secure = issuer_is_https(&ctx.app.issuer);
+    match session::sign_out(ctx.store, &session, secure) {
+        Ok(cookie) => Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str()))
+            .with_header("Set-Cookie", cookie),
+        Err(e) => store_failure(prefix, Some(&session), e),
+    }
+}
+
+/// `GET /static/style.css`.
+pub fn stylesheet() -> Response {
+    Response::new(
+        200,
+        "text/css; charset=utf-8",
+        STYLESHEET.as_bytes().to_vec(),
+    )
+    .with_header("Cache-Control", "public, max-age=3600")
+}
+
+/// A rate-limited look-up of a pending code by a signed-in person.
+fn lookup(
+    ctx: &mut Ctx<'_>,
+    req: &Request,
+    user: &SignedIn,
+    typed: &str,
+) -> Result<DeviceCode, ApprovalError> {
+    let ip = req.remote_ip.to_string();
+    let actor = Actor::Person {
+        user_id: user.user_id,
+        ip: &ip,
+    };
+    approval::find_pending(ctx.store, typed, actor, ctx.now)
+}
+
+fn consent(
+    ctx: &mut Ctx<'_>,
+    req: &Request,
+    frame: &Frame<'_>,
+    session: &Session,
+    code: &DeviceCode,
+) -> Response {
+    let client = match ctx.store.find_client(&code.client_id) {
+        Ok(Some(client)) => client,
+        Ok(None) => {
+            return html(
+                404,
+                views::problem(frame, "Unknown app", "The app that asked no longer exists."),
+            )
+        }
+        Err(e) => return store_failure(frame.prefix, Some(session), e),
+    };
+    let other_network = code.device_ip.parse().map_or(true, |device_ip| {
+        !network::same_network(device_ip, req.remote_ip)
+    });
+    let view = views::ConsentView {
+        code,
+        client: &client,
+        now: ctx.now,
+        other_network,
+    };
+    html(200, views::consent(frame, session, &view))
+}
+
+/// Renders why a code could not be used, with the right status.
+fn approval_failure(
+    frame: &Frame<'_>,
+    session: &Session,
+    typed: &str,
+    error: ApprovalError,
+) -> Response {
+    let typed: String = typed.chars().take(32).collect();
+    match error {
+        ApprovalError::Locked(wait) => locked(frame, wait),
+        ApprovalError::Store(e) => store_failure(frame.prefix, Some(session), e),
+        ApprovalError::Code(CodeProblem::Malformed(problem)) => {
+            let message = match problem {
+                UserCodeError::Empty => "Enter the code shown on your device.".to_string(),
+                UserCodeError::BadCharacters(chars) => format!(
+                    "A code never contains “{chars}”: it uses consonants (no vowels or Y) \
+                     and the digits 2 to 9."
+                ),
+                UserCodeError::WrongLength(n) => {
+                    format!("A code has 8 characters, like BCDF-GHJK; this one has {n}.")
+                }
+            };
+            html(
+                400,
+                views::code_entry(frame, session, Some(&message), &typed),
+            )
+        }
+        ApprovalError::Code(CodeProblem::Unknown) => {
+            let message = "We could not find that code. Check it on your device and try again.";
+            html(
+                404,
+                views::code_entry(frame, session, Some(message), &typed),
+            )
+        }
+        ApprovalError::Code(CodeProblem::Expired) => html(
+            410,
+            views::problem(
+                frame,
+                "This code has expired",
+                "Start again on your device to get a new code.",
+            ),
+        ),
+        ApprovalError::Code(CodeProblem::AlreadyUsed) => html(
+            409,
+            views::problem(
+                frame,
+                "This code was already used",
+                "The device has already been approved. Each code works once.",
+            ),
+        ),
+        ApprovalError::Code(CodeProblem::Denied) => html(
+            409,
+            views::problem(
+                frame,
+                "This request was denied",
+                "Start again on your device if you do want to connect it.",
+            ),
+        ),
+    }
+}
+
+fn locked(frame: &Frame<'_>, wait: i64) -> Response {
+    let message = format!(
+        "Too many attempts. For your safety, try again in {}.",
+        limits::minutes_text(wait)
+    );
+    html(429, views::problem(frame, "Please wait", &message))
+        .with_header("Retry-After", wait.to_string())
+}
+
+/// A POST form's parameters and its session, after the CSRF check (403 without it).
+fn form_session(
+    ctx: &mut Ctx<'_>,
+    req: &Request,
+    prefix: Prefix,
+) -> Result<(Session, Params), Response> {
+    let params = req.params().map_err(|e| {
+        let status = if e == ParamsError::TooLarge { 413 } else { 400 };
+        let frame = Frame {
+            prefix,
+            session: None,
+        };
+        html(
+            status,
+            views::problem(&frame, "Something went wrong", &e.description()),
+        )
+    })?;
+    let session = match session::current(ctx.store, req, ctx.now) {
+        Ok(session) => session,
+        Err(e) => return Err(store_failure(prefix, None, e)),
+    };
+    match session {
+        Some(session) if session::csrf_ok(&session, params.get("csrf_token")) => {
+            Ok((session, params))
+        }
+        _ => {
+            let frame = Frame {
+                prefix,
+                session: None,
+            };
+            Err(html(
+                403,
+                views::problem(
+                    &frame,
+                    "This form has expired",
+                    "For your safety the form could not be used. Reload the page and try again.",
+                ),
+            ))
         }
     }
 }
 
-/// `GET /oauth/device`: where a person enters the code their device shows.
-pub fn verification(
-    _ctx: &mut Ctx<'_>,
-    _req: &Request,
-    _prefix: Prefix,
-    _code_in_path: Option<&str>,
-) -> Response {
-    Response::html(
-        200,
-        layout(
-            "Connect a device",
-            html! {
-                h1 { "Connect a device" }
-                p { "Ask the operator to approve your code with `devicegate approve`." }
-            },
+/// Only same-site paths are redirect targets: no scheme, no `//host`, no backslashes.
+fn safe_next(next: Option<&str>, prefix: Prefix) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && path.len() <= 512
+                && !path.chars().any(char::is_control) =>
+        {
+            path.to_string()
+        }
+        _ => format!("{}{VERIFICATION_PATH}", prefix.as_str()),
+    }
+}
+
+fn html(status: u16, markup: Markup) -> Response {
+    Response::html(status, markup)
+}
+
+fn with_cookie(response: Response, cookie: Option<String>) -> Response {
+    match cookie {
+        Some(cookie) => response.with_header("Set-Cookie", cookie),
+        None => response,
+    }
+}
+
+fn store_failure(prefix: Prefix, session: Option<&Session>, error: store::Error) -> Response {
+    let frame = Frame { prefix, session };
+    let (status, detail) = match &error {
+        store::Error::Unavailable(_) => (
+            503,
+            "The server is briefly unable to save data. Try again in a moment.",
         ),
-    )
+        store::Error::Internal(_) | store::Error::Conflict(_) => {
+            (500, "Something went wrong on our side.")
+        }
+    };
+    log::error!("{error}");
+    let response = html(status, views::problem(&frame, "Sorry", detail));
+    if status == 503 {
+        response.with_header("Retry-After", "1")
+    } else {
+        response
+    }
 }

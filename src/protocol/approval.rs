@@ -1,8 +1,12 @@
 //! The person's decision on a user code: look it up, approve or deny (RFC 8628 §3.3).
 //! Used by the verification pages, Campus's JSON approval call and the admin CLI.
+//!
 //! The approver's identity is an argument here; callers take it only from a server-side
-//! session or the operator's own terminal, never from a request body.
+//! session or the operator's own terminal, never from a request body. Look-ups by a person
+//! are brute-force limited (see `limits`): a malformed or unknown code counts as a failure
+//! against their account and their IP, and a locked-out person cannot look up or decide.
 
+use super::limits::{self, Counter};
 use crate::clock::Timestamp;
 use crate::secrets::{self, UserCodeError};
 use crate::store::{self, DeviceCode, DeviceCodeStatus, Store};
@@ -32,6 +36,8 @@ impl CodeProblem {
 #[derive(Debug)]
 pub enum ApprovalError {
     Code(CodeProblem),
+    /// Too many failed attempts: try again in this many seconds.
+    Locked(i64),
     Store(store::Error),
 }
 
@@ -47,16 +53,59 @@ impl From<CodeProblem> for ApprovalError {
     }
 }
 
+/// Who is acting: the operator at the server's terminal, or a signed-in person.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    Operator,
+    Person { user_id: i64, ip: &'a str },
+}
+
+impl Actor<'_> {
+    fn ip(&self) -> &str {
+        match self {
+            Actor::Operator => "cli",
+            Actor::Person { ip, .. } => ip,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve { user_id: i64 },
+    Deny,
+}
+
 /// A code that is waiting for a decision, or why it is not.
 pub fn find_pending(
     store: &Store,
     typed: &str,
+    actor: Actor<'_>,
     now: Timestamp,
 ) -> Result<DeviceCode, ApprovalError> {
-    let user_code = secrets::normalize_user_code(typed).map_err(CodeProblem::Malformed)?;
-    let code = store
-        .find_device_code_by_user_code(&user_code)?
-        .ok_or(CodeProblem::Unknown)?;
+    let counters = match actor {
+        Actor::Operator => Vec::new(),
+        Actor::Person { user_id, ip } => vec![Counter::code_account(user_id), Counter::code_ip(ip)],
+    };
+    if let Some(wait) = limits::locked_for(store, &counters, now)? {
+        return Err(ApprovalError::Locked(wait));
+    }
+    let found = match secrets::normalize_user_code(typed) {
+        Ok(user_code) => store
+            .find_device_code_by_user_code(&user_code)?
+            .ok_or(CodeProblem::Unknown),
+        Err(e) => Err(CodeProblem::Malformed(e)),
+    };
+    let code = match found {
+        Ok(code) => code,
+        Err(problem) => {
+            // RFC 8628 §5.1: count malformed input too; never log the code itself.
+            limits::record_failure(store, &counters, now)?;
+            if let Actor::Person { user_id, ip } = actor {
+                log::warn!("failed user code entry by user {user_id} from {ip}");
+            }
+            return Err(problem.into());
+        }
+    };
     match why_not_pending(&code, now) {
         Some(problem) => Err(problem.into()),
         None => Ok(code),
@@ -72,17 +121,21 @@ fn why_not_pending(code: &DeviceCode, now: Timestamp) -> Option<CodeProblem> {
     }
 }
 
-/// Approves (`Some(user_id)`) or denies (`None`) a pending code. Of two racing decisions
-/// exactly one wins; the loser learns what happened instead.
+/// Approves or denies a pending code. Of two racing decisions exactly one wins (one
+/// conditional UPDATE); the loser learns what happened instead.
 pub fn decide(
     store: &Store,
     typed: &str,
-    approver: Option<i64>,
-    decided_ip: &str,
+    decision: Decision,
+    actor: Actor<'_>,
     now: Timestamp,
 ) -> Result<DeviceCode, ApprovalError> {
-    let code = find_pending(store, typed, now)?;
-    if store.decide_device_code(&code.user_code, approver, decided_ip, now.secs())? {
+    let code = find_pending(store, typed, actor, now)?;
+    let approver = match decision {
+        Decision::Approve { user_id } => Some(user_id),
+        Decision::Deny => None,
+    };
+    if store.decide_device_code(&code.user_code, approver, actor.ip(), now.secs())? {
         return Ok(code);
     }
     // Lost a race: someone decided (or it expired) between our read and our write.

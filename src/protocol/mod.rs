@@ -7,6 +7,8 @@ pub mod approval;
 pub mod client_auth;
 pub mod device;
 mod errors;
+pub mod limits;
+pub mod network;
 pub mod polls;
 pub mod scope;
 pub mod token;

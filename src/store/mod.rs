@@ -10,11 +10,14 @@
 mod clients;
 mod device_codes;
 mod grants;
+mod sessions;
+mod throttles;
 mod users;
 
 pub use clients::{Client, NewClient};
 pub use device_codes::{DeviceCode, DeviceCodeStatus, NewDeviceCode};
 pub use grants::{IssuedTokens, RedeemOutcome};
+pub use sessions::SessionRow;
 pub use users::User;
 
 use std::path::Path;

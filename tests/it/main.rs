@@ -6,6 +6,7 @@ mod cli;
 mod device_authorization;
 mod metadata;
 mod oauth2_client;
+mod pages;
 mod secrets_at_rest;
 mod support;
 mod token_polling;

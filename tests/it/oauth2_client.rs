@@ -1,6 +1,7 @@
 //! The device flow driven by a real client library: the Rust `oauth2` crate (sync, ureq).
 //! Its sleep function moves the server's manual clock instead of sleeping.
 
+use devicegate::protocol::approval::{Actor, Decision};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -105,8 +106,8 @@ fn oauth2_crate_reports_access_denied() {
             let _ = devicegate::protocol::approval::decide(
                 &app.store(),
                 details.user_code().secret(),
-                None,
-                "127.0.0.1",
+                Decision::Deny,
+                Actor::Operator,
                 app.clock.now(),
             );
             app.advance(wait.as_secs_f64());

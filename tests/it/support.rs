@@ -1,6 +1,7 @@
 //! `TestApp`: a real server on 127.0.0.1:0 with a temporary database and a manual clock,
 //! one helper per endpoint, shut down on drop.
 
+use devicegate::protocol::approval::{Actor, Decision};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -238,8 +239,8 @@ impl TestApp {
         devicegate::protocol::approval::decide(
             &self.store(),
             user_code,
-            Some(user_id),
-            "127.0.0.1",
+            Decision::Approve { user_id },
+            Actor::Operator,
             self.clock.now(),
         )
         .unwrap();
@@ -249,8 +250,8 @@ impl TestApp {
         devicegate::protocol::approval::decide(
             &self.store(),
             user_code,
-            None,
-            "127.0.0.1",
+            Decision::Deny,
+            Actor::Operator,
             self.clock.now(),
         )
         .unwrap();
@@ -264,4 +265,97 @@ impl Drop for TestApp {
             let _ = thread.join();
         }
     }
+}
+
+/// A browser stand-in: keeps the session cookie, reads CSRF tokens out of forms.
+pub struct Browser<'a> {
+    pub app: &'a TestApp,
+    cookie: std::cell::RefCell<Option<String>>,
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            app,
+            cookie: std::cell::RefCell::new(None),
+        }
+    }
+
+    pub fn cookie(&self) -> Option<String> {
+        self.cookie.borrow().clone()
+    }
+
+    pub fn set_cookie(&self, value: Option<String>) {
+        *self.cookie.borrow_mut() = value;
+    }
+
+    fn remember(&self, resp: &TestResponse) {
+        if let Some(set) = resp.header("set-cookie") {
+            let value = set.split(';').next().unwrap().trim();
+            let value = value.strip_prefix("dg_session=").unwrap();
+            *self.cookie.borrow_mut() = (!value.is_empty()).then(|| value.to_string());
+        }
+    }
+
+    fn cookie_header(&self) -> Option<String> {
+        self.cookie().map(|c| format!("dg_session={c}"))
+    }
+
+    pub fn get(&self, path: &str) -> TestResponse {
+        let cookie = self.cookie_header();
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        let resp = self.app.request("GET", path, &headers, None);
+        self.remember(&resp);
+        resp
+    }
+
+    pub fn post(&self, path: &str, pairs: &[(&str, &str)]) -> TestResponse {
+        let cookie = self.cookie_header();
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        let resp = self.app.post_form_with(path, pairs, &headers);
+        self.remember(&resp);
+        resp
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value, extra: &[(&str, &str)]) -> TestResponse {
+        let cookie = self.cookie_header();
+        let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+        headers.extend(cookie.iter().map(|c| ("Cookie", c.as_str())));
+        headers.extend_from_slice(extra);
+        let resp = self
+            .app
+            .request("POST", path, &headers, Some(body.to_string().as_bytes()));
+        self.remember(&resp);
+        resp
+    }
+
+    /// Opens the verification page and signs in through the form.
+    pub fn sign_in(&self, username: &str, password: &str) -> TestResponse {
+        let page = self.get("/oauth/device");
+        let csrf = csrf_token(&page.body);
+        self.post(
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("username", username),
+                ("password", password),
+                ("next", "/oauth/device"),
+            ],
+        )
+    }
+
+    /// The current session's CSRF token, read from a freshly loaded page.
+    pub fn csrf(&self) -> String {
+        csrf_token(&self.get("/oauth/device").body)
+    }
+}
+
+/// The `csrf_token` hidden field's value in an HTML page.
+pub fn csrf_token(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no CSRF field in: {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
 }

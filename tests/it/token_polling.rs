@@ -1,5 +1,6 @@
 //! `POST /oauth/token` with the device code grant (RFC 8628 §3.4–3.5).
 
+use devicegate::protocol::approval::{Actor, Decision};
 use std::sync::{Arc, Barrier};
 
 use serde_json::json;
@@ -99,8 +100,8 @@ fn code_past_its_lifetime_answers_expired_token() {
     let result = devicegate::protocol::approval::decide(
         &app.store(),
         &codes.user_code,
-        Some(user),
-        "127.0.0.1",
+        Decision::Approve { user_id: user },
+        Actor::Operator,
         app.clock.now(),
     );
     assert!(result.is_err());

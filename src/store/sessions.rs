@@ -1,0 +1,92 @@
+//! The `sessions` table: server-side browser sessions, keyed by the hash of the cookie value.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Result, Store};
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id_hash: String,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+impl Store {
+    pub fn create_session(
+        &self,
+        id_hash: &str,
+        user_id: Option<i64>,
+        csrf_token: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?
+            .execute(params![id_hash, user_id, csrf_token, now])?;
+        Ok(())
+    }
+
+    /// A session that is neither idle since `idle_cutoff` nor older than `absolute_cutoff`,
+    /// and whose user (if any) is still enabled.
+    pub fn find_session(
+        &self,
+        id_hash: &str,
+        idle_cutoff: i64,
+        absolute_cutoff: i64,
+    ) -> Result<Option<SessionRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.id_hash, s.user_id, u.username, s.csrf_token, s.created_at, s.last_seen_at \
+             FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+             WHERE s.id_hash = ?1 AND s.last_seen_at > ?2 AND s.created_at > ?3 \
+             AND (s.user_id IS NULL OR u.disabled = 0)",
+        )?;
+        Ok(stmt
+            .query_row(params![id_hash, idle_cutoff, absolute_cutoff], |r| {
+                Ok(SessionRow {
+                    id_hash: r.get(0)?,
+                    user_id: r.get(1)?,
+                    username: r.get(2)?,
+                    csrf_token: r.get(3)?,
+                    created_at: r.get(4)?,
+                    last_seen_at: r.get(5)?,
+                })
+            })
+            .optional()?)
+    }
+
+    pub fn touch_session(&self, id_hash: &str, now: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
+            .execute(params![id_hash, now])?;
+        Ok(())
+    }
+
+    pub fn delete_session(&self, id_hash: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
+            .execute([id_hash])?;
+        Ok(())
+    }
+
+    /// Removes up to `limit` sessions idle since `idle_cutoff` or created before
+    /// `absolute_cutoff`.
+    pub fn delete_expired_sessions(
+        &self,
+        idle_cutoff: i64,
+        absolute_cutoff: i64,
+        limit: u32,
+    ) -> Result<usize> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions \
+                 WHERE last_seen_at <= ?1 OR created_at <= ?2 LIMIT ?3)",
+            )?
+            .execute(params![idle_cutoff, absolute_cutoff, limit])?)
+    }
+}
