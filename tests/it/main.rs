@@ -2,6 +2,7 @@
 //! temporary SQLite file (`TestApp`) and talks HTTP to it.
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
+mod browser;
 mod cli;
 mod device_authorization;
 mod metadata;
