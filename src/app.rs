@@ -46,6 +46,7 @@ impl App {
         {}
         // Windows are at most 10 minutes; an hour-old one is certainly closed.
         while store.delete_old_throttles(now - 3600, SWEEP_BATCH)? == SWEEP_BATCH as usize {}
+        while store.delete_expired_tokens(now, SWEEP_BATCH)? >= SWEEP_BATCH as usize {}
         Ok(total)
     }
 }

@@ -14,6 +14,8 @@ pub const DEFAULT_DEVICE_CODE_TTL: u64 = 600;
 pub const DEFAULT_POLL_INTERVAL: u64 = 5;
 pub const DEFAULT_ACCESS_TOKEN_TTL: u64 = 3600;
 pub const DEFAULT_REFRESH_TOKEN_TTL: u64 = 30 * 24 * 3600;
+/// RFC 9700 §4.14.2: strict rotation by default; a retry after a lost response is reuse.
+pub const DEFAULT_REFRESH_GRACE: u64 = 0;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SWEEP_INTERVAL: u64 = 60;
 
@@ -36,6 +38,9 @@ pub struct Config {
     pub access_token_ttl: u64,
     /// Seconds a refresh token lives. Default: 2592000 (30 days).
     pub refresh_token_ttl: u64,
+    /// Seconds after a refresh in which presenting the old refresh token again counts as a
+    /// retry (new tokens) instead of reuse (grant revoked). Default: 0.
+    pub refresh_grace: u64,
     /// `error`, `warn`, `info`, `debug` or `off`. Default: `info`.
     pub log_level: String,
     /// Allow an `http://` issuer on a non-loopback host (RFC 8628 §3.1 wants TLS). Default: false.
@@ -55,6 +60,7 @@ impl Default for Config {
             poll_interval: DEFAULT_POLL_INTERVAL,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            refresh_grace: DEFAULT_REFRESH_GRACE,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             allow_insecure_http: false,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
@@ -74,6 +80,7 @@ impl std::fmt::Debug for Config {
             .field("poll_interval", &self.poll_interval)
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("refresh_grace", &self.refresh_grace)
             .field("log_level", &self.log_level)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
@@ -109,6 +116,9 @@ impl Config {
         }
         if !(60..=366 * 86_400).contains(&self.refresh_token_ttl) {
             problems.push("--refresh-token-ttl: must be between 60 and 31622400 seconds".into());
+        }
+        if self.refresh_grace > 300 {
+            problems.push("--refresh-grace: at most 300 seconds".into());
         }
         if log_level_filter(&self.log_level).is_none() {
             problems.push(format!(

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{ClientCommand, Command, UserCommand};
+use super::{ClientCommand, Command, GrantCommand, UserCommand};
 use crate::clock::Clock;
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
 use crate::protocol::scope::is_scope_token;
@@ -73,6 +73,39 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
                 println!("{}\t{}", u.username, state);
             }
             Ok(())
+        }
+        Command::Grant(GrantCommand::List { user }) => {
+            let user_id = match user {
+                Some(name) => Some(
+                    store
+                        .find_user_by_name(&name)?
+                        .ok_or_else(|| Failure(format!("no user named `{name}`")))?
+                        .id,
+                ),
+                None => None,
+            };
+            for g in store.list_active_grants(user_id, clock.now().secs())? {
+                println!(
+                    "{}\t{}\t{}\t{}\tapproved {} from {}\tlast used {}",
+                    g.id,
+                    g.username,
+                    g.client_id,
+                    g.scope,
+                    crate::clock::Timestamp::from_secs(g.approved_at).utc_string(),
+                    g.approved_ip.as_deref().unwrap_or("-"),
+                    crate::clock::Timestamp::from_secs(g.last_used_at).utc_string()
+                );
+            }
+            Ok(())
+        }
+        Command::Grant(GrantCommand::Revoke { id }) => {
+            let mut store = store;
+            if store.revoke_grant(id, None, clock.now().secs())? {
+                println!("revoked grant {id}");
+                Ok(())
+            } else {
+                Err(Failure(format!("no active grant {id}")))
+            }
         }
         Command::Approve { user_code, user } => {
             let account = store

@@ -36,6 +36,9 @@ pub enum Command {
     /// Manage the people who sign in to approve devices
     #[command(subcommand)]
     User(UserCommand),
+    /// See and revoke approved device logins (grants)
+    #[command(subcommand)]
+    Grant(GrantCommand),
     /// Approve a pending device request on behalf of a user
     Approve {
         /// The code the device shows, e.g. BCDF-GHJK (case, dashes and spaces do not matter)
@@ -74,6 +77,9 @@ pub struct ServeArgs {
     /// Seconds a refresh token lives
     #[arg(long, env = "DEVICEGATE_REFRESH_TOKEN_TTL", default_value_t = config::DEFAULT_REFRESH_TOKEN_TTL)]
     pub refresh_token_ttl: u64,
+    /// Seconds after a refresh in which the old refresh token counts as a retry, not reuse
+    #[arg(long, env = "DEVICEGATE_REFRESH_GRACE", default_value_t = config::DEFAULT_REFRESH_GRACE)]
+    pub refresh_grace: u64,
     /// Log level: off, error, warn, info, debug
     #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
     pub log_level: String,
@@ -93,6 +99,7 @@ impl ServeArgs {
             poll_interval: self.poll_interval,
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
+            refresh_grace: self.refresh_grace,
             log_level: self.log_level,
             allow_insecure_http: self.allow_insecure_http,
             ..Config::default()
@@ -129,4 +136,19 @@ pub enum UserCommand {
     },
     /// List users
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// List active grants (approved device logins)
+    List {
+        /// Only this user's grants
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a grant: its access and refresh tokens stop working at once
+    Revoke {
+        /// The grant's id, from `grant list`
+        id: i64,
+    },
 }

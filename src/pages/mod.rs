@@ -3,6 +3,7 @@
 //! The only module that knows maud. Works without JavaScript; every POST form carries the
 //! session's CSRF token; the person's identity comes only from the server-side session.
 
+mod account;
 mod layout;
 mod views;
 
@@ -18,6 +19,7 @@ use crate::router::{Prefix, VERIFICATION_PATH};
 use crate::secrets::{self, UserCodeError};
 use crate::session::{self, Session, SignedIn};
 use crate::store::{self, DeviceCode};
+pub use account::{account, revoke_grant};
 use layout::Frame;
 pub use layout::STYLESHEET_PATH;
 
@@ -346,7 +348,7 @@ fn locked(frame: &Frame<'_>, wait: i64) -> Response {
 }
 
 /// A POST form's parameters and its session, after the CSRF check (403 without it).
-fn form_session(
+pub(super) fn form_session(
     ctx: &mut Ctx<'_>,
     req: &Request,
     prefix: Prefix,
@@ -403,18 +405,22 @@ fn safe_next(next: Option<&str>, prefix: Prefix) -> String {
     }
 }
 
-fn html(status: u16, markup: Markup) -> Response {
+pub(super) fn html(status: u16, markup: Markup) -> Response {
     Response::html(status, markup)
 }
 
-fn with_cookie(response: Response, cookie: Option<String>) -> Response {
+pub(super) fn with_cookie(response: Response, cookie: Option<String>) -> Response {
     match cookie {
         Some(cookie) => response.with_header("Set-Cookie", cookie),
         None => response,
     }
 }
 
-fn store_failure(prefix: Prefix, session: Option<&Session>, error: store::Error) -> Response {
+pub(super) fn store_failure(
+    prefix: Prefix,
+    session: Option<&Session>,
+    error: store::Error,
+) -> Response {
     let frame = Frame { prefix, session };
     let (status, detail) = match &error {
         store::Error::Unavailable(_) => (

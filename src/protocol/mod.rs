@@ -10,6 +10,8 @@ mod errors;
 pub mod limits;
 pub mod network;
 pub mod polls;
+pub mod refresh;
+pub mod resource;
 pub mod scope;
 pub mod token;
 
@@ -27,6 +29,8 @@ pub struct Settings {
     pub poll_interval: u64,
     pub access_token_ttl: u64,
     pub refresh_token_ttl: u64,
+    /// Seconds after a rotation in which the old refresh token is taken as a retry.
+    pub refresh_grace: i64,
 }
 
 impl From<&crate::Config> for Settings {
@@ -36,6 +40,7 @@ impl From<&crate::Config> for Settings {
             poll_interval: config.poll_interval,
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
+            refresh_grace: i64::try_from(config.refresh_grace).unwrap_or(i64::MAX),
         }
     }
 }

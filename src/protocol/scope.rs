@@ -33,6 +33,21 @@ pub fn resolve_scope(requested: Option<&str>, allowed: &[String]) -> Result<Stri
     Ok(granted.join(" "))
 }
 
+/// RFC 6749 §6: a refresh may ask for less than was granted, never more. Omitted means
+/// the whole grant.
+pub fn narrow_scope(requested: Option<&str>, granted: &str) -> Result<String, OAuthError> {
+    let granted: Vec<String> = granted.split_whitespace().map(str::to_string).collect();
+    match requested {
+        None => Ok(granted.join(" ")),
+        Some(requested) => resolve_scope(Some(requested), &granted).map_err(|_| {
+            OAuthError::new(
+                ErrorCode::InvalidScope,
+                "a refresh may narrow the granted scope, never widen it",
+            )
+        }),
+    }
+}
+
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 pub fn is_scope_token(token: &str) -> bool {
     !token.is_empty()
@@ -64,6 +79,20 @@ mod tests {
             resolve_scope(Some("write read write"), &allowed()).as_deref(),
             Ok("write read")
         );
+    }
+
+    #[test]
+    fn refresh_scope_narrows_but_never_widens() {
+        assert_eq!(
+            narrow_scope(None, "read write").as_deref(),
+            Ok("read write")
+        );
+        assert_eq!(
+            narrow_scope(Some("read"), "read write").as_deref(),
+            Ok("read")
+        );
+        let err = narrow_scope(Some("read write"), "read").expect_err("widen");
+        assert_eq!(err.code, ErrorCode::InvalidScope);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The token endpoint's grants: the device code grant (RFC 8628 §3.4–3.5).
+//! The device code grant (RFC 8628 §3.4–3.5), and minting token pairs for every grant.
 
 use super::polls::{PollTracker, PollVerdict};
 use super::{oauth, Error, ErrorCode, OAuthError, Settings, DEVICE_CODE_GRANT};
@@ -101,4 +101,47 @@ pub fn exchange_device_code(
             }
         }
     }
+}
+
+/// Hashes and expiry times of a freshly minted pair, owned, for the store.
+pub struct MintedTokens {
+    access_hash: String,
+    access_expires_at: i64,
+    refresh_hash: String,
+    refresh_expires_at: i64,
+}
+
+impl MintedTokens {
+    pub fn stored(&self) -> IssuedTokens<'_> {
+        IssuedTokens {
+            access_hash: &self.access_hash,
+            access_expires_at: self.access_expires_at,
+            refresh_hash: &self.refresh_hash,
+            refresh_expires_at: self.refresh_expires_at,
+        }
+    }
+}
+
+/// A new access and refresh token: the response to send, and what to store (hashes only).
+pub fn mint(settings: &Settings, scope: String, now: Timestamp) -> (MintedTokens, TokenResponse) {
+    let access_token = secrets::random_token();
+    let refresh_token = secrets::random_token();
+    let minted = MintedTokens {
+        access_hash: secrets::hash_secret(&access_token),
+        access_expires_at: now
+            .secs()
+            .saturating_add_unsigned(settings.access_token_ttl),
+        refresh_hash: secrets::hash_secret(&refresh_token),
+        refresh_expires_at: now
+            .secs()
+            .saturating_add_unsigned(settings.refresh_token_ttl),
+    };
+    let response = TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: settings.access_token_ttl,
+        refresh_token,
+        scope,
+    };
+    (minted, response)
 }

@@ -75,31 +75,19 @@ impl Store {
             now
         ])?;
         let grant_id = tx.last_insert_rowid();
-        insert_token_pair(&tx, grant_id, &scope, tokens, now)?;
+        insert_token_pair(&tx, grant_id, &scope, &scope, tokens, now)?;
         tx.commit()?;
         Ok(RedeemOutcome::Redeemed { grant_id, user_id })
     }
-
-    /// The grant id and scope of a live (unexpired, unrevoked) access token.
-    pub fn find_live_access_token(
-        &self,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<Option<(i64, String)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT t.grant_id, t.scope FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
-             WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND g.revoked_at IS NULL",
-        )?;
-        Ok(stmt
-            .query_row(params![token_hash, now], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
-    }
 }
 
+/// Stores a token pair. RFC 6749 §6: a new refresh token keeps the grant's scope, while
+/// the access token carries the (possibly narrowed) scope asked for.
 fn insert_token_pair(
     tx: &rusqlite::Transaction<'_>,
     grant_id: i64,
-    scope: &str,
+    access_scope: &str,
+    refresh_scope: &str,
     tokens: &IssuedTokens<'_>,
     now: i64,
 ) -> Result<()> {
@@ -110,7 +98,7 @@ fn insert_token_pair(
     .execute(params![
         tokens.access_hash,
         grant_id,
-        scope,
+        access_scope,
         now,
         tokens.access_expires_at
     ])?;
@@ -121,9 +109,283 @@ fn insert_token_pair(
     .execute(params![
         tokens.refresh_hash,
         grant_id,
-        scope,
+        refresh_scope,
         now,
         tokens.refresh_expires_at
     ])?;
+    Ok(())
+}
+
+/// A refresh token with what deciding on it needs.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRow {
+    pub grant_id: i64,
+    pub client_id: String,
+    pub user_id: i64,
+    pub username: String,
+    pub scope: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub rotated_at: Option<i64>,
+    pub grant_revoked: bool,
+    pub user_disabled: bool,
+}
+
+/// A live access token with its grant, client and user.
+#[derive(Debug, Clone)]
+pub struct AccessTokenRow {
+    pub grant_id: i64,
+    pub client_id: String,
+    pub user_id: i64,
+    pub username: String,
+    pub scope: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub last_used_at: i64,
+}
+
+/// One grant, for the account page and the operator.
+#[derive(Debug, Clone)]
+pub struct GrantRow {
+    pub id: i64,
+    pub username: String,
+    pub client_id: String,
+    pub client_name: String,
+    pub scope: String,
+    pub approved_at: i64,
+    pub approved_ip: Option<String>,
+    pub device_ip: Option<String>,
+    pub device_user_agent: Option<String>,
+    pub last_used_at: i64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// New tokens stored; the presented refresh token no longer works.
+    Rotated,
+    /// The token had already been exchanged (outside the grace window): the whole grant
+    /// is now revoked (RFC 9700 §4.14.2 reuse detection).
+    ReuseDetected,
+    /// Unknown, expired, or its grant revoked or user disabled (checked again inside the
+    /// transaction).
+    Invalid,
+}
+
+impl Store {
+    pub fn find_refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.grant_id, g.client_id, g.user_id, u.username, r.scope, r.issued_at, \
+             r.expires_at, r.rotated_at, g.revoked_at IS NOT NULL, u.disabled \
+             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+             JOIN users u ON u.id = g.user_id WHERE r.token_hash = ?1",
+        )?;
+        Ok(stmt
+            .query_row([token_hash], |r| {
+                Ok(RefreshTokenRow {
+                    grant_id: r.get(0)?,
+                    client_id: r.get(1)?,
+                    user_id: r.get(2)?,
+                    username: r.get(3)?,
+                    scope: r.get(4)?,
+                    issued_at: r.get(5)?,
+                    expires_at: r.get(6)?,
+                    rotated_at: r.get(7)?,
+                    grant_revoked: r.get(8)?,
+                    user_disabled: r.get(9)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Exchanges a refresh token for a new pair in one IMMEDIATE transaction, so of many
+    /// concurrent exchanges of one token at most one rotates it. A token already rotated
+    /// within `grace_secs` is treated as a retry: the grant's current refresh token is
+    /// replaced by the new one. Later than that it is reuse, and the grant is revoked.
+    pub fn refresh_grant(
+        &mut self,
+        old_hash: &str,
+        access_scope: &str,
+        tokens: &IssuedTokens<'_>,
+        grace_secs: i64,
+        now: i64,
+    ) -> Result<RefreshOutcome> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .prepare_cached(
+                "SELECT r.grant_id, r.rotated_at, r.scope FROM refresh_tokens r \
+                 JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
+                 WHERE r.token_hash = ?1 AND r.expires_at > ?2 AND g.revoked_at IS NULL \
+                 AND u.disabled = 0",
+            )?
+            .query_row(params![old_hash, now], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((grant_id, rotated_at, refresh_scope)) = row else {
+            return Ok(RefreshOutcome::Invalid);
+        };
+        match rotated_at {
+            None => {
+                tx.prepare_cached(
+                    "UPDATE refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1",
+                )?
+                .execute(params![old_hash, now])?;
+            }
+            Some(at) if grace_secs > 0 && now - at <= grace_secs => {
+                // A retry after a lost response: its successor was never received.
+                tx.prepare_cached(
+                    "DELETE FROM refresh_tokens WHERE grant_id = ?1 AND rotated_at IS NULL",
+                )?
+                .execute([grant_id])?;
+            }
+            Some(_) => {
+                revoke_grant_in(&tx, grant_id, now)?;
+                tx.commit()?;
+                return Ok(RefreshOutcome::ReuseDetected);
+            }
+        }
+        insert_token_pair(&tx, grant_id, access_scope, &refresh_scope, tokens, now)?;
+        tx.prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
+            .execute(params![grant_id, now])?;
+        tx.commit()?;
+        Ok(RefreshOutcome::Rotated)
+    }
+
+    /// An unexpired access token of a live grant whose user is enabled.
+    pub fn find_access_token(&self, token_hash: &str, now: i64) -> Result<Option<AccessTokenRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t.grant_id, g.client_id, g.user_id, u.username, t.scope, t.issued_at, \
+             t.expires_at, g.last_used_at \
+             FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
+             JOIN users u ON u.id = g.user_id \
+             WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND g.revoked_at IS NULL \
+             AND u.disabled = 0",
+        )?;
+        Ok(stmt
+            .query_row(params![token_hash, now], |r| {
+                Ok(AccessTokenRow {
+                    grant_id: r.get(0)?,
+                    client_id: r.get(1)?,
+                    user_id: r.get(2)?,
+                    username: r.get(3)?,
+                    scope: r.get(4)?,
+                    issued_at: r.get(5)?,
+                    expires_at: r.get(6)?,
+                    last_used_at: r.get(7)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// The client an access token (live or not) was issued to, for revocation.
+    pub fn access_token_client(&self, token_hash: &str) -> Result<Option<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT g.client_id FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
+             WHERE t.token_hash = ?1",
+        )?;
+        Ok(stmt.query_row([token_hash], |r| r.get(0)).optional()?)
+    }
+
+    pub fn delete_access_token(&self, token_hash: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM access_tokens WHERE token_hash = ?1")?
+            .execute([token_hash])?;
+        Ok(())
+    }
+
+    /// Ends a grant and deletes all its tokens; `false` when it was already revoked or
+    /// does not exist (or, with `owner`, belongs to someone else).
+    pub fn revoke_grant(&mut self, grant_id: i64, owner: Option<i64>, now: i64) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let owned: Option<i64> = tx
+            .query_row(
+                "SELECT user_id FROM grants WHERE id = ?1 AND revoked_at IS NULL",
+                [grant_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let allowed = match (owned, owner) {
+            (Some(actual), Some(expected)) => actual == expected,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if allowed {
+            revoke_grant_in(&tx, grant_id, now)?;
+        }
+        tx.commit()?;
+        Ok(allowed)
+    }
+
+    /// Records use of a grant (shown on the account page).
+    pub fn touch_grant(&self, grant_id: i64, now: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
+            .execute(params![grant_id, now])?;
+        Ok(())
+    }
+
+    /// Grants that still have a live refresh token, newest first; all users or one.
+    pub fn list_active_grants(&self, user_id: Option<i64>, now: i64) -> Result<Vec<GrantRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT g.id, u.username, g.client_id, c.name, g.scope, g.approved_at, g.approved_ip, \
+             g.device_ip, g.device_user_agent, g.last_used_at \
+             FROM grants g JOIN users u ON u.id = g.user_id JOIN clients c ON c.client_id = g.client_id \
+             WHERE g.revoked_at IS NULL AND (?1 IS NULL OR g.user_id = ?1) \
+             AND EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = g.id \
+                         AND r.rotated_at IS NULL AND r.expires_at > ?2) \
+             ORDER BY g.approved_at DESC, g.id DESC",
+        )?;
+        let rows = stmt.query_map(params![user_id, now], |r| {
+            Ok(GrantRow {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                client_id: r.get(2)?,
+                client_name: r.get(3)?,
+                scope: r.get(4)?,
+                approved_at: r.get(5)?,
+                approved_ip: r.get(6)?,
+                device_ip: r.get(7)?,
+                device_user_agent: r.get(8)?,
+                last_used_at: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Deletes up to `limit` expired access and refresh tokens; returns how many.
+    pub fn delete_expired_tokens(&self, now: i64, limit: u32) -> Result<usize> {
+        let access = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM access_tokens WHERE token_hash IN \
+                 (SELECT token_hash FROM access_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+            )?
+            .execute(params![now, limit])?;
+        let refresh = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM refresh_tokens WHERE token_hash IN \
+                 (SELECT token_hash FROM refresh_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+            )?
+            .execute(params![now, limit])?;
+        Ok(access + refresh)
+    }
+}
+
+fn revoke_grant_in(tx: &rusqlite::Transaction<'_>, grant_id: i64, now: i64) -> Result<()> {
+    tx.prepare_cached("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+        .execute(params![grant_id, now])?;
+    tx.prepare_cached("DELETE FROM access_tokens WHERE grant_id = ?1")?
+        .execute([grant_id])?;
+    tx.prepare_cached("DELETE FROM refresh_tokens WHERE grant_id = ?1")?
+        .execute([grant_id])?;
     Ok(())
 }

@@ -16,7 +16,9 @@ mod users;
 
 pub use clients::{Client, NewClient};
 pub use device_codes::{DeviceCode, DeviceCodeStatus, NewDeviceCode};
-pub use grants::{IssuedTokens, RedeemOutcome};
+pub use grants::{
+    AccessTokenRow, GrantRow, IssuedTokens, RedeemOutcome, RefreshOutcome, RefreshTokenRow,
+};
 pub use sessions::SessionRow;
 pub use users::User;
 

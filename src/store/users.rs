@@ -57,6 +57,23 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// Enables or disables a user; `false` when there is no such user.
+    pub fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE users SET disabled = ?2 WHERE username = ?1",
+            params![username, disabled],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Removes a user; their sessions, grants and tokens go with them (ON DELETE CASCADE).
+    pub fn delete_user(&self, username: &str) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute("DELETE FROM users WHERE username = ?1", [username])?;
+        Ok(changed == 1)
+    }
+
     pub fn count_users(&self) -> Result<i64> {
         Ok(self
             .conn

@@ -266,3 +266,27 @@ fn serve_creates_guest_logs_requests_without_secrets_and_stops_on_sigterm() {
         "first start mentions the built-in client"
     );
 }
+
+#[test]
+fn grant_list_and_revoke_from_the_terminal() {
+    let app = TestApp::spawn();
+    let alice = app.login("alice");
+    app.login("bob");
+    let (code, out, _) = run(&app.db_path, &["grant", "list", "--user", "alice"], None);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("alice") && out.contains("guest"));
+    let (_, all, _) = run(&app.db_path, &["grant", "list"], None);
+    assert_eq!(all.lines().count(), 2);
+    let id = out.split('\t').next().unwrap();
+    let (code, out, _) = run(&app.db_path, &["grant", "revoke", id], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("revoked"));
+    assert_eq!(
+        app.userinfo(alice["access_token"].as_str().unwrap()).status,
+        401
+    );
+    let (code, _, err) = run(&app.db_path, &["grant", "revoke", id], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("no active grant"));
+}

@@ -5,6 +5,7 @@
 mod browser;
 mod cli;
 mod device_authorization;
+mod lifecycle;
 mod metadata;
 mod oauth2_client;
 mod pages;

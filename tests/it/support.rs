@@ -256,6 +256,43 @@ impl TestApp {
         )
         .unwrap();
     }
+
+    /// Runs a whole device login for `guest` and returns the token response body.
+    pub fn login(&self, username: &str) -> Value {
+        let user_id = self
+            .store()
+            .find_user_by_name(username)
+            .unwrap()
+            .map(|u| u.id)
+            .unwrap_or_else(|| self.add_user(username));
+        let codes = self.device_authorize("guest");
+        self.approve(&codes.user_code, user_id);
+        let resp = self.poll("guest", &codes.device_code);
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        resp.json()
+    }
+
+    pub fn refresh(
+        &self,
+        client_id: &str,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> TestResponse {
+        let mut pairs = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", refresh_token),
+        ];
+        if let Some(scope) = scope {
+            pairs.push(("scope", scope));
+        }
+        self.post_form("/oauth/token", &pairs)
+    }
+
+    pub fn userinfo(&self, access_token: &str) -> TestResponse {
+        let auth = format!("Bearer {access_token}");
+        self.request("GET", "/oauth/userinfo", &[("Authorization", &auth)], None)
+    }
 }
 
 impl Drop for TestApp {

@@ -1,0 +1,126 @@
+//! JSON endpoints: parameters → protocol call → JSON body, or an OAuth error body.
+//! Errors of both families are rendered here and only here (STYLE §2).
+//!
+//! `device`: the device flow (device authorization, token grants). `tokens`: what happens
+//! to tokens afterwards (revocation, introspection, userinfo). `campus`: Campus's JSON
+//! approval call. This file: metadata, health, and the shared rendering.
+
+mod campus;
+mod device;
+mod tokens;
+
+pub use campus::campus_approve;
+pub use device::{device_authorize, token};
+pub use tokens::{introspect, revoke, userinfo};
+
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::http::{ParamsError, Request, Response};
+use crate::protocol::client_auth::ClientCredentials;
+use crate::protocol::{self, ErrorCode, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
+use crate::router;
+use crate::store;
+
+/// `GET /.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`
+/// (RFC 8414 §2–3): the same document at both, `issuer` exactly as configured.
+pub fn metadata(ctx: &mut Ctx<'_>) -> Response {
+    let base = ctx.app.issuer.trim_end_matches('/');
+    let scopes = match ctx.store.list_clients() {
+        Ok(clients) => {
+            let mut all: Vec<String> = clients.into_iter().flat_map(|c| c.scopes).collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+        Err(e) => return error_response(e),
+    };
+    Response::json(
+        200,
+        &json!({
+            "issuer": ctx.app.issuer,
+            "device_authorization_endpoint": format!("{base}{}", router::DEVICE_AUTHORIZATION_PATH),
+            "token_endpoint": format!("{base}{}", router::TOKEN_PATH),
+            "revocation_endpoint": format!("{base}{}", router::REVOCATION_PATH),
+            "introspection_endpoint": format!("{base}{}", router::INTROSPECTION_PATH),
+            "userinfo_endpoint": format!("{base}{}", router::USERINFO_PATH),
+            "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
+            "revocation_endpoint_auth_methods_supported":
+                ["none", "client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported":
+                ["none", "client_secret_basic", "client_secret_post"],
+            "scopes_supported": scopes,
+            // No authorization endpoint: devicegate only does the device grant.
+            "response_types_supported": [],
+        }),
+    )
+    .with_header("Cache-Control", "public, max-age=300")
+}
+
+/// `GET /healthz`: 200 when the database answers.
+pub fn health(ctx: &mut Ctx<'_>) -> Response {
+    match ctx.store.ping() {
+        Ok(()) => Response::json(200, &json!({"status": "ok"})).no_store(),
+        Err(e) => error_response(e),
+    }
+}
+
+pub(super) fn credentials<'a>(
+    req: &'a Request,
+    params: &'a crate::http::Params,
+) -> ClientCredentials<'a> {
+    ClientCredentials {
+        authorization: req.header("authorization"),
+        client_id: params.get("client_id"),
+        client_secret: params.get("client_secret"),
+    }
+}
+
+pub(super) fn params_error(e: &ParamsError) -> Response {
+    let status = match e {
+        ParamsError::TooLarge => 413,
+        ParamsError::UnsupportedContentType
+        | ParamsError::Malformed(_)
+        | ParamsError::Repeated(_) => 400,
+    };
+    Response::json(
+        status,
+        &json!({"error": ErrorCode::InvalidRequest.as_str(), "error_description": e.description()}),
+    )
+    .no_store()
+}
+
+/// Renders either error family. Client mistakes: RFC 6749 §5.2 JSON. Store failures: 503
+/// when temporary, else 500; the detail goes to the log only.
+pub fn error_response(error: impl Into<protocol::Error>) -> Response {
+    match error.into() {
+        protocol::Error::OAuth(e) => {
+            let mut body = json!({"error": e.code.as_str(), "error_description": e.description});
+            if let Some(interval) = e.interval {
+                body["interval"] = json!(interval);
+            }
+            let response = Response::json(e.code.status(), &body).no_store();
+            if e.basic_challenge {
+                response.with_header("WWW-Authenticate", "Basic realm=\"devicegate\"")
+            } else {
+                response
+            }
+        }
+        protocol::Error::Store(store::Error::Unavailable(detail)) => {
+            log::warn!("database unavailable: {detail}");
+            Response::json(
+                503,
+                &json!({"error": "temporarily_unavailable",
+                        "error_description": "the server is briefly unable to store data; retry"}),
+            )
+            .no_store()
+            .with_header("Retry-After", "1")
+        }
+        protocol::Error::Store(e @ (store::Error::Internal(_) | store::Error::Conflict(_))) => {
+            log::error!("{e}");
+            Response::json(500, &json!({"error": "server_error"})).no_store()
+        }
+    }
+}

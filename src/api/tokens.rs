@@ -1,0 +1,104 @@
+//! After approval: revocation (RFC 7009), introspection (RFC 7662), userinfo (RFC 6750).
+
+use serde_json::json;
+
+use super::{credentials, error_response, params_error};
+use crate::app::Ctx;
+use crate::http::{Request, Response};
+use crate::protocol::client_auth::authenticate_client;
+use crate::protocol::resource::{self, Introspection};
+use crate::protocol::{oauth, ErrorCode};
+
+/// `POST /oauth/revoke`: 200 for revoked, unknown and other clients' tokens alike (§2.2).
+/// Public clients authenticate with `client_id` alone, so a CLI can log out.
+pub fn revoke(ctx: &mut Ctx<'_>, req: &Request) -> Response {
+    let params = match req.params() {
+        Ok(params) => params,
+        Err(e) => return params_error(&e),
+    };
+    let result = authenticate_client(ctx.store, credentials(req, &params)).and_then(|client| {
+        resource::revoke(
+            ctx.store,
+            &client,
+            params.get("token"),
+            params.get("token_type_hint"),
+            ctx.now,
+        )
+    });
+    match result {
+        Ok(()) => Response::json(200, &json!({})).no_store(),
+        Err(e) => error_response(e),
+    }
+}
+
+/// `POST /oauth/introspect`: only for authenticated confidential clients, so tokens cannot
+/// be scanned (RFC 7662 §2.1).
+pub fn introspect(ctx: &mut Ctx<'_>, req: &Request) -> Response {
+    let params = match req.params() {
+        Ok(params) => params,
+        Err(e) => return params_error(&e),
+    };
+    let result = authenticate_client(ctx.store, credentials(req, &params)).and_then(|client| {
+        if !client.is_confidential() {
+            return oauth(
+                ErrorCode::InvalidClient,
+                "introspection needs a confidential client's credentials",
+            );
+        }
+        resource::introspect(
+            ctx.store,
+            params.get("token"),
+            params.get("token_type_hint"),
+            &ctx.app.issuer,
+            ctx.now,
+        )
+    });
+    match result {
+        Ok(answer @ (Introspection::Active { .. } | Introspection::Inactive { .. })) => {
+            Response::json(200, &answer).no_store()
+        }
+        Err(e) => error_response(e),
+    }
+}
+
+/// `GET /oauth/userinfo` with `Authorization: Bearer`: who this token acts for.
+pub fn userinfo(ctx: &mut Ctx<'_>, req: &Request) -> Response {
+    let presented = req.header("authorization").and_then(|value| {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    let Some(token) = presented else {
+        // RFC 6750 §3.1: no credentials, no error code.
+        return bearer_challenge(None);
+    };
+    match resource::bearer(ctx.store, token, ctx.now) {
+        Ok(Some(row)) => Response::json(
+            200,
+            &json!({
+                "sub": row.user_id.to_string(),
+                "username": row.username,
+                "scope": row.scope,
+                "client_id": row.client_id,
+            }),
+        )
+        .no_store(),
+        Ok(None) => bearer_challenge(Some("the access token is invalid, expired or revoked")),
+        Err(e) => error_response(e),
+    }
+}
+
+fn bearer_challenge(invalid: Option<&str>) -> Response {
+    match invalid {
+        None => Response::json(401, &json!({"error_description": "a bearer token is required"}))
+            .with_header("WWW-Authenticate", "Bearer realm=\"devicegate\""),
+        Some(description) => Response::json(
+            401,
+            &json!({"error": "invalid_token", "error_description": description}),
+        )
+        .with_header(
+            "WWW-Authenticate",
+            format!("Bearer realm=\"devicegate\", error=\"invalid_token\", error_description=\"{description}\""),
+        ),
+    }
+    .no_store()
+}

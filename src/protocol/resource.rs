@@ -1,0 +1,141 @@
+//! What happens to tokens after they are issued: revocation (RFC 7009), introspection
+//! (RFC 7662) and the bearer look-up behind userinfo (RFC 6750).
+
+use super::{oauth, Error, ErrorCode};
+use crate::clock::Timestamp;
+use crate::secrets;
+use crate::store::{self, AccessTokenRow, Client, Store};
+
+/// `last_used_at` is written at most this often per grant.
+const TOUCH_AFTER: i64 = 60;
+
+/// RFC 7009 §2: revokes `token` if it belongs to `client`. Unknown tokens and other
+/// clients' tokens are not errors (the answer is 200 either way, §2.2). A refresh token
+/// ends its whole grant; an access token only itself.
+pub fn revoke(
+    store: &mut Store,
+    client: &Client,
+    token: Option<&str>,
+    hint: Option<&str>,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let Some(token) = token else {
+        return oauth(ErrorCode::InvalidRequest, "token is required");
+    };
+    let hash = secrets::hash_secret(token);
+    // §2.1: the hint orders the search; an unknown hint is ignored.
+    let access_first = hint == Some("access_token");
+    for kind in if access_first {
+        [true, false]
+    } else {
+        [false, true]
+    } {
+        if kind {
+            if let Some(owner) = store.access_token_client(&hash)? {
+                if owner == client.client_id {
+                    store.delete_access_token(&hash)?;
+                }
+                return Ok(());
+            }
+        } else if let Some(row) = store.find_refresh_token(&hash)? {
+            if row.client_id == client.client_id {
+                store.revoke_grant(row.grant_id, None, now.secs())?;
+            }
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// RFC 7662 §2.2 answer.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Introspection {
+    Active {
+        active: bool,
+        scope: String,
+        client_id: String,
+        username: String,
+        sub: String,
+        token_type: &'static str,
+        exp: i64,
+        iat: i64,
+        iss: String,
+    },
+    /// Unknown, expired, revoked or rotated: nothing else is said (§2.2).
+    Inactive { active: bool },
+}
+
+pub fn introspect(
+    store: &Store,
+    token: Option<&str>,
+    hint: Option<&str>,
+    issuer: &str,
+    now: Timestamp,
+) -> Result<Introspection, Error> {
+    let Some(token) = token else {
+        return oauth(ErrorCode::InvalidRequest, "token is required");
+    };
+    let hash = secrets::hash_secret(token);
+    let as_access = |store: &Store| -> Result<Option<Introspection>, store::Error> {
+        Ok(store
+            .find_access_token(&hash, now.secs())?
+            .map(|row| Introspection::Active {
+                active: true,
+                scope: row.scope,
+                client_id: row.client_id,
+                username: row.username,
+                sub: row.user_id.to_string(),
+                token_type: "Bearer",
+                exp: row.expires_at,
+                iat: row.issued_at,
+                iss: issuer.to_string(),
+            }))
+    };
+    let as_refresh = |store: &Store| -> Result<Option<Introspection>, store::Error> {
+        Ok(store.find_refresh_token(&hash)?.and_then(|row| {
+            let live = row.rotated_at.is_none()
+                && !row.grant_revoked
+                && !row.user_disabled
+                && row.expires_at > now.secs();
+            live.then(|| Introspection::Active {
+                active: true,
+                scope: row.scope,
+                client_id: row.client_id,
+                username: row.username,
+                sub: row.user_id.to_string(),
+                token_type: "refresh_token",
+                exp: row.expires_at,
+                iat: row.issued_at,
+                iss: issuer.to_string(),
+            })
+        }))
+    };
+    let found = if hint == Some("refresh_token") {
+        match as_refresh(store)? {
+            Some(found) => Some(found),
+            None => as_access(store)?,
+        }
+    } else {
+        match as_access(store)? {
+            Some(found) => Some(found),
+            None => as_refresh(store)?,
+        }
+    };
+    Ok(found.unwrap_or(Introspection::Inactive { active: false }))
+}
+
+/// The live access token presented as a bearer token, recording the grant's use.
+pub fn bearer(
+    store: &Store,
+    token: &str,
+    now: Timestamp,
+) -> Result<Option<AccessTokenRow>, store::Error> {
+    let row = store.find_access_token(&secrets::hash_secret(token), now.secs())?;
+    if let Some(row) = &row {
+        if now.secs() - row.last_used_at >= TOUCH_AFTER {
+            store.touch_grant(row.grant_id, now.secs())?;
+        }
+    }
+    Ok(row)
+}
