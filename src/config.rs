@@ -45,6 +45,11 @@ pub struct Config {
     pub log_level: String,
     /// Allow an `http://` issuer on a non-loopback host (RFC 8628 §3.1 wants TLS). Default: false.
     pub allow_insecure_http: bool,
+    /// Take the client IP from `X-Forwarded-For` and the scheme from `X-Forwarded-Proto`
+    /// (only behind a reverse proxy that sets them). Default: false.
+    pub trust_proxy: bool,
+    /// Bearer token that `GET /metrics` requires; `None` turns metrics off. Default: off.
+    pub metrics_token: Option<String>,
     /// Seconds between sweeps of expired device codes. Default: 60.
     pub sweep_interval: u64,
 }
@@ -63,6 +68,8 @@ impl Default for Config {
             refresh_grace: DEFAULT_REFRESH_GRACE,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             allow_insecure_http: false,
+            trust_proxy: false,
+            metrics_token: None,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
         }
     }
@@ -83,6 +90,11 @@ impl std::fmt::Debug for Config {
             .field("refresh_grace", &self.refresh_grace)
             .field("log_level", &self.log_level)
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("trust_proxy", &self.trust_proxy)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -125,6 +137,9 @@ impl Config {
                 "--log-level: `{}` is not one of off, error, warn, info, debug",
                 self.log_level
             ));
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            problems.push("--metrics-token: use at least 16 characters".into());
         }
         if self.sweep_interval == 0 {
             problems.push("sweep interval must be at least 1 second".into());

@@ -30,6 +30,8 @@ pub struct Request {
     headers: Vec<(String, String)>,
     body: Result<Vec<u8>, BodyError>,
     pub remote_ip: IpAddr,
+    /// The client reached a TLS-terminating proxy over https (`X-Forwarded-Proto`).
+    pub forwarded_https: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +142,24 @@ impl Request {
             headers,
             body,
             remote_ip,
+            forwarded_https: false,
         }
+    }
+
+    /// Behind a trusted reverse proxy: the client is the rightmost address in
+    /// `X-Forwarded-For` (the one our proxy appended; earlier ones are the client's claims),
+    /// and the scheme is `X-Forwarded-Proto`. Never called unless `--trust-proxy`.
+    pub fn apply_forwarded_headers(&mut self) {
+        let forwarded = self
+            .header("x-forwarded-for")
+            .and_then(|list| list.rsplit(',').next())
+            .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            self.remote_ip = ip;
+        }
+        self.forwarded_https = self
+            .header("x-forwarded-proto")
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
     }
 
     /// A request built in memory (unit tests, benchmarks).
@@ -156,6 +175,7 @@ impl Request {
                 .collect(),
             body: Ok(body.to_vec()),
             remote_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            forwarded_https: false,
         }
     }
 
@@ -440,6 +460,22 @@ mod tests {
             req.params().expect_err("ct"),
             ParamsError::UnsupportedContentType
         );
+    }
+
+    #[test]
+    fn forwarded_headers_take_the_rightmost_address() {
+        let mut req = Request::synthetic(
+            Method::Get,
+            "/",
+            &[
+                ("X-Forwarded-For", "6.6.6.6, 203.0.113.9"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+            b"",
+        );
+        req.apply_forwarded_headers();
+        assert_eq!(req.remote_ip.to_string(), "203.0.113.9");
+        assert!(req.forwarded_https);
     }
 
     #[test]

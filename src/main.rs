@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use devicegate::bootstrap::{ensure_first_admin, FIRST_ADMIN};
-use devicegate::cli::{run_admin, Cli, Command};
+use devicegate::cli::{login, run_admin, Cli, Command};
 use devicegate::config::log_level_filter;
 use devicegate::store::{self, Store};
 use devicegate::{logging, Clock, Server};
@@ -15,6 +15,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args.into_config(cli.db)),
+        Command::Login(args) => login::run_login(args),
+        Command::Token { server } => login::run_token(server.as_deref()),
+        Command::Logout { server } => login::run_logout(server.as_deref()),
         command => {
             logging::init(log::LevelFilter::Warn);
             run_admin(&cli.db, command)

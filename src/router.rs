@@ -21,6 +21,7 @@ pub const INTROSPECTION_PATH: &str = "/oauth/introspect";
 pub const USERINFO_PATH: &str = "/oauth/userinfo";
 pub const ACCOUNT_PATH: &str = "/account";
 pub const ACCOUNT_REVOKE_PATH: &str = "/account/revoke";
+pub const METRICS_PATH: &str = "/metrics";
 pub const DECISION_PATH: &str = "/oauth/device/decision";
 /// Campus's JSON approval call.
 pub const CAMPUS_APPROVAL_PATH: &str = "/oauth/device/authorize";
@@ -67,6 +68,8 @@ pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         ACCOUNT_PATH => method_not_allowed("GET, HEAD"),
         ACCOUNT_REVOKE_PATH if post => pages::revoke_grant(ctx, req, prefix),
         ACCOUNT_REVOKE_PATH => method_not_allowed("POST"),
+        METRICS_PATH if get => api::metrics(ctx, req),
+        METRICS_PATH => method_not_allowed("GET, HEAD"),
         HEALTH_PATH if get => api::health(ctx),
         HEALTH_PATH => method_not_allowed("GET, HEAD"),
         VERIFICATION_PATH if get => pages::verification(ctx, req, prefix, None),
@@ -86,6 +89,38 @@ pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
             Some(_) => method_not_allowed("GET, HEAD"),
             None => not_found(),
         },
+    }
+}
+
+/// A bounded label for metrics: the route's path without the Campus prefix or a user code.
+pub fn route_label(path: &str) -> &'static str {
+    let path = match path.strip_prefix(CAMPUS_PREFIX) {
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    };
+    const KNOWN: [&str; 17] = [
+        DEVICE_AUTHORIZATION_PATH,
+        TOKEN_PATH,
+        VERIFICATION_PATH,
+        OAUTH_METADATA_PATH,
+        OIDC_METADATA_PATH,
+        HEALTH_PATH,
+        DECISION_PATH,
+        CAMPUS_APPROVAL_PATH,
+        LOGIN_PATH,
+        LOGOUT_PATH,
+        REVOCATION_PATH,
+        INTROSPECTION_PATH,
+        USERINFO_PATH,
+        ACCOUNT_PATH,
+        ACCOUNT_REVOKE_PATH,
+        METRICS_PATH,
+        pages::STYLESHEET_PATH,
+    ];
+    match KNOWN.iter().find(|known| **known == path) {
+        Some(known) => known,
+        None if path.starts_with("/oauth/device/") => "/oauth/device/{user_code}",
+        None => "other",
     }
 }
 

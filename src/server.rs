@@ -15,6 +15,7 @@ use crate::app::{App, Ctx};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, Method, Request, Response};
+use crate::metrics::METRICS;
 use crate::protocol::polls::PollTracker;
 use crate::protocol::Settings;
 use crate::router;
@@ -180,7 +181,10 @@ fn work(http: &tiny_http::Server, app: &App, mut store: Store, shutdown: &Atomic
 
 fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
     let started = Instant::now();
-    let request = Request::read(&mut rq);
+    let mut request = Request::read(&mut rq);
+    if app.config.trust_proxy {
+        request.apply_forwarded_headers();
+    }
     let mut ctx = Ctx {
         store,
         app,
@@ -192,12 +196,14 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
             log::error!("handler panicked on {}", http::loggable_path(&request.path));
             Response::json(500, &serde_json::json!({"error": "server_error"}))
         });
+    let elapsed = started.elapsed();
+    METRICS.record_request(router::route_label(&request.path), response.status, elapsed);
     log::info!(
         "{} {} {} {}ms",
         rq.method(),
         http::loggable_path(&request.path),
         response.status,
-        started.elapsed().as_millis()
+        elapsed.as_millis()
     );
     http::send(rq, response, request.method == Method::Head);
 }

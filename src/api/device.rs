@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{credentials, error_response, params_error};
 use crate::app::Ctx;
 use crate::http::{Request, Response};
+use crate::metrics::{Metrics, METRICS};
 use crate::protocol::client_auth::authenticate_client;
 use crate::protocol::device::{authorize_device, DeviceRequest};
 use crate::protocol::refresh::refresh;
@@ -94,6 +95,13 @@ pub fn token(ctx: &mut Ctx<'_>, req: &Request) -> Response {
                 ),
             },
         );
+    match &result {
+        Ok(_) => Metrics::count(&METRICS.tokens_issued),
+        Err(protocol::Error::OAuth(e)) if e.code == ErrorCode::SlowDown => {
+            Metrics::count(&METRICS.slow_down)
+        }
+        Err(_) => {}
+    }
     match result {
         Ok(tokens) => Response::json(200, &tokens).no_store(),
         Err(e) => error_response(e),

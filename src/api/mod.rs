@@ -59,6 +59,34 @@ pub fn metadata(ctx: &mut Ctx<'_>) -> Response {
     .with_header("Cache-Control", "public, max-age=300")
 }
 
+/// `GET /metrics`: Prometheus text, for callers with the configured bearer token.
+/// Without a configured token the route does not exist (404).
+pub fn metrics(ctx: &mut Ctx<'_>, req: &Request) -> Response {
+    let Some(expected) = &ctx.app.config.metrics_token else {
+        return Response::json(404, &json!({"error": "not_found"}));
+    };
+    let presented = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !crate::secrets::constant_time_eq(
+        &crate::secrets::sha256(presented),
+        &crate::secrets::sha256(expected),
+    ) {
+        return Response::json(401, &json!({"error": "invalid_token"}))
+            .with_header("WWW-Authenticate", "Bearer realm=\"devicegate-metrics\"");
+    }
+    match ctx.store.count_device_codes_by_state(ctx.now.secs()) {
+        Ok(states) => Response::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::METRICS.render(&states).into_bytes(),
+        )
+        .no_store(),
+        Err(e) => error_response(e),
+    }
+}
+
 /// `GET /healthz`: 200 when the database answers.
 pub fn health(ctx: &mut Ctx<'_>) -> Response {
     match ctx.store.ping() {

@@ -2,6 +2,9 @@
 //! (safely while the server runs: SQLite's locking and our conditional updates see to it).
 
 mod admin;
+mod clients;
+pub mod login;
+mod users;
 
 use std::path::PathBuf;
 
@@ -30,12 +33,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the server
     Serve(ServeArgs),
-    /// Manage OAuth clients
-    #[command(subcommand)]
-    Client(ClientCommand),
     /// Manage the people who sign in to approve devices
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage OAuth clients
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// See and revoke approved device logins (grants)
     #[command(subcommand)]
     Grant(GrantCommand),
@@ -51,6 +54,36 @@ pub enum Command {
     Deny {
         /// The code the device shows
         user_code: String,
+    },
+    /// List pending device requests: code, client, scopes, age, from where
+    Pending {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the database, safe while the server runs
+    Backup {
+        /// Where to write the copy
+        file: PathBuf,
+        /// Replace the file if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Report configuration problems (all at once) and check the database's integrity
+    Check(ServeArgs),
+    /// Sign in to a devicegate server from this device (the device side of the flow)
+    Login(login::LoginArgs),
+    /// Print a valid access token for a server, refreshing it first when it is about to expire
+    Token {
+        /// The server's base URL [default: the only saved server]
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Revoke this device's tokens at the server and forget them
+    Logout {
+        /// The server's base URL [default: the only saved server]
+        #[arg(long)]
+        server: Option<String>,
     },
 }
 
@@ -80,6 +113,12 @@ pub struct ServeArgs {
     /// Seconds after a refresh in which the old refresh token counts as a retry, not reuse
     #[arg(long, env = "DEVICEGATE_REFRESH_GRACE", default_value_t = config::DEFAULT_REFRESH_GRACE)]
     pub refresh_grace: u64,
+    /// Behind a reverse proxy: take the client IP from X-Forwarded-For and the scheme from X-Forwarded-Proto
+    #[arg(long, env = "DEVICEGATE_TRUST_PROXY")]
+    pub trust_proxy: bool,
+    /// Serve GET /metrics to callers presenting this bearer token [default: metrics off]
+    #[arg(long, env = "DEVICEGATE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Log level: off, error, warn, info, debug
     #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
     pub log_level: String,
@@ -102,9 +141,34 @@ impl ServeArgs {
             refresh_grace: self.refresh_grace,
             log_level: self.log_level,
             allow_insecure_http: self.allow_insecure_http,
+            trust_proxy: self.trust_proxy,
+            metrics_token: self.metrics_token,
             ..Config::default()
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is prompted for (or read from stdin's first line)
+    Add {
+        /// Login name
+        name: String,
+    },
+    /// List users
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user with all their grants and tokens
+    Remove { name: String },
+    /// Set a new password (prompted for, or stdin's first line); ends their browser sessions
+    Passwd { name: String },
+    /// Disable a user: they cannot sign in, and their tokens stop working
+    Disable { name: String },
+    /// Enable a disabled user again
+    Enable { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,23 +183,33 @@ pub enum ClientCommand {
         /// Space-separated scopes the client may ask for
         #[arg(long, default_value = "read write")]
         scope: String,
-        /// Space-separated grant types: device_code, refresh_token
+        /// Space-separated grant types: device_code, refresh_token (none: a resource server)
         #[arg(long, default_value = "device_code refresh_token")]
         grant_types: String,
+        /// Seconds this client's device codes live [default: the server's]
+        #[arg(long)]
+        device_code_ttl: Option<u64>,
+        /// Seconds this client's devices wait between polls [default: the server's]
+        #[arg(long)]
+        poll_interval: Option<u64>,
     },
     /// List clients
-    List,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum UserCommand {
-    /// Add a user; the password is prompted for (or read from stdin's first line)
-    Add {
-        /// Login name
-        name: String,
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
     },
-    /// List users
-    List,
+    /// Show one client
+    Show {
+        client_id: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a client with its pending requests, grants and tokens
+    Remove { client_id: String },
+    /// Give a confidential client a new secret (printed once); the old one stops working
+    RotateSecret { client_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +219,9 @@ pub enum GrantCommand {
         /// Only this user's grants
         #[arg(long)]
         user: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke a grant: its access and refresh tokens stop working at once
     Revoke {

@@ -3,17 +3,16 @@
 use maud::html;
 
 use super::layout::{csrf_field, layout, Frame};
-use super::{form_session, html, store_failure, views, with_cookie};
+use super::{form_session, html, secure_cookies, store_failure, views, with_cookie};
 use crate::app::Ctx;
 use crate::clock::Timestamp;
-use crate::config::issuer_is_https;
 use crate::http::{Request, Response};
 use crate::router::{Prefix, ACCOUNT_PATH, ACCOUNT_REVOKE_PATH};
 use crate::session;
 use crate::store::GrantRow;
 
 pub fn account(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
-    let secure = issuer_is_https(&ctx.app.issuer);
+    let secure = secure_cookies(ctx, req);
     let (session, new_cookie) = match session::current_or_new(ctx.store, req, ctx.now, secure) {
         Ok(found) => found,
         Err(e) => return store_failure(prefix, None, e),

@@ -32,7 +32,7 @@ pub fn verification(
     prefix: Prefix,
     in_path: Option<&str>,
 ) -> Response {
-    let secure = issuer_is_https(&ctx.app.issuer);
+    let secure = secure_cookies(ctx, req);
     let (session, new_cookie) = match session::current_or_new(ctx.store, req, ctx.now, secure) {
         Ok(found) => found,
         Err(e) => return store_failure(prefix, None, e),
@@ -202,7 +202,7 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
         user_id: user.id,
         username: user.username,
     };
-    let secure = issuer_is_https(&ctx.app.issuer);
+    let secure = secure_cookies(ctx, req);
     match session::sign_in(ctx.store, Some(&session), signed_in, ctx.now, secure) {
         Ok((_, cookie)) => Response::redirect(&next).with_header("Set-Cookie", cookie),
         Err(e) => store_failure(prefix, Some(&session), e),
@@ -215,7 +215,7 @@ pub fn logout(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let secure = issuer_is_https(&ctx.app.issuer);
+    let secure = secure_cookies(ctx, req);
     match session::sign_out(ctx.store, &session, secure) {
         Ok(cookie) => Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str()))
             .with_header("Set-Cookie", cookie),
@@ -403,6 +403,11 @@ fn safe_next(next: Option<&str>, prefix: Prefix) -> String {
         }
         _ => format!("{}{VERIFICATION_PATH}", prefix.as_str()),
     }
+}
+
+/// `Secure` cookies when the issuer is https, or a trusted proxy says the browser used https.
+pub(super) fn secure_cookies(ctx: &Ctx<'_>, req: &Request) -> bool {
+    issuer_is_https(&ctx.app.issuer) || req.forwarded_https
 }
 
 pub(super) fn html(status: u16, markup: Markup) -> Response {

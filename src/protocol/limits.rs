@@ -86,6 +86,9 @@ pub fn locked_for(
             }
         }
     }
+    if wait.is_some() {
+        crate::metrics::Metrics::count(&crate::metrics::METRICS.lockouts);
+    }
     Ok(wait)
 }
 

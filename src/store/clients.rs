@@ -97,6 +97,23 @@ impl Store {
         Ok(stmt.query_row([client_id], from_row).optional()?)
     }
 
+    /// Replaces a client's secret hash; `false` when there is no such client.
+    pub fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
+            params![client_id, secret_hash],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Removes a client with its device codes, grants and tokens (ON DELETE CASCADE).
+    pub fn delete_client(&self, client_id: &str) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute("DELETE FROM clients WHERE client_id = ?1", [client_id])?;
+        Ok(changed == 1)
+    }
+
     pub fn list_clients(&self) -> Result<Vec<Client>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {COLUMNS} FROM clients ORDER BY created_at, client_id"

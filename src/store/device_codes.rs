@@ -182,3 +182,15 @@ impl Store {
             .execute(params![cutoff, limit])?)
     }
 }
+
+impl Store {
+    /// Device codes by state for metrics; pending codes past their lifetime count as `expired`.
+    pub fn count_device_codes_by_state(&self, now: i64) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT CASE WHEN status = 'pending' AND expires_at <= ?1 THEN 'expired' \
+             ELSE status END AS state, COUNT(*) FROM device_codes GROUP BY state ORDER BY state",
+        )?;
+        let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}

@@ -123,6 +123,23 @@ impl Store {
         Ok(())
     }
 
+    /// A consistent copy of the live database into a new file (`VACUUM INTO` reads one
+    /// snapshot, so the server keeps running).
+    pub fn backup_to(&self, target: &Path) -> Result<()> {
+        let target = target
+            .to_str()
+            .ok_or_else(|| Error::Internal("the backup path is not valid UTF-8".into()))?;
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
+    /// `PRAGMA integrity_check`: `ok`, or the problems SQLite found.
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// A cheap round trip, for `/healthz`.
     pub fn ping(&self) -> Result<()> {
         self.conn

@@ -73,6 +73,13 @@ impl Store {
         Ok(())
     }
 
+    /// Ends every session of a user (after a password change).
+    pub fn delete_user_sessions(&self, user_id: i64) -> Result<usize> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
+    }
+
     /// Removes up to `limit` sessions idle since `idle_cutoff` or created before
     /// `absolute_cutoff`.
     pub fn delete_expired_sessions(

@@ -57,6 +57,14 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    pub fn set_user_password(&self, username: &str, password_hash: &str) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE users SET password_hash = ?2 WHERE username = ?1",
+            params![username, password_hash],
+        )?;
+        Ok(changed == 1)
+    }
+
     /// Enables or disables a user; `false` when there is no such user.
     pub fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<bool> {
         let changed = self.conn.execute(

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::TestApp;
 
-const BIN: &str = env!("CARGO_BIN_EXE_devicegate");
+pub const BIN: &str = env!("CARGO_BIN_EXE_devicegate");
 
-fn run(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+pub fn run(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut child = Command::new(BIN)
         .arg("--db")
         .arg(db)

@@ -2,12 +2,14 @@
 //! temporary SQLite file (`TestApp`) and talks HTTP to it.
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
+mod admin;
 mod browser;
 mod cli;
 mod device_authorization;
 mod lifecycle;
 mod metadata;
 mod oauth2_client;
+mod operations;
 mod pages;
 mod secrets_at_rest;
 mod support;
