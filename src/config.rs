@@ -18,6 +18,7 @@ pub const DEFAULT_REFRESH_TOKEN_TTL: u64 = 30 * 24 * 3600;
 pub const DEFAULT_REFRESH_GRACE: u64 = 0;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SWEEP_INTERVAL: u64 = 60;
+pub const DEFAULT_IO_TIMEOUT: u64 = 10;
 
 #[derive(Clone)]
 pub struct Config {
@@ -50,6 +51,9 @@ pub struct Config {
     pub trust_proxy: bool,
     /// Bearer token that `GET /metrics` requires; `None` turns metrics off. Default: off.
     pub metrics_token: Option<String>,
+    /// Seconds a connection may stay silent (idle keep-alive, slow sender) before it is
+    /// closed. Default: 10.
+    pub io_timeout: u64,
     /// Seconds between sweeps of expired device codes. Default: 60.
     pub sweep_interval: u64,
 }
@@ -70,6 +74,7 @@ impl Default for Config {
             allow_insecure_http: false,
             trust_proxy: false,
             metrics_token: None,
+            io_timeout: DEFAULT_IO_TIMEOUT,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
         }
     }
@@ -91,6 +96,7 @@ impl std::fmt::Debug for Config {
             .field("log_level", &self.log_level)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("trust_proxy", &self.trust_proxy)
+            .field("io_timeout", &self.io_timeout)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<set>"),
@@ -140,6 +146,9 @@ impl Config {
         }
         if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
             problems.push("--metrics-token: use at least 16 characters".into());
+        }
+        if !(1..=300).contains(&self.io_timeout) {
+            problems.push("--io-timeout: must be between 1 and 300 seconds".into());
         }
         if self.sweep_interval == 0 {
             problems.push("sweep interval must be at least 1 second".into());

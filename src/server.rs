@@ -54,6 +54,8 @@ pub struct Server {
     app: Arc<App>,
     local_addr: SocketAddr,
     shutdown: Arc<AtomicBool>,
+    /// Set when tiny_http's accept loop died; `run` then returns an error.
+    listener_failed: Arc<AtomicBool>,
 }
 
 /// A handle to stop a running server (and to run the sweep on demand in tests).
@@ -94,8 +96,11 @@ impl Server {
         // Open once up front: creates the file, applies the schema, fails early.
         let store = Store::open(&config.db_path)?;
         crate::bootstrap::ensure_builtin_clients(&store, clock.now())?;
-        let http =
-            tiny_http::Server::http(&config.listen).map_err(|e| Error::Bind(e.to_string()))?;
+        let timeout = Duration::from_secs(config.io_timeout);
+        let listener =
+            bind_listener(&config.listen, timeout).map_err(|e| Error::Bind(e.to_string()))?;
+        let http = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| Error::Bind(e.to_string()))?;
         let local_addr = http
             .server_addr()
             .to_ip()
@@ -113,6 +118,7 @@ impl Server {
             app: Arc::new(app),
             local_addr,
             shutdown: Arc::new(AtomicBool::new(false)),
+            listener_failed: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -136,14 +142,15 @@ impl Server {
         let mut threads = Vec::new();
         for n in 0..self.app.config.workers {
             let store = Store::open(&self.app.config.db_path)?;
-            let (http, app, shutdown) = (
+            let (http, app, shutdown, failed) = (
                 Arc::clone(&self.http),
                 Arc::clone(&self.app),
                 Arc::clone(&self.shutdown),
+                Arc::clone(&self.listener_failed),
             );
             let worker = thread::Builder::new()
                 .name(format!("worker-{n}"))
-                .spawn(move || work(&http, &app, store, &shutdown))
+                .spawn(move || work(&http, &app, store, &shutdown, &failed))
                 .map_err(|e| Error::Bind(format!("cannot start worker: {e}")))?;
             threads.push(worker);
         }
@@ -156,27 +163,102 @@ impl Server {
                 .map_err(|e| Error::Bind(format!("cannot start sweeper: {e}")))?
         };
         threads.push(sweeper);
+        let heartbeat = {
+            let (addr, shutdown) = (self.local_addr, Arc::clone(&self.shutdown));
+            let every = heartbeat_interval(Duration::from_secs(self.app.config.io_timeout));
+            thread::Builder::new()
+                .name("heartbeat".into())
+                .spawn(move || heartbeat(addr, every, &shutdown))
+                .map_err(|e| Error::Bind(format!("cannot start heartbeat: {e}")))?
+        };
+        threads.push(heartbeat);
         for t in threads {
             if t.join().is_err() {
                 log::error!("a server thread panicked");
             }
+        }
+        if self.listener_failed.load(Ordering::SeqCst) {
+            return Err(Error::Bind(
+                "the listener stopped accepting connections; restart the server".into(),
+            ));
         }
         log::info!("stopped");
         Ok(())
     }
 }
 
-fn work(http: &tiny_http::Server, app: &App, mut store: Store, shutdown: &AtomicBool) {
+/// The listening socket, with options that accepted connections inherit on Linux (the
+/// read timeout also bounds `accept`, hence the `heartbeat` thread):
+/// read/write timeouts (tiny_http reads each connection on a thread of its own; without a
+/// timeout an idle or slow client would hold that thread, and mid-body one of our workers,
+/// forever) and `TCP_NODELAY` (tiny_http writes head and body separately; Nagle's algorithm
+/// would hold the body back ~40 ms on keep-alive connections).
+pub fn bind_listener(addr: &str, io_timeout: Duration) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr: SocketAddr = addr.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_read_timeout(Some(io_timeout))?;
+    socket.set_write_timeout(Some(io_timeout))?;
+    socket.set_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+fn work(
+    http: &tiny_http::Server,
+    app: &App,
+    mut store: Store,
+    shutdown: &AtomicBool,
+    listener_failed: &AtomicBool,
+) {
     while !shutdown.load(Ordering::SeqCst) {
         match http.recv_timeout(WAKE_EVERY) {
             Ok(Some(rq)) => serve_one(rq, app, &mut store),
             Ok(None) => {}
             Err(e) => {
-                log::error!("accept failed: {e}");
-                thread::sleep(WAKE_EVERY);
+                // tiny_http's accept loop has ended: no new connection will ever arrive.
+                // Stop (exit status 1) so a supervisor restarts us, rather than linger deaf.
+                log::error!("the listener failed ({e}); shutting down");
+                listener_failed.store(true, Ordering::SeqCst);
+                shutdown.store(true, Ordering::SeqCst);
             }
         }
     }
+}
+
+/// The listener's read timeout (which connections must inherit) also bounds how long
+/// `accept` waits, and tiny_http stops accepting for good when `accept` times out. So a
+/// connection to ourselves, well within the timeout, keeps `accept` from ever idling that
+/// long (tiny_http's own `unblock` uses the same trick). It sends nothing and is closed.
+fn heartbeat(addr: SocketAddr, every: Duration, shutdown: &AtomicBool) {
+    let target = match addr {
+        SocketAddr::V4(v4) if v4.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, v4.port()))
+        }
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6.port()))
+        }
+        other => other,
+    };
+    let mut last = Instant::now();
+    while !shutdown.load(Ordering::SeqCst) {
+        thread::sleep(WAKE_EVERY);
+        if last.elapsed() >= every {
+            last = Instant::now();
+            if let Err(e) = std::net::TcpStream::connect_timeout(&target, every) {
+                log::warn!("heartbeat connection failed: {e}");
+            }
+        }
+    }
+}
+
+/// A quarter of the I/O timeout, so a few missed beats still leave `accept` awake.
+fn heartbeat_interval(io_timeout: Duration) -> Duration {
+    (io_timeout / 4).max(WAKE_EVERY)
 }
 
 fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
@@ -222,5 +304,21 @@ fn sweep(app: &App, store: &Store, shutdown: &AtomicBool) {
             Ok(n) => log::debug!("swept {n} expired device codes"),
             Err(e) => log::warn!("sweep failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_inherit_timeouts_and_nodelay() {
+        let timeout = Duration::from_secs(7);
+        let listener = bind_listener("127.0.0.1:0", timeout).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        assert_eq!(accepted.read_timeout().expect("timeout"), Some(timeout));
+        assert!(accepted.nodelay().expect("nodelay"));
     }
 }

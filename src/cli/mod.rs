@@ -119,6 +119,9 @@ pub struct ServeArgs {
     /// Serve GET /metrics to callers presenting this bearer token [default: metrics off]
     #[arg(long, env = "DEVICEGATE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Seconds a connection may stay silent (idle keep-alive, slow sender) before it is closed
+    #[arg(long, env = "DEVICEGATE_IO_TIMEOUT", default_value_t = config::DEFAULT_IO_TIMEOUT)]
+    pub io_timeout: u64,
     /// Log level: off, error, warn, info, debug
     #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
     pub log_level: String,
@@ -143,6 +146,7 @@ impl ServeArgs {
             allow_insecure_http: self.allow_insecure_http,
             trust_proxy: self.trust_proxy,
             metrics_token: self.metrics_token,
+            io_timeout: self.io_timeout,
             ..Config::default()
         }
     }

@@ -76,6 +76,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 pub struct Store {
     conn: Connection,
+    /// Recently read clients (see `clients::CLIENT_CACHE_TTL`); one per connection, so
+    /// per worker, and never shared.
+    client_cache: std::cell::RefCell<clients::ClientCache>,
 }
 
 impl Store {
@@ -95,10 +98,14 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
-             PRAGMA foreign_keys = ON;",
+             PRAGMA foreign_keys = ON;
+             PRAGMA cache_size = -1024;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
-        let mut store = Store { conn };
+        let mut store = Store {
+            conn,
+            client_cache: Default::default(),
+        };
         store.migrate()?;
         Ok(store)
     }

@@ -1,0 +1,494 @@
+//! devicegate's benchmark: a release build of the server on a temporary database, filled
+//! with a realistic population, driven over HTTP/1.1 keep-alive on 127.0.0.1 by Debian's
+//! `wrk`, beside the HTTP ceiling of our own stack (the same listener and worker pool
+//! answering a fixed 13-byte body), so figures are ratios as well as numbers.
+//!
+//!     cargo run --release --example bench -- [--seconds 8] [--connections 64] [--rounds 3]
+//!                                            [--codes 10000] [--rss-codes 100000] [--workers 8]
+//!
+//! Scenarios: `poll` (device-code token requests spread over the live pending codes,
+//! ignoring the interval on purpose, so the server answers authorization_pending and
+//! slow_down), `authorize` (a device authorization, one durable write each), `page` (the
+//! consent page for a signed-in session), `ceiling`, `poll-100k` (peak RSS with 100,000 live
+//! codes) and `poll+idle` (poll while 1,000 idle connections are open). Every load is
+//! bounded in time and only touches 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
+
+struct Options {
+    seconds: u64,
+    connections: u64,
+    rounds: usize,
+    codes: usize,
+    rss_codes: usize,
+    workers: usize,
+    idle: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Run {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    socket_errors: u64,
+    server_errors: u64,
+    peak_rss_kb: u64,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("__serve") => return serve(&args[2], &args[3]),
+        Some("__ceiling") => return ceiling(&args[2]),
+        _ => {}
+    }
+    let opt = parse(&args[1..]);
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("wrk is missing: apt-get install wrk");
+        std::process::exit(2);
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    println!(
+        "devicegate bench: {} rounds × {} s, {} connections, {} live codes, {} workers, {} cores (wrk on the same machine)",
+        opt.rounds,
+        opt.seconds,
+        opt.connections,
+        opt.codes,
+        opt.workers,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let mut table: Vec<(&str, Vec<Run>, Vec<f64>)> = vec![
+        ("ceiling", vec![], vec![]),
+        ("poll", vec![], vec![]),
+        ("authorize", vec![], vec![]),
+        ("page", vec![], vec![]),
+    ];
+    for round in 0..opt.rounds {
+        let ceiling_run = {
+            let (child, addr) = spawn(&["__ceiling", &opt.workers.to_string()]);
+            let run = wrk(&opt, &addr, None, &child);
+            stop(child);
+            run
+        };
+        let db = work.path().join(format!("round{round}.db"));
+        let (child, addr) = spawn(&[
+            "__serve",
+            db.to_str().expect("utf-8 path"),
+            &opt.workers.to_string(),
+        ]);
+        let seeded = seed(&addr, opt.codes);
+        let session = sign_in(&addr, &db);
+        let poll = lua_poll(work.path(), &seeded);
+        let authorize = lua_authorize(work.path());
+        let page = lua_page(work.path(), &seeded, &session);
+        let runs = [
+            ("poll", wrk(&opt, &addr, Some(&poll), &child)),
+            ("authorize", wrk(&opt, &addr, Some(&authorize), &child)),
+            ("page", wrk(&opt, &addr, Some(&page), &child)),
+        ];
+        stop(child);
+        table[0].1.push(ceiling_run.clone());
+        table[0].2.push(1.0);
+        for (name, run) in runs {
+            let row = table.iter_mut().find(|r| r.0 == name).expect("row");
+            row.2.push(run.rps / ceiling_run.rps);
+            row.1.push(run);
+        }
+        println!("round {} done", round + 1);
+    }
+    // Peak RSS with many live codes, and serving while idle connections are held open.
+    let db = work.path().join("rss.db");
+    let (child, addr) = spawn(&[
+        "__serve",
+        db.to_str().expect("utf-8 path"),
+        &opt.workers.to_string(),
+    ]);
+    let seeded = seed(&addr, opt.rss_codes);
+    let poll = lua_poll(work.path(), &seeded);
+    let rss_run = wrk(&opt, &addr, Some(&poll), &child);
+    let idle: Vec<_> = (0..opt.idle)
+        .map_while(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    let idle_count = idle.len();
+    let idle_run = wrk(&opt, &addr, Some(&poll), &child);
+    drop(idle);
+    stop(child);
+
+    println!();
+    println!("| scenario | requests/s | p50 | p99 | socket errors | 5xx | peak RSS | vs ceiling |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, runs, ratios) in &table {
+        let m = median_run(runs);
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {:.0}% |",
+            m.rps,
+            m.p50_ms,
+            m.p99_ms,
+            m.socket_errors,
+            m.server_errors,
+            m.peak_rss_kb as f64 / 1024.0,
+            median(ratios.clone()) * 100.0
+        );
+    }
+    let ceiling_rps = median(table[0].1.iter().map(|r| r.rps).collect());
+    for (name, run) in [
+        (format!("poll, {} live codes", opt.rss_codes), &rss_run),
+        (format!("poll + {idle_count} idle connections"), &idle_run),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {:.0}% |",
+            run.rps,
+            run.p50_ms,
+            run.p99_ms,
+            run.socket_errors,
+            run.server_errors,
+            run.peak_rss_kb as f64 / 1024.0,
+            run.rps / ceiling_rps * 100.0
+        );
+    }
+    println!("\nmedians of {} rounds; ratios are per round (scenario ÷ ceiling measured just before it), then the median", opt.rounds);
+}
+
+fn parse(args: &[String]) -> Options {
+    let mut opt = Options {
+        seconds: 8,
+        connections: 64,
+        rounds: 3,
+        codes: 10_000,
+        rss_codes: 100_000,
+        workers: devicegate::config::DEFAULT_WORKERS,
+        idle: 1000,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value: u64 = it
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{flag} needs a number"));
+        match flag.as_str() {
+            "--seconds" => opt.seconds = value.clamp(1, 60),
+            "--connections" => opt.connections = value.clamp(1, 1000),
+            "--rounds" => opt.rounds = value.clamp(1, 10) as usize,
+            "--codes" => opt.codes = value as usize,
+            "--rss-codes" => opt.rss_codes = value as usize,
+            "--workers" => opt.workers = value as usize,
+            "--idle" => opt.idle = value as usize,
+            other => panic!("unknown option {other}"),
+        }
+    }
+    opt
+}
+
+/// Child mode: the real server, in-process, on a fresh database.
+fn serve(db: &str, workers: &str) {
+    devicegate::logging::init(log::LevelFilter::Info);
+    let config = devicegate::Config {
+        db_path: PathBuf::from(db),
+        listen: "127.0.0.1:0".into(),
+        workers: workers.parse().unwrap_or(8),
+        metrics_token: Some(METRICS_TOKEN.into()),
+        ..devicegate::Config::default()
+    };
+    let server = devicegate::Server::bind(config).expect("bind");
+    println!("listening on {}", server.local_addr());
+    std::io::stdout().flush().ok();
+    server.run().expect("run");
+}
+
+/// Child mode: the ceiling, the same listener and worker pool with a fixed answer.
+fn ceiling(workers: &str) {
+    // A long timeout: the ceiling has no heartbeat, and accept must not time out mid-run.
+    let listener =
+        devicegate::server::bind_listener("127.0.0.1:0", Duration::from_secs(300)).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server =
+        std::sync::Arc::new(tiny_http::Server::from_listener(listener, None).expect("server"));
+    println!("listening on {addr}");
+    std::io::stdout().flush().ok();
+    let threads: Vec<_> = (0..workers.parse().unwrap_or(8))
+        .map(|_| {
+            let server = std::sync::Arc::clone(&server);
+            std::thread::spawn(move || {
+                while let Ok(rq) = server.recv() {
+                    let _ = rq.respond(tiny_http::Response::from_data(&b"Hello, world!"[..]));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+fn spawn(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(match std::env::var_os("BENCH_SERVER_LOG") {
+            Some(path) => std::fs::File::create(path)
+                .map(Stdio::from)
+                .unwrap_or(Stdio::null()),
+            None => Stdio::null(),
+        })
+        .spawn()
+        .expect("spawn server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read address");
+    let addr = line.trim().trim_start_matches("listening on ").to_string();
+    (child, addr)
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+struct Seeded {
+    device_codes: Vec<String>,
+    user_codes: Vec<String>,
+}
+
+/// Creates `n` live pending codes through the real endpoint, 8 keep-alive clients at once.
+fn seed(addr: &str, n: usize) -> Seeded {
+    let url = format!("http://{addr}/oauth/device_authorize");
+    let per_thread = n.div_ceil(8);
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let url = url.clone();
+            let count = per_thread.min(n.saturating_sub(t * per_thread));
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::new();
+                (0..count)
+                    .map(|_| {
+                        let body: serde_json::Value = agent
+                            .post(&url)
+                            .send_form(&[("client_id", "guest")])
+                            .expect("device authorization")
+                            .into_json()
+                            .expect("json");
+                        (
+                            body["device_code"]
+                                .as_str()
+                                .expect("device_code")
+                                .to_string(),
+                            body["user_code"].as_str().expect("user_code").to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut seeded = Seeded {
+        device_codes: vec![],
+        user_codes: vec![],
+    };
+    for h in handles {
+        for (d, u) in h.join().expect("seed thread") {
+            seeded.device_codes.push(d);
+            seeded.user_codes.push(u);
+        }
+    }
+    seeded
+}
+
+/// A signed-in session cookie, through the real sign-in form.
+fn sign_in(addr: &str, db: &Path) -> String {
+    let store = devicegate::store::Store::open(db).expect("store");
+    let hash = devicegate::secrets::hash_password("bench-password").expect("hash");
+    let _ = store.create_user("bench", &hash, 0);
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let page = agent
+        .get(&format!("http://{addr}/oauth/device"))
+        .call()
+        .expect("page");
+    let cookie = page
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("c")
+        .to_string();
+    let html = page.into_string().expect("html");
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("csrf") + marker.len();
+    let csrf = html[start..].split('"').next().expect("csrf");
+    let login = agent
+        .post(&format!("http://{addr}/login"))
+        .set("Cookie", &cookie)
+        .send_form(&[
+            ("csrf_token", csrf),
+            ("username", "bench"),
+            ("password", "bench-password"),
+        ]);
+    let response = match login {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("sign-in: {e}"),
+    };
+    response
+        .header("set-cookie")
+        .expect("session")
+        .split(';')
+        .next()
+        .expect("c")
+        .to_string()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").expect("write");
+}
+
+fn lua_poll(dir: &Path, seeded: &Seeded) -> PathBuf {
+    let codes = dir.join(format!("codes-{}.txt", seeded.device_codes.len()));
+    write_lines(&codes, &seeded.device_codes);
+    let script = dir.join(format!("poll-{}.lua", seeded.device_codes.len()));
+    std::fs::write(
+        &script,
+        format!(
+            r#"local codes = {{}}
+for line in io.lines("{}") do codes[#codes + 1] = line end
+local headers = {{ ["Content-Type"] = "application/x-www-form-urlencoded" }}
+local prefix = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=guest&device_code="
+request = function()
+  return wrk.format("POST", "/oauth/token", headers, prefix .. codes[math.random(#codes)])
+end
+"#,
+            codes.display()
+        ),
+    )
+    .expect("lua");
+    script
+}
+
+fn lua_authorize(dir: &Path) -> PathBuf {
+    let script = dir.join("authorize.lua");
+    std::fs::write(
+        &script,
+        r#"wrk.method = "POST"
+wrk.path = "/oauth/device_authorize"
+wrk.body = "client_id=guest"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+"#,
+    )
+    .expect("lua");
+    script
+}
+
+fn lua_page(dir: &Path, seeded: &Seeded, cookie: &str) -> PathBuf {
+    let codes = dir.join("user-codes.txt");
+    let sample: Vec<String> = seeded.user_codes.iter().take(1000).cloned().collect();
+    write_lines(&codes, &sample);
+    let script = dir.join("page.lua");
+    std::fs::write(
+        &script,
+        format!(
+            r#"local codes = {{}}
+for line in io.lines("{}") do codes[#codes + 1] = line end
+local headers = {{ ["Cookie"] = "{cookie}" }}
+request = function()
+  return wrk.format("GET", "/oauth/device?user_code=" .. codes[math.random(#codes)], headers)
+end
+"#,
+            codes.display()
+        ),
+    )
+    .expect("lua");
+    script
+}
+
+fn server_errors(addr: &str) -> u64 {
+    let Ok(response) = ureq::get(&format!("http://{addr}/metrics"))
+        .set("Authorization", &format!("Bearer {METRICS_TOKEN}"))
+        .call()
+    else {
+        return 0;
+    };
+    response
+        .into_string()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("devicegate_http_requests_total") && l.contains("status=\"5"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
+    let before = server_errors(addr);
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "--latency",
+        "-t",
+        "2",
+        "-c",
+        &opt.connections.to_string(),
+        "-d",
+        &format!("{}s", opt.seconds),
+        "--timeout",
+        "5s",
+    ]);
+    if let Some(script) = script {
+        cmd.arg("-s").arg(script);
+    }
+    cmd.arg(format!("http://{addr}/"));
+    let out = cmd.output().expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut run = Run {
+        server_errors: server_errors(addr).saturating_sub(before),
+        peak_rss_kb: peak_rss_kb(child.id()),
+        ..Run::default()
+    };
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", n] => run.rps = n.parse().unwrap_or(0.0),
+            ["50%", t] => run.p50_ms = millis(t),
+            ["99%", t] => run.p99_ms = millis(t),
+            ["Socket", "errors:", rest @ ..] => {
+                run.socket_errors = rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum()
+            }
+            _ => {}
+        }
+    }
+    run
+}
+
+fn millis(t: &str) -> f64 {
+    let (number, unit) = t.split_at(t.find(|c: char| c.is_alphabetic()).unwrap_or(t.len()));
+    let n: f64 = number.parse().unwrap_or(0.0);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => n,
+    }
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn median_run(runs: &[Run]) -> Run {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    sorted.get(sorted.len() / 2).cloned().unwrap_or_default()
+}
