@@ -48,6 +48,12 @@ fn serve(config: devicegate::Config) -> ExitCode {
         }
     };
     let flag = server.handle().shutdown_flag();
+    // A full disk or a file-size limit must surface as a write error (a 503), not kill us.
+    let ignored = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, ignored) {
+        eprintln!("error: cannot handle SIGXFSZ: {e}");
+        return ExitCode::FAILURE;
+    }
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, std::sync::Arc::clone(&flag)) {
             eprintln!("error: cannot handle signal {signal}: {e}");

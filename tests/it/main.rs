@@ -6,6 +6,7 @@ mod admin;
 mod browser;
 mod cli;
 mod device_authorization;
+mod durability;
 mod fuzz;
 mod lifecycle;
 mod metadata;
