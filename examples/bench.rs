@@ -148,7 +148,11 @@ fn main() {
             run.socket_errors,
             run.server_errors,
             run.peak_rss_kb as f64 / 1024.0,
-            run.rps / ceiling_rps * 100.0
+            if ceiling_rps > 0.0 {
+                run.rps / ceiling_rps * 100.0
+            } else {
+                0.0
+            }
         );
     }
     println!("\nmedians of {} rounds; ratios are per round (scenario ÷ ceiling measured just before it), then the median", opt.rounds);
@@ -173,7 +177,7 @@ fn parse(args: &[String]) -> Options {
         match flag.as_str() {
             "--seconds" => opt.seconds = value.clamp(1, 60),
             "--connections" => opt.connections = value.clamp(1, 1000),
-            "--rounds" => opt.rounds = value.clamp(1, 10) as usize,
+            "--rounds" => opt.rounds = value.clamp(0, 10) as usize,
             "--codes" => opt.codes = value as usize,
             "--rss-codes" => opt.rss_codes = value as usize,
             "--workers" => opt.workers = value as usize,
@@ -186,6 +190,8 @@ fn parse(args: &[String]) -> Options {
 
 /// Child mode: the real server, in-process, on a fresh database.
 fn serve(db: &str, workers: &str) {
+    // The server's default: one log line per request (written to /dev/null here, or to
+    // BENCH_SERVER_LOG when set).
     devicegate::logging::init(log::LevelFilter::Info);
     let config = devicegate::Config {
         db_path: PathBuf::from(db),

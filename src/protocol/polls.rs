@@ -1,4 +1,5 @@
-//! Poll pacing for pending device codes (RFC 8628 §3.5 `slow_down`), held in memory.
+//! Poll pacing for pending device codes (RFC 8628 §3.5 `slow_down`), held in memory and
+//! keyed by the code's row id.
 //!
 //! Why memory and not SQLite: recording each poll with an UPDATE halves polling throughput
 //! (a synchronous write per poll). The state is small (≈100 bytes a live code) and losing
@@ -29,17 +30,19 @@ pub enum PollVerdict {
     SlowDown { interval: u64 },
 }
 
+/// 16 bytes a code (plus the 8-byte key): 100,000 live codes cost about 3 MB.
 #[derive(Debug, Clone, Copy)]
 struct PollState {
     last_poll_ms: i64,
-    interval: u64,
-    expires_at_secs: i64,
+    /// Unix seconds; u32 lasts until 2106.
+    expires_at_secs: u32,
+    interval: u16,
 }
 
-/// Last poll time and current interval per device code, keyed by the code's SHA-256.
+/// Last poll time and current interval per device code, keyed by the code's row id.
 /// Sharded so workers polling different codes rarely wait on the same lock.
 pub struct PollTracker {
-    shards: Vec<Mutex<HashMap<[u8; 32], PollState>>>,
+    shards: Vec<Mutex<HashMap<i64, PollState>>>,
 }
 
 impl Default for PollTracker {
@@ -51,8 +54,8 @@ impl Default for PollTracker {
 }
 
 impl PollTracker {
-    fn shard(&self, key: &[u8; 32]) -> MutexGuard<'_, HashMap<[u8; 32], PollState>> {
-        let shard = &self.shards[usize::from(key[0]) % SHARDS];
+    fn shard(&self, key: i64) -> MutexGuard<'_, HashMap<i64, PollState>> {
+        let shard = &self.shards[key.rem_euclid(SHARDS as i64) as usize];
         // A panic elsewhere while holding the lock leaves plain data; keep using it.
         shard
             .lock()
@@ -62,21 +65,21 @@ impl PollTracker {
     /// Records a poll at `now` and says whether it came too early.
     pub fn record_poll(
         &self,
-        key: &[u8; 32],
+        key: i64,
         advertised_interval: u64,
         expires_at_secs: i64,
         now: Timestamp,
     ) -> PollVerdict {
         let mut shard = self.shard(key);
-        let state = shard.entry(*key).or_insert(PollState {
+        let state = shard.entry(key).or_insert(PollState {
             last_poll_ms: i64::MIN,
-            interval: advertised_interval,
-            expires_at_secs,
+            interval: u16::try_from(advertised_interval.min(MAX_INTERVAL)).unwrap_or(5),
+            expires_at_secs: u32::try_from(expires_at_secs.max(0)).unwrap_or(u32::MAX),
         });
         let first_poll = state.last_poll_ms == i64::MIN;
         let due_ms = state
             .last_poll_ms
-            .saturating_add(i64::try_from(state.interval).unwrap_or(i64::MAX) * 1000)
+            .saturating_add(i64::from(state.interval) * 1000)
             .saturating_sub(SLACK_MS);
         // Always remember this poll, so a client that then waits the new interval passes.
         state.last_poll_ms = now.millis();
@@ -84,16 +87,15 @@ impl PollTracker {
             PollVerdict::OnTime
         } else {
             // RFC 8628 §3.5: +5 s for this and all later polls.
-            state.interval = (state.interval + SLOW_DOWN_STEP).min(MAX_INTERVAL);
-            PollVerdict::SlowDown {
-                interval: state.interval,
-            }
+            let interval = (u64::from(state.interval) + SLOW_DOWN_STEP).min(MAX_INTERVAL);
+            state.interval = u16::try_from(interval).unwrap_or(u16::MAX);
+            PollVerdict::SlowDown { interval }
         }
     }
 
     /// Drops a code's state (redeemed, denied or expired).
-    pub fn forget(&self, key: &[u8; 32]) {
-        self.shard(key).remove(key);
+    pub fn forget(&self, key: i64) {
+        self.shard(key).remove(&key);
     }
 
     /// Drops every code that expired before `cutoff_secs`; returns how many.
@@ -102,7 +104,7 @@ impl PollTracker {
         for shard in &self.shards {
             let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
             let before = map.len();
-            map.retain(|_, s| s.expires_at_secs >= cutoff_secs);
+            map.retain(|_, s| i64::from(s.expires_at_secs) >= cutoff_secs);
             removed += before - map.len();
         }
         removed
@@ -124,7 +126,7 @@ impl PollTracker {
 mod tests {
     use super::*;
 
-    const KEY: [u8; 32] = [7; 32];
+    const KEY: i64 = 7;
 
     fn at(secs_f: f64) -> Timestamp {
         Timestamp::from_millis((secs_f * 1000.0) as i64)
@@ -133,32 +135,29 @@ mod tests {
     #[test]
     fn first_poll_is_never_punished() {
         let polls = PollTracker::default();
-        assert_eq!(
-            polls.record_poll(&KEY, 5, 600, at(0.0)),
-            PollVerdict::OnTime
-        );
+        assert_eq!(polls.record_poll(KEY, 5, 600, at(0.0)), PollVerdict::OnTime);
     }
 
     #[test]
     fn early_poll_slows_down_and_the_new_interval_sticks() {
         let polls = PollTracker::default();
-        polls.record_poll(&KEY, 5, 600, at(0.0));
+        polls.record_poll(KEY, 5, 600, at(0.0));
         assert_eq!(
-            polls.record_poll(&KEY, 5, 600, at(1.0)),
+            polls.record_poll(KEY, 5, 600, at(1.0)),
             PollVerdict::SlowDown { interval: 10 }
         );
         // Waiting the old interval is now too early…
         assert_eq!(
-            polls.record_poll(&KEY, 5, 600, at(6.0)),
+            polls.record_poll(KEY, 5, 600, at(6.0)),
             PollVerdict::SlowDown { interval: 15 }
         );
         // …waiting the new one is fine, again and again.
         assert_eq!(
-            polls.record_poll(&KEY, 5, 600, at(21.0)),
+            polls.record_poll(KEY, 5, 600, at(21.0)),
             PollVerdict::OnTime
         );
         assert_eq!(
-            polls.record_poll(&KEY, 5, 600, at(36.0)),
+            polls.record_poll(KEY, 5, 600, at(36.0)),
             PollVerdict::OnTime
         );
     }
@@ -168,17 +167,17 @@ mod tests {
         let polls = PollTracker::default();
         for i in 0..10 {
             let t = f64::from(i) * 4.1;
-            assert_eq!(polls.record_poll(&KEY, 5, 600, at(t)), PollVerdict::OnTime);
+            assert_eq!(polls.record_poll(KEY, 5, 600, at(t)), PollVerdict::OnTime);
         }
     }
 
     #[test]
     fn interval_is_capped() {
         let polls = PollTracker::default();
-        polls.record_poll(&KEY, 5, 600, at(0.0));
+        polls.record_poll(KEY, 5, 600, at(0.0));
         let mut last = PollVerdict::OnTime;
         for _ in 0..30 {
-            last = polls.record_poll(&KEY, 5, 600, at(0.0));
+            last = polls.record_poll(KEY, 5, 600, at(0.0));
         }
         assert_eq!(
             last,
@@ -191,8 +190,8 @@ mod tests {
     #[test]
     fn prune_drops_expired_codes() {
         let polls = PollTracker::default();
-        polls.record_poll(&[1; 32], 5, 100, at(0.0));
-        polls.record_poll(&[2; 32], 5, 900, at(0.0));
+        polls.record_poll(1, 5, 100, at(0.0));
+        polls.record_poll(2, 5, 900, at(0.0));
         assert_eq!(polls.prune(500), 1);
         assert_eq!(polls.len(), 1);
     }

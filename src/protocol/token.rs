@@ -34,7 +34,6 @@ pub fn exchange_device_code(
     let Some(device_code) = device_code else {
         return oauth(ErrorCode::InvalidRequest, "device_code is required");
     };
-    let key = secrets::sha256(device_code);
     let Some(code) = store.find_device_code_by_hash(&secrets::hash_secret(device_code))? else {
         return oauth(ErrorCode::InvalidGrant, "unknown device_code");
     };
@@ -46,15 +45,15 @@ pub fn exchange_device_code(
     match code.status {
         DeviceCodeStatus::Redeemed => oauth(ErrorCode::InvalidGrant, "device_code already used"),
         DeviceCodeStatus::Denied => {
-            polls.forget(&key);
+            polls.forget(code.id);
             oauth(ErrorCode::AccessDenied, "the user denied the request")
         }
         _ if expired => {
-            polls.forget(&key);
+            polls.forget(code.id);
             oauth(ErrorCode::ExpiredToken, "the device_code has expired")
         }
         DeviceCodeStatus::Pending => {
-            match polls.record_poll(&key, code.interval, code.expires_at, now) {
+            match polls.record_poll(code.id, code.interval, code.expires_at, now) {
                 PollVerdict::OnTime => oauth(
                     ErrorCode::AuthorizationPending,
                     "the user has not yet approved the request",
@@ -86,7 +85,7 @@ pub fn exchange_device_code(
                 },
                 now.secs(),
             )?;
-            polls.forget(&key);
+            polls.forget(code.id);
             match outcome {
                 RedeemOutcome::Redeemed { .. } => Ok(TokenResponse {
                     access_token,

@@ -99,7 +99,7 @@ impl Store {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -1024;",
+             PRAGMA cache_size = -512;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Store {
