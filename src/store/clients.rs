@@ -69,28 +69,20 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Client> {
 
 impl Store {
     pub fn create_client(&self, client: &NewClient<'_>, now: i64) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO clients (client_id, name, secret_hash, scopes, grant_types, \
-             device_code_ttl, poll_interval, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                client.client_id,
-                client.name,
-                client.secret_hash,
-                client.scopes.join(" "),
-                client.grant_types.join(" "),
-                client.device_code_ttl,
-                client.poll_interval,
-                now
-            ],
-        )?;
-        Ok(())
+        self.insert_client("INSERT", client, now).map(|_| ())
     }
 
     /// Inserts the client unless one with its id exists; true when it was created.
     pub fn create_client_if_missing(&self, client: &NewClient<'_>, now: i64) -> Result<bool> {
-        let changed = self.conn.execute(
-            "INSERT OR IGNORE INTO clients (client_id, name, secret_hash, scopes, grant_types, \
-             device_code_ttl, poll_interval, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        Ok(self.insert_client("INSERT OR IGNORE", client, now)? == 1)
+    }
+
+    fn insert_client(&self, verb: &str, client: &NewClient<'_>, now: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            &format!(
+                "{verb} INTO clients (client_id, name, secret_hash, scopes, grant_types, \
+                 device_code_ttl, poll_interval, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
             params![
                 client.client_id,
                 client.name,
@@ -101,8 +93,7 @@ impl Store {
                 client.poll_interval,
                 now
             ],
-        )?;
-        Ok(changed == 1)
+        )?)
     }
 
     pub fn find_client(&self, client_id: &str) -> Result<Option<Client>> {

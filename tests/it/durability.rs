@@ -13,15 +13,7 @@ use devicegate::Clock;
 use serde_json::Value;
 
 use crate::cli::BIN;
-use crate::support::{Browser, TestApp, DEVICE_GRANT};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{free_port, wait_until_healthy, Browser, TestApp, DEVICE_GRANT};
 
 fn start(db: &std::path::Path, listen: &str, extra: &[&str]) -> Child {
     let child = Command::new(BIN)
@@ -41,17 +33,7 @@ fn start(db: &std::path::Path, listen: &str, extra: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while ureq::get(&format!("http://{listen}/healthz"))
-        .call()
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_healthy(&format!("http://{listen}"));
     child
 }
 

@@ -2,18 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::cli::BIN;
-use crate::support::{csrf_token, Browser, TestApp};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{csrf_token, free_port, wait_until_healthy, Browser, TestApp};
 
 /// Starts `devicegate serve` on `db`, waits for /healthz, returns the child and base URL.
 fn serve(db: &std::path::Path) -> (std::process::Child, String) {
@@ -25,14 +16,7 @@ fn serve(db: &std::path::Path) -> (std::process::Child, String) {
         .spawn()
         .unwrap();
     let base = format!("http://{listen}");
-    let started = Instant::now();
-    while ureq::get(&format!("{base}/healthz")).call().is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_healthy(&base);
     (child, base)
 }
 

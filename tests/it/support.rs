@@ -12,6 +12,27 @@ use serde_json::Value;
 
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// A port that was free a moment ago (for tests that start the binary themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a separately started server answers `/healthz`.
+pub fn wait_until_healthy(base: &str) {
+    let started = std::time::Instant::now();
+    while ureq::get(&format!("{base}/healthz")).call().is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub clock: Clock,
