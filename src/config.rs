@@ -115,10 +115,19 @@ impl Config {
                 self.listen
             ));
         }
-        if let Some(issuer) = &self.issuer {
-            if let Err(problem) = check_issuer(issuer, self.allow_insecure_http) {
-                problems.push(format!("--issuer: {problem}"));
+        match (&self.issuer, self.listen.parse::<SocketAddr>()) {
+            (Some(issuer), _) => {
+                if let Err(problem) = check_issuer(issuer, self.allow_insecure_http) {
+                    problems.push(format!("--issuer: {problem}"));
+                }
             }
+            // The derived issuer (http://<listen>) only makes sense on loopback: a phone
+            // cannot open http://0.0.0.0:8080, and plain http elsewhere needs a decision.
+            (None, Ok(addr)) if !addr.ip().is_loopback() => problems.push(format!(
+                "--issuer: required when listening on {addr}; give the public URL people and \
+                 devices use, e.g. https://auth.example.com"
+            )),
+            (None, _) => {}
         }
         if !(1..=256).contains(&self.workers) {
             problems.push("--workers: must be between 1 and 256".into());
@@ -244,6 +253,20 @@ mod tests {
         };
         let problems = config.validate().expect_err("invalid");
         assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn listening_beyond_loopback_needs_an_issuer() {
+        let open = Config {
+            listen: "0.0.0.0:8080".into(),
+            ..Config::default()
+        };
+        assert!(open.validate().is_err());
+        let named = Config {
+            issuer: Some("https://auth.example.com".into()),
+            ..open
+        };
+        assert!(named.validate().is_ok());
     }
 
     #[test]
