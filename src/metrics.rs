@@ -1,12 +1,16 @@
 //! Prometheus metrics: a process-wide registry of counters (like the `prometheus` crate's
 //! default registry), rendered in the text exposition format by `GET /metrics`.
-//! Counting is a few atomic adds per request; only the route × status table takes a lock.
+//! Counting is a few atomic adds per request, no lock.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
+
+use crate::router::ROUTE_LABELS;
+
+/// Statuses 100–599 each get a counter per route.
+const STATUS_MIN: u16 = 100;
+const STATUSES: usize = 500;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 11] = [
@@ -14,7 +18,7 @@ const BUCKETS: [f64; 11] = [
 ];
 
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    requests: [[AtomicU64; STATUSES]; ROUTE_LABELS.len()],
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -24,7 +28,7 @@ pub struct Metrics {
 }
 
 pub static METRICS: Metrics = Metrics {
-    requests: Mutex::new(BTreeMap::new()),
+    requests: [const { [const { AtomicU64::new(0) }; STATUSES] }; ROUTE_LABELS.len()],
     latency_buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
     latency_count: AtomicU64::new(0),
     latency_sum_micros: AtomicU64::new(0),
@@ -34,10 +38,11 @@ pub static METRICS: Metrics = Metrics {
 };
 
 impl Metrics {
-    pub fn record_request(&self, route: &'static str, status: u16, elapsed: Duration) {
-        {
-            let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            *requests.entry((route, status)).or_insert(0) += 1;
+    /// `route` is an index into `ROUTE_LABELS` (see `router::route_index`).
+    pub fn record_request(&self, route: usize, status: u16, elapsed: Duration) {
+        let slot = usize::from(status.saturating_sub(STATUS_MIN)).min(STATUSES - 1);
+        if let Some(counters) = self.requests.get(route) {
+            counters[slot].fetch_add(1, Ordering::Relaxed);
         }
         let secs = elapsed.as_secs_f64();
         for (bound, bucket) in BUCKETS.iter().zip(&self.latency_buckets) {
@@ -59,13 +64,16 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP devicegate_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE devicegate_http_requests_total counter\n");
-        {
-            let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            for ((route, status), n) in requests.iter() {
-                let _ = writeln!(
-                    out,
-                    "devicegate_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+        for (route, counters) in ROUTE_LABELS.iter().zip(&self.requests) {
+            for (slot, counter) in counters.iter().enumerate() {
+                let n = counter.load(Ordering::Relaxed);
+                if n > 0 {
+                    let status = usize::from(STATUS_MIN) + slot;
+                    let _ = writeln!(
+                        out,
+                        "devicegate_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                    );
+                }
             }
         }
         out.push_str("# HELP devicegate_http_request_duration_seconds Time to answer a request.\n");

@@ -92,35 +92,44 @@ pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
     }
 }
 
-/// A bounded label for metrics: the route's path without the Campus prefix or a user code.
-pub fn route_label(path: &str) -> &'static str {
+/// Every metrics label a request can get (`route_index` picks one).
+pub const ROUTE_LABELS: [&str; 19] = [
+    DEVICE_AUTHORIZATION_PATH,
+    TOKEN_PATH,
+    VERIFICATION_PATH,
+    OAUTH_METADATA_PATH,
+    OIDC_METADATA_PATH,
+    HEALTH_PATH,
+    DECISION_PATH,
+    CAMPUS_APPROVAL_PATH,
+    LOGIN_PATH,
+    LOGOUT_PATH,
+    REVOCATION_PATH,
+    INTROSPECTION_PATH,
+    USERINFO_PATH,
+    ACCOUNT_PATH,
+    ACCOUNT_REVOKE_PATH,
+    METRICS_PATH,
+    pages::STYLESHEET_PATH,
+    "/oauth/device/{user_code}",
+    "other",
+];
+
+/// The index in `ROUTE_LABELS` of a request path: without the Campus prefix or a user
+/// code, so labels stay few.
+pub fn route_index(path: &str) -> usize {
     let path = match path.strip_prefix(CAMPUS_PREFIX) {
         Some(rest) if rest.starts_with('/') => rest,
         _ => path,
     };
-    const KNOWN: [&str; 17] = [
-        DEVICE_AUTHORIZATION_PATH,
-        TOKEN_PATH,
-        VERIFICATION_PATH,
-        OAUTH_METADATA_PATH,
-        OIDC_METADATA_PATH,
-        HEALTH_PATH,
-        DECISION_PATH,
-        CAMPUS_APPROVAL_PATH,
-        LOGIN_PATH,
-        LOGOUT_PATH,
-        REVOCATION_PATH,
-        INTROSPECTION_PATH,
-        USERINFO_PATH,
-        ACCOUNT_PATH,
-        ACCOUNT_REVOKE_PATH,
-        METRICS_PATH,
-        pages::STYLESHEET_PATH,
-    ];
-    match KNOWN.iter().find(|known| **known == path) {
-        Some(known) => known,
-        None if path.starts_with("/oauth/device/") => "/oauth/device/{user_code}",
-        None => "other",
+    let known = ROUTE_LABELS.len() - 2;
+    match ROUTE_LABELS[..known]
+        .iter()
+        .position(|label| *label == path)
+    {
+        Some(index) => index,
+        None if path.starts_with("/oauth/device/") => known,
+        None => known + 1,
     }
 }
 

@@ -279,7 +279,7 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
             Response::json(500, &serde_json::json!({"error": "server_error"}))
         });
     let elapsed = started.elapsed();
-    METRICS.record_request(router::route_label(&request.path), response.status, elapsed);
+    METRICS.record_request(router::route_index(&request.path), response.status, elapsed);
     log::info!(
         "{} {} {} {}ms",
         rq.method(),
