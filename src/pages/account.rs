@@ -3,7 +3,7 @@
 use maud::html;
 
 use super::layout::{csrf_field, layout, Frame};
-use super::{form_session, html, secure_cookies, store_failure, views, with_cookie};
+use super::{html, secure_cookies, signed_in_form, store_failure, views, with_cookie};
 use crate::app::Ctx;
 use crate::clock::Timestamp;
 use crate::http::{Request, Response};
@@ -77,16 +77,13 @@ fn grant_card(frame: &Frame<'_>, session: &session::Session, grant: &GrantRow) -
 
 /// `POST /account/revoke`: ends one of the signed-in person's grants.
 pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
-    let (session, params) = match form_session(ctx, req, prefix) {
+    let (session, user, params) = match signed_in_form(ctx, req, prefix, ACCOUNT_PATH) {
         Ok(found) => found,
         Err(response) => return response,
     };
     let frame = Frame {
         prefix,
         session: Some(&session),
-    };
-    let Some(user) = &session.user else {
-        return Response::redirect(&format!("{}{ACCOUNT_PATH}", prefix.as_str()));
     };
     let grant_id = params.get("grant_id").and_then(|id| id.parse::<i64>().ok());
     let revoked = match grant_id {

@@ -75,7 +75,7 @@ pub fn verification(
 
 /// `POST /oauth/device`: the code form. A valid code leads to the consent page.
 pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
-    let (session, params) = match form_session(ctx, req, prefix) {
+    let (session, user, params) = match signed_in_form(ctx, req, prefix, VERIFICATION_PATH) {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -83,11 +83,8 @@ pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response
         prefix,
         session: Some(&session),
     };
-    let Some(user) = &session.user else {
-        return Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str()));
-    };
     let typed = params.get("user_code").unwrap_or_default();
-    match lookup(ctx, req, user, typed) {
+    match lookup(ctx, req, &user, typed) {
         Ok(code) => Response::redirect(&format!(
             "{}{VERIFICATION_PATH}?user_code={}",
             prefix.as_str(),
@@ -99,16 +96,13 @@ pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response
 
 /// `POST /oauth/device/decision`: Approve or Deny from the consent page.
 pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
-    let (session, params) = match form_session(ctx, req, prefix) {
+    let (session, user, params) = match signed_in_form(ctx, req, prefix, VERIFICATION_PATH) {
         Ok(found) => found,
         Err(response) => return response,
     };
     let frame = Frame {
         prefix,
         session: Some(&session),
-    };
-    let Some(user) = &session.user else {
-        return Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str()));
     };
     let typed = params.get("user_code").unwrap_or_default();
     let decision = match params.get("decision") {
@@ -386,6 +380,21 @@ pub(super) fn form_session(
                 ),
             ))
         }
+    }
+}
+
+/// A signed-in person's POST form: the session, its user and the CSRF-checked parameters.
+/// Someone whose session has no user (signed out meanwhile) is sent back to `back`.
+pub(super) fn signed_in_form(
+    ctx: &mut Ctx<'_>,
+    req: &Request,
+    prefix: Prefix,
+    back: &str,
+) -> Result<(Session, SignedIn, Params), Response> {
+    let (session, params) = form_session(ctx, req, prefix)?;
+    match session.user.clone() {
+        Some(user) => Ok((session, user, params)),
+        None => Err(Response::redirect(&format!("{}{back}", prefix.as_str()))),
     }
 }
 
