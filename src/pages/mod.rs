@@ -5,6 +5,7 @@
 
 mod account;
 mod layout;
+mod signin;
 mod views;
 
 use maud::Markup;
@@ -13,7 +14,7 @@ use crate::app::Ctx;
 use crate::config::issuer_is_https;
 use crate::http::{Params, ParamsError, Request, Response};
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
-use crate::protocol::limits::{self, Counter};
+use crate::protocol::limits;
 use crate::protocol::network;
 use crate::router::{Prefix, VERIFICATION_PATH};
 use crate::secrets::{self, UserCodeError};
@@ -22,6 +23,7 @@ use crate::store::{self, DeviceCode};
 pub use account::{account, revoke_grant};
 use layout::Frame;
 pub use layout::STYLESHEET_PATH;
+pub use signin::{login, logout};
 
 const STYLESHEET: &str = include_str!("style.css");
 
@@ -149,74 +151,6 @@ pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
     }
 }
 
-/// `POST /login`. One message for every failure, so it does not reveal who exists.
-pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
-    let (session, params) = match form_session(ctx, req, prefix) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let frame = Frame {
-        prefix,
-        session: Some(&session),
-    };
-    let next = safe_next(params.get("next"), prefix);
-    let username = params.get("username").unwrap_or_default();
-    let password = params.get("password").unwrap_or_default();
-    let ip = req.remote_ip.to_string();
-    let counters = [Counter::login_username(username), Counter::login_ip(&ip)];
-    match limits::locked_for(ctx.store, &counters, ctx.now) {
-        Ok(Some(wait)) => return locked(&frame, wait),
-        Ok(None) => {}
-        Err(e) => return store_failure(prefix, Some(&session), e),
-    }
-    let user = match ctx.store.find_user_by_name(username) {
-        Ok(user) => user,
-        Err(e) => return store_failure(prefix, Some(&session), e),
-    };
-    // Verify even for unknown users, so timing does not reveal who exists.
-    let password_ok =
-        secrets::verify_password(password, user.as_ref().map(|u| u.password_hash.as_str()));
-    let user = user.filter(|u| password_ok && !u.disabled);
-    let Some(user) = user else {
-        log::warn!("failed sign-in from {ip}");
-        if let Err(e) = limits::record_failure(ctx.store, &counters, ctx.now) {
-            return store_failure(prefix, Some(&session), e);
-        }
-        let message = "That user name and password do not match.";
-        return html(
-            401,
-            views::sign_in(&frame, &session, &next, Some(message), username),
-        );
-    };
-    // A success clears this name's counter, never the IP's.
-    if let Err(e) = ctx.store.clear_throttle(&counters[0].key) {
-        return store_failure(prefix, Some(&session), e);
-    }
-    let signed_in = SignedIn {
-        user_id: user.id,
-        username: user.username,
-    };
-    let secure = secure_cookies(ctx, req);
-    match session::sign_in(ctx.store, Some(&session), signed_in, ctx.now, secure) {
-        Ok((_, cookie)) => Response::redirect(&next).with_header("Set-Cookie", cookie),
-        Err(e) => store_failure(prefix, Some(&session), e),
-    }
-}
-
-/// `POST /logout`.
-pub fn logout(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
-    let (session, _) = match form_session(ctx, req, prefix) {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let secure = secure_cookies(ctx, req);
-    match session::sign_out(ctx.store, &session, secure) {
-        Ok(cookie) => Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str()))
-            .with_header("Set-Cookie", cookie),
-        Err(e) => store_failure(prefix, Some(&session), e),
-    }
-}
-
 /// `GET /static/style.css`.
 pub fn stylesheet() -> Response {
     Response::new(
@@ -332,7 +266,7 @@ fn approval_failure(
     }
 }
 
-fn locked(frame: &Frame<'_>, wait: i64) -> Response {
+pub(super) fn locked(frame: &Frame<'_>, wait: i64) -> Response {
     let message = format!(
         "Too many attempts. For your safety, try again in {}.",
         limits::minutes_text(wait)
@@ -395,22 +329,6 @@ pub(super) fn signed_in_form(
     match session.user.clone() {
         Some(user) => Ok((session, user, params)),
         None => Err(Response::redirect(&format!("{}{back}", prefix.as_str()))),
-    }
-}
-
-/// Only same-site paths are redirect targets: no scheme, no `//host`, no backslashes.
-fn safe_next(next: Option<&str>, prefix: Prefix) -> String {
-    match next {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.contains('\\')
-                && path.len() <= 512
-                && !path.chars().any(char::is_control) =>
-        {
-            path.to_string()
-        }
-        _ => format!("{}{VERIFICATION_PATH}", prefix.as_str()),
     }
 }
 

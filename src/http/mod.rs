@@ -1,13 +1,16 @@
 //! The HTTP edge, the only module that knows tiny_http: a capped body read, form-or-JSON
 //! bodies into one `Params` type, headers and cookies, the client IP, and response
-//! builders that attach the security and no-store headers.
+//! builders that attach the security and no-store headers. Parameters live in `params`,
+//! responses in `response`.
 
-use std::collections::HashMap;
+mod params;
+mod response;
+
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+pub use params::{Params, ParamsError};
+pub use response::{send, Response};
 
 /// RFC 6749 bodies are tiny; anything larger is refused with 413 before it is read.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -38,58 +41,6 @@ pub struct Request {
 pub enum BodyError {
     TooLarge,
     Unreadable,
-}
-
-/// Why a request's parameters could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParamsError {
-    TooLarge,
-    UnsupportedContentType,
-    Malformed(&'static str),
-    Repeated(String),
-}
-
-impl ParamsError {
-    pub fn description(&self) -> String {
-        match self {
-            ParamsError::TooLarge => format!("request body is larger than {MAX_BODY} bytes"),
-            ParamsError::UnsupportedContentType => {
-                "Content-Type must be application/x-www-form-urlencoded or application/json".into()
-            }
-            ParamsError::Malformed(what) => format!("malformed request: {what}"),
-            // RFC 6749 §3.1/§3.2: parameters MUST NOT be included more than once.
-            ParamsError::Repeated(name) => format!("parameter `{name}` is repeated"),
-        }
-    }
-}
-
-/// Request parameters after the RFC 6749 §3.1 rules: empty values count as absent;
-/// unknown ones are simply never asked for; repeats were already refused.
-#[derive(Debug, Default)]
-pub struct Params(HashMap<String, String>);
-
-impl Params {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    fn from_pairs(pairs: Vec<(String, String)>) -> Result<Params, ParamsError> {
-        let mut map = HashMap::with_capacity(pairs.len());
-        for (name, value) in pairs {
-            if map.contains_key(&name) {
-                return Err(ParamsError::Repeated(truncate_for_message(&name)));
-            }
-            map.insert(name, value);
-        }
-        Ok(Params(map))
-    }
-}
-
-fn truncate_for_message(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 impl Request {
@@ -206,8 +157,8 @@ impl Request {
                 .to_ascii_lowercase()
         });
         match media_type.as_deref() {
-            Some("application/x-www-form-urlencoded") => parse_form(body),
-            Some("application/json") => parse_json(body),
+            Some("application/x-www-form-urlencoded") => params::parse_form(body),
+            Some("application/json") => params::parse_json(body),
             None if body.is_empty() => Ok(Params::default()),
             _ => Err(ParamsError::UnsupportedContentType),
         }
@@ -215,7 +166,7 @@ impl Request {
 
     /// The query string's parameters, under the same rules.
     pub fn query_params(&self) -> Result<Params, ParamsError> {
-        parse_form(self.query.as_bytes())
+        params::parse_form(self.query.as_bytes())
     }
 
     /// One cookie's value from the `Cookie` header.
@@ -227,151 +178,6 @@ impl Request {
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)
-    }
-}
-
-fn parse_form(body: &[u8]) -> Result<Params, ParamsError> {
-    if std::str::from_utf8(body).is_err() {
-        return Err(ParamsError::Malformed("body is not UTF-8"));
-    }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|_| ParamsError::Malformed("not a valid form body"))?;
-    Params::from_pairs(pairs)
-}
-
-fn parse_json(body: &[u8]) -> Result<Params, ParamsError> {
-    let JsonPairs(pairs) = serde_json::from_slice(body)
-        .map_err(|_| ParamsError::Malformed("body is not a JSON object"))?;
-    let mut strings = Vec::with_capacity(pairs.len());
-    for (name, value) in pairs {
-        let value = match value {
-            serde_json::Value::Null => String::new(),
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Bool(b) => b.to_string(),
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
-                return Err(ParamsError::Malformed("JSON parameters must be strings"))
-            }
-        };
-        strings.push((name, value));
-    }
-    Params::from_pairs(strings)
-}
-
-/// A JSON object's members in order, keeping duplicates so they can be refused
-/// (`serde_json::Map` would silently keep the last one).
-struct JsonPairs(Vec<(String, serde_json::Value)>);
-
-impl<'de> Deserialize<'de> for JsonPairs {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PairsVisitor;
-        impl<'de> Visitor<'de> for PairsVisitor {
-            type Value = JsonPairs;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonPairs, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some(pair) = map.next_entry::<String, serde_json::Value>()? {
-                    pairs.push(pair);
-                }
-                Ok(JsonPairs(pairs))
-            }
-        }
-        deserializer.deserialize_map(PairsVisitor)
-    }
-}
-
-/// A response, built by handlers and written by `send`.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
-/// Pages load only our own stylesheet; no script, no framing (clickjacking), no referrer
-/// (URLs carry user codes).
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-impl Response {
-    pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Response {
-        Response {
-            status,
-            headers: vec![
-                ("Content-Type", content_type.to_string()),
-                ("X-Content-Type-Options", "nosniff".to_string()),
-            ],
-            body,
-        }
-    }
-
-    pub fn json<T: serde::Serialize>(status: u16, value: &T) -> Response {
-        // Serialising our own plain structs and `json!` values cannot fail.
-        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-        Response::new(status, "application/json", body)
-    }
-
-    /// Every HTML response goes through here, so every page gets the same protections.
-    pub fn html(status: u16, markup: maud::Markup) -> Response {
-        Response::new(
-            status,
-            "text/html; charset=utf-8",
-            markup.into_string().into_bytes(),
-        )
-        .with_header("Content-Security-Policy", CSP)
-        .with_header("X-Frame-Options", "DENY")
-        .with_header("Referrer-Policy", "no-referrer")
-        .no_store()
-    }
-
-    pub fn text(status: u16, text: &str) -> Response {
-        Response::new(
-            status,
-            "text/plain; charset=utf-8",
-            text.as_bytes().to_vec(),
-        )
-    }
-
-    /// 303 See Other: after a POST, the browser follows with a GET.
-    pub fn redirect(location: &str) -> Response {
-        Response::new(303, "text/plain; charset=utf-8", Vec::new())
-            .with_header("Location", location)
-            .no_store()
-    }
-
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    /// RFC 6749 §5.1: responses carrying credentials must not be cached.
-    pub fn no_store(self) -> Response {
-        self.with_header("Cache-Control", "no-store")
-            .with_header("Pragma", "no-cache")
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Writes the response; a client that went away is not an error worth more than a debug line.
-pub fn send(rq: tiny_http::Request, response: Response, head_only: bool) {
-    let mut out =
-        tiny_http::Response::from_data(if head_only { Vec::new() } else { response.body })
-            .with_status_code(response.status);
-    for (name, value) in response.headers {
-        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            out.add_header(header);
-        }
-    }
-    if let Err(e) = rq.respond(out) {
-        log::debug!("could not write response: {e}");
     }
 }
 
