@@ -23,6 +23,7 @@ pub use sessions::SessionRow;
 pub use users::User;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -79,11 +80,28 @@ pub struct Store {
     /// Recently read clients (see `clients::CLIENT_CACHE_TTL`); one per connection, so
     /// per worker, and never shared.
     client_cache: std::cell::RefCell<clients::ClientCache>,
+    /// Shared by every `Store` of one server: our own writers take turns here instead of
+    /// contending for SQLite's write lock (whose busy waits showed up as second-long
+    /// stalls, and let the WAL grow without bound under concurrent writes). Other
+    /// processes (the admin CLI) still meet SQLite's lock and the busy handler.
+    writer: Arc<Mutex<()>>,
+}
+
+/// Takes the in-process write turn (a poisoned lock still serialises: the data is SQLite's).
+fn write_lock(writer: &Mutex<()>) -> MutexGuard<'_, ()> {
+    writer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Store {
     /// Opens (creating with mode 0600 when missing) and migrates the database file.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_shared(path, Arc::default())
+    }
+
+    /// As `open`, taking write turns with every other `Store` holding the same `writer`.
+    pub fn open_shared(path: &Path, writer: Arc<Mutex<()>>) -> Result<Store> {
         create_private_file(path)?;
         let conn = Connection::open_with_flags(
             path,
@@ -91,20 +109,24 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        // Wait for a competing writer (another worker, the admin CLI) instead of failing.
-        conn.busy_timeout(Duration::from_secs(5))?;
+        // Wait for a competing writer (another worker, the admin CLI) instead of failing,
+        // in short steps: SQLite's default handler sleeps up to 100 ms at a time, and under
+        // concurrent writes those sleeps showed up as request stalls of whole seconds.
+        conn.busy_handler(Some(retry_when_busy))?;
         // WAL: readers never block the writer. NORMAL: a commit survives a process crash
         // (SIGKILL); only an OS crash or power loss may lose the last transactions.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -512;",
+             PRAGMA cache_size = -512;
+             PRAGMA journal_size_limit = 33554432;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Store {
             conn,
             client_cache: Default::default(),
+            writer,
         };
         store.migrate()?;
         Ok(store)
@@ -154,6 +176,22 @@ impl Store {
             .query_row([], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// The busy wait starts at 100 µs and doubles up to 4 ms a step; about 5 s in all.
+const BUSY_FIRST_STEP_MICROS: u64 = 100;
+const BUSY_MAX_STEP_MICROS: u64 = 4_000;
+const BUSY_TRIES: i32 = 1_300;
+
+/// SQLite's busy handler: `true` to try again after a short, growing sleep.
+fn retry_when_busy(tries: i32) -> bool {
+    if tries >= BUSY_TRIES {
+        return false;
+    }
+    let doublings = u32::try_from(tries.clamp(0, 10)).unwrap_or(10);
+    let micros = (BUSY_FIRST_STEP_MICROS << doublings).min(BUSY_MAX_STEP_MICROS);
+    std::thread::sleep(Duration::from_micros(micros));
+    true
 }
 
 #[cfg(unix)]
