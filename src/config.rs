@@ -198,8 +198,7 @@ fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<(), String> {
     if issuer.contains(['?', '#']) || issuer.chars().any(char::is_whitespace) {
         return Err("must not contain a query, a fragment or spaces".into());
     }
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = host_of(authority);
+    let host = url_host(rest);
     if host.is_empty() {
         return Err(format!("`{issuer}` has no host"));
     }
@@ -214,11 +213,20 @@ fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<(), String> {
     }
 }
 
-fn host_of(authority: &str) -> &str {
+/// The host of a URL with its scheme already removed (`host:port/path` or `[v6]:port/…`).
+fn url_host(without_scheme: &str) -> &str {
+    let authority = without_scheme.split('/').next().unwrap_or_default();
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next().unwrap_or_default();
     }
     authority.split(':').next().unwrap_or_default()
+}
+
+/// Is this a plain `http://` URL to a non-loopback host? RFC 8628 §3.1 wants TLS there;
+/// the server's issuer check and the device-side client both ask this.
+pub fn is_insecure_remote_url(url: &str) -> bool {
+    url.strip_prefix("http://")
+        .is_some_and(|rest| !is_loopback_host(url_host(rest)))
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -280,5 +288,8 @@ mod tests {
         assert!(check_issuer("ftp://x", false).is_err());
         assert!(check_issuer("https://x/?a=b", false).is_err());
         assert!(check_issuer("example.com", false).is_err());
+        assert!(is_insecure_remote_url("http://192.0.2.1:8080/x"));
+        assert!(!is_insecure_remote_url("http://[::1]:8080"));
+        assert!(!is_insecure_remote_url("https://auth.example.com"));
     }
 }

@@ -241,19 +241,7 @@ fn discover(
 
 /// RFC 8628 §3.1: TLS, except on loopback (development) or when explicitly allowed.
 fn check_transport(url: &str, allow_insecure: bool) -> Result<(), LoginError> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Ok(());
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback || allow_insecure {
+    if !crate::config::is_insecure_remote_url(url) || allow_insecure {
         Ok(())
     } else {
         Err(LoginError::Insecure(url.to_string()))

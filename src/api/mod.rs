@@ -65,10 +65,7 @@ pub fn metrics(ctx: &mut Ctx<'_>, req: &Request) -> Response {
     let Some(expected) = &ctx.app.config.metrics_token else {
         return Response::json(404, &json!({"error": "not_found"}));
     };
-    let presented = req
-        .header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let presented = req.bearer_token().unwrap_or_default();
     if !crate::secrets::constant_time_eq(
         &crate::secrets::sha256(presented),
         &crate::secrets::sha256(expected),

@@ -63,11 +63,7 @@ pub fn introspect(ctx: &mut Ctx<'_>, req: &Request) -> Response {
 
 /// `GET /oauth/userinfo` with `Authorization: Bearer`: who this token acts for.
 pub fn userinfo(ctx: &mut Ctx<'_>, req: &Request) -> Response {
-    let presented = req.header("authorization").and_then(|value| {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    let Some(token) = presented else {
+    let Some(token) = req.bearer_token() else {
         // RFC 6750 §3.1: no credentials, no error code.
         return bearer_challenge(None);
     };

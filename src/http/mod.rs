@@ -113,7 +113,8 @@ impl Request {
             .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
     }
 
-    /// A request built in memory (unit tests, benchmarks).
+    /// A request built in memory, for unit tests.
+    #[cfg(test)]
     pub fn synthetic(method: Method, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Request {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         Request {
@@ -167,6 +168,13 @@ impl Request {
     /// The query string's parameters, under the same rules.
     pub fn query_params(&self) -> Result<Params, ParamsError> {
         params::parse_form(self.query.as_bytes())
+    }
+
+    /// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1; the scheme is
+    /// case-insensitive, RFC 7235 §2.1).
+    pub fn bearer_token(&self) -> Option<&str> {
+        let (scheme, token) = self.header("authorization")?.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     }
 
     /// One cookie's value from the `Cookie` header.

@@ -3,7 +3,7 @@
 use maud::html;
 
 use super::layout::{csrf_field, layout, Frame};
-use super::{html, secure_cookies, signed_in_form, store_failure, views, with_cookie};
+use super::{html, page_session, signed_in_form, store_failure, views, with_cookie};
 use crate::app::Ctx;
 use crate::clock::Timestamp;
 use crate::http::{Request, Response};
@@ -12,10 +12,9 @@ use crate::session;
 use crate::store::GrantRow;
 
 pub fn account(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
-    let secure = secure_cookies(ctx, req);
-    let (session, new_cookie) = match session::current_or_new(ctx.store, req, ctx.now, secure) {
+    let (session, new_cookie) = match page_session(ctx, req, prefix) {
         Ok(found) => found,
-        Err(e) => return store_failure(prefix, None, e),
+        Err(response) => return response,
     };
     let frame = Frame {
         prefix,

@@ -34,10 +34,9 @@ pub fn verification(
     prefix: Prefix,
     in_path: Option<&str>,
 ) -> Response {
-    let secure = secure_cookies(ctx, req);
-    let (session, new_cookie) = match session::current_or_new(ctx.store, req, ctx.now, secure) {
+    let (session, new_cookie) = match page_session(ctx, req, prefix) {
         Ok(found) => found,
-        Err(e) => return store_failure(prefix, None, e),
+        Err(response) => return response,
     };
     let frame = Frame {
         prefix,
@@ -273,6 +272,17 @@ pub(super) fn locked(frame: &Frame<'_>, wait: i64) -> Response {
     );
     html(429, views::problem(frame, "Please wait", &message))
         .with_header("Retry-After", wait.to_string())
+}
+
+/// The session behind a page view, or a new anonymous one with the cookie to set.
+pub(super) fn page_session(
+    ctx: &mut Ctx<'_>,
+    req: &Request,
+    prefix: Prefix,
+) -> Result<(Session, Option<String>), Response> {
+    let secure = secure_cookies(ctx, req);
+    session::current_or_new(ctx.store, req, ctx.now, secure)
+        .map_err(|e| store_failure(prefix, None, e))
 }
 
 /// A POST form's parameters and its session, after the CSRF check (403 without it).

@@ -2,9 +2,9 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::TestApp;
+use crate::support::{free_port, wait_until_healthy, TestApp};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_devicegate");
 
@@ -203,11 +203,7 @@ fn invalid_configuration_reports_every_problem_and_exits_2() {
 fn serve_creates_guest_logs_requests_without_secrets_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("d.db");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let child = Command::new(BIN)
         .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
         .stdout(Stdio::piped())
@@ -218,14 +214,7 @@ fn serve_creates_guest_logs_requests_without_secrets_and_stops_on_sigterm() {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(5))
         .build();
-    let started = Instant::now();
-    while agent.get(&format!("{base}/healthz")).call().is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_healthy(&base);
     let body: serde_json::Value = serde_json::from_str(
         &agent
             .post(&format!("{base}/oauth/device_authorize"))
