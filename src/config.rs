@@ -19,6 +19,7 @@ pub const DEFAULT_REFRESH_GRACE: u64 = 0;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SWEEP_INTERVAL: u64 = 60;
 pub const DEFAULT_IO_TIMEOUT: u64 = 10;
+pub const DEFAULT_SHUTDOWN_GRACE: u64 = 1;
 
 #[derive(Clone)]
 pub struct Config {
@@ -54,6 +55,9 @@ pub struct Config {
     /// Seconds a connection may stay silent (idle keep-alive, slow sender) before it is
     /// closed. Default: 10.
     pub io_timeout: u64,
+    /// After SIGINT/SIGTERM, keep answering until no request has arrived for this many
+    /// seconds (at most 10 s in all). Default: 1.
+    pub shutdown_grace: u64,
     /// Seconds between sweeps of expired device codes. Default: 60.
     pub sweep_interval: u64,
 }
@@ -75,6 +79,7 @@ impl Default for Config {
             trust_proxy: false,
             metrics_token: None,
             io_timeout: DEFAULT_IO_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
         }
     }
@@ -97,6 +102,7 @@ impl std::fmt::Debug for Config {
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("trust_proxy", &self.trust_proxy)
             .field("io_timeout", &self.io_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<set>"),
@@ -158,6 +164,9 @@ impl Config {
         }
         if !(1..=300).contains(&self.io_timeout) {
             problems.push("--io-timeout: must be between 1 and 300 seconds".into());
+        }
+        if self.shutdown_grace > 10 {
+            problems.push("--shutdown-grace: at most 10 seconds".into());
         }
         if self.sweep_interval == 0 {
             problems.push("sweep interval must be at least 1 second".into());

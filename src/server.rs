@@ -23,6 +23,8 @@ use crate::store::{self, Store};
 
 /// How often idle workers look at the shutdown flag.
 const WAKE_EVERY: Duration = Duration::from_millis(100);
+/// The longest a stopping server keeps answering requests that still arrive.
+const MAX_DRAIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub enum Error {
@@ -227,7 +229,31 @@ fn work(
                 log::error!("the listener failed ({e}); shutting down");
                 listener_failed.store(true, Ordering::SeqCst);
                 shutdown.store(true, Ordering::SeqCst);
+                return;
             }
+        }
+    }
+    drain(http, app, &mut store);
+}
+
+/// After a stop signal: answer everything already queued, then whatever still arrives
+/// (a request whose body was on its way when the signal came) until `shutdown_grace`
+/// passes without one, and never longer than `MAX_DRAIN`.
+fn drain(http: &tiny_http::Server, app: &App, store: &mut Store) {
+    while let Ok(Some(rq)) = http.try_recv() {
+        serve_one(rq, app, store);
+    }
+    let grace = Duration::from_secs(app.config.shutdown_grace);
+    let deadline = Instant::now() + MAX_DRAIN;
+    let mut last = Instant::now();
+    while last.elapsed() < grace && Instant::now() < deadline {
+        match http.recv_timeout(WAKE_EVERY) {
+            Ok(Some(rq)) => {
+                serve_one(rq, app, store);
+                last = Instant::now();
+            }
+            Ok(None) => {}
+            Err(_) => return,
         }
     }
 }

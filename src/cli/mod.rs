@@ -122,6 +122,9 @@ pub struct ServeArgs {
     /// Seconds a connection may stay silent (idle keep-alive, slow sender) before it is closed
     #[arg(long, env = "DEVICEGATE_IO_TIMEOUT", default_value_t = config::DEFAULT_IO_TIMEOUT)]
     pub io_timeout: u64,
+    /// After SIGINT/SIGTERM, keep answering until no request has arrived for this many seconds (at most 10)
+    #[arg(long, env = "DEVICEGATE_SHUTDOWN_GRACE", default_value_t = config::DEFAULT_SHUTDOWN_GRACE)]
+    pub shutdown_grace: u64,
     /// Log level: off, error, warn, info, debug
     #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
     pub log_level: String,
@@ -147,6 +150,7 @@ impl ServeArgs {
             trust_proxy: self.trust_proxy,
             metrics_token: self.metrics_token,
             io_timeout: self.io_timeout,
+            shutdown_grace: self.shutdown_grace,
             ..Config::default()
         }
     }

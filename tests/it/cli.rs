@@ -279,3 +279,66 @@ fn grant_list_and_revoke_from_the_terminal() {
     assert_eq!(code, 1);
     assert!(err.contains("no active grant"));
 }
+
+#[test]
+fn the_database_is_in_wal_mode_with_its_schema_version_recorded() {
+    let app = TestApp::spawn();
+    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    // Foreign keys are on in the server's connections: removing a user takes their grants.
+    app.login("alice");
+    assert!(app.store().delete_user("alice").unwrap());
+    let grants: i64 = conn
+        .query_row("SELECT COUNT(*) FROM grants", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(grants, 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_lets_an_in_flight_request_finish_then_exits_0() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(BIN)
+        .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_healthy(&format!("http://{listen}"));
+    // A request whose body is still arriving when the signal comes.
+    let body = "client_id=guest";
+    let mut stream = std::net::TcpStream::connect(&listen).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /oauth/device_authorize HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\nclient_",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(b"id=guest").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("device_code"));
+    let status = child.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(0));
+}

@@ -98,6 +98,8 @@ impl TestApp {
             listen: "127.0.0.1:0".into(),
             workers: 4,
             log_level: "off".into(),
+            // Tests stop their servers often; queued requests are still answered.
+            shutdown_grace: 0,
             ..Config::default()
         };
         adjust(&mut config);
