@@ -38,6 +38,7 @@ struct Run {
     socket_errors: u64,
     server_errors: u64,
     peak_rss_kb: u64,
+    peak_threads: u64,
 }
 
 fn main() {
@@ -120,18 +121,19 @@ fn main() {
     stop(child);
 
     println!();
-    println!("| scenario | requests/s | p50 | p99 | socket errors | 5xx | peak RSS | vs ceiling |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| scenario | requests/s | p50 | p99 | socket errors | 5xx | peak RSS | threads | vs ceiling |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, runs, ratios) in &table {
         let m = median_run(runs);
         println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {:.0}% |",
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.0}% |",
             m.rps,
             m.p50_ms,
             m.p99_ms,
             m.socket_errors,
             m.server_errors,
             m.peak_rss_kb as f64 / 1024.0,
+            m.peak_threads,
             median(ratios.clone()) * 100.0
         );
     }
@@ -141,13 +143,14 @@ fn main() {
         (format!("poll + {idle_count} idle connections"), &idle_run),
     ] {
         println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {:.0}% |",
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.0}% |",
             run.rps,
             run.p50_ms,
             run.p99_ms,
             run.socket_errors,
             run.server_errors,
             run.peak_rss_kb as f64 / 1024.0,
+            run.peak_threads,
             if ceiling_rps > 0.0 {
                 run.rps / ceiling_rps * 100.0
             } else {
@@ -208,15 +211,21 @@ fn serve(db: &str, workers: &str) {
 
 /// Child mode: the ceiling, the same listener and worker pool with a fixed answer.
 fn ceiling(workers: &str) {
-    // A long timeout: the ceiling has no heartbeat, and accept must not time out mid-run.
+    let config = devicegate::Config {
+        workers: workers.parse().unwrap_or(8),
+        ..devicegate::Config::default()
+    };
     let listener =
-        devicegate::server::bind_listener("127.0.0.1:0", Duration::from_secs(300)).expect("bind");
+        devicegate::server::bind_listener("127.0.0.1:0", Duration::from_secs(config.io_timeout))
+            .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server =
-        std::sync::Arc::new(tiny_http::Server::from_listener(listener, None).expect("server"));
+    let limits = devicegate::server::connection_limits(&config);
+    let server = std::sync::Arc::new(
+        tiny_http::Server::from_listener_with_limits(listener, None, limits).expect("server"),
+    );
     println!("listening on {addr}");
     std::io::stdout().flush().ok();
-    let threads: Vec<_> = (0..workers.parse().unwrap_or(8))
+    let threads: Vec<_> = (0..config.workers)
         .map(|_| {
             let server = std::sync::Arc::clone(&server);
             std::thread::spawn(move || {
@@ -442,11 +451,26 @@ fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
         cmd.arg("-s").arg(script);
     }
     cmd.arg(format!("http://{addr}/"));
-    let out = cmd.output().expect("wrk");
+    // The server's thread count, sampled while wrk runs.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (out, peak_threads) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(proc_status(child.id(), "Threads:"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        });
+        let out = cmd.output().expect("wrk");
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, sampler.join().unwrap_or(0))
+    });
     let text = String::from_utf8_lossy(&out.stdout);
     let mut run = Run {
         server_errors: server_errors(addr).saturating_sub(before),
-        peak_rss_kb: peak_rss_kb(child.id()),
+        peak_rss_kb: proc_status(child.id(), "VmHWM:"),
+        peak_threads,
         ..Run::default()
     };
     for line in text.lines() {
@@ -456,6 +480,7 @@ fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
             ["50%", t] => run.p50_ms = millis(t),
             ["99%", t] => run.p99_ms = millis(t),
             ["Socket", "errors:", rest @ ..] => {
+                println!("  wrk: {}", line.trim());
                 run.socket_errors = rest
                     .iter()
                     .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
@@ -479,11 +504,12 @@ fn millis(t: &str) -> f64 {
     }
 }
 
-fn peak_rss_kb(pid: u32) -> u64 {
+/// A number from /proc/<pid>/status: `VmHWM:` (peak RSS, kB) or `Threads:`.
+fn proc_status(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }

@@ -25,6 +25,12 @@ use crate::store::{self, Store};
 const WAKE_EVERY: Duration = Duration::from_millis(100);
 /// The longest a stopping server keeps answering requests that still arrive.
 const MAX_DRAIN: Duration = Duration::from_secs(10);
+/// Connection threads per worker (see `connection_limits`).
+const CONNECTION_THREADS_PER_WORKER: usize = 16;
+/// How long a connection thread waits for a keep-alive connection's next request before
+/// parking it: long enough for a browser's follow-up or a busy client, short enough that
+/// a CLI polling every few seconds does not hold a thread between polls.
+const CONNECTION_LINGER: Duration = Duration::from_millis(25);
 
 #[derive(Debug)]
 pub enum Error {
@@ -101,8 +107,12 @@ impl Server {
         let timeout = Duration::from_secs(config.io_timeout);
         let listener =
             bind_listener(&config.listen, timeout).map_err(|e| Error::Bind(e.to_string()))?;
-        let http = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| Error::Bind(e.to_string()))?;
+        let http = tiny_http::Server::from_listener_with_limits(
+            listener,
+            None,
+            connection_limits(&config),
+        )
+        .map_err(|e| Error::Bind(e.to_string()))?;
         let local_addr = http
             .server_addr()
             .to_ip()
@@ -167,15 +177,6 @@ impl Server {
                 .map_err(|e| Error::Bind(format!("cannot start sweeper: {e}")))?
         };
         threads.push(sweeper);
-        let heartbeat = {
-            let (addr, shutdown) = (self.local_addr, Arc::clone(&self.shutdown));
-            let every = heartbeat_interval(Duration::from_secs(self.app.config.io_timeout));
-            thread::Builder::new()
-                .name("heartbeat".into())
-                .spawn(move || heartbeat(addr, every, &shutdown))
-                .map_err(|e| Error::Bind(format!("cannot start heartbeat: {e}")))?
-        };
-        threads.push(heartbeat);
         for t in threads {
             if t.join().is_err() {
                 log::error!("a server thread panicked");
@@ -191,12 +192,21 @@ impl Server {
     }
 }
 
-/// The listening socket, with options that accepted connections inherit on Linux (the
-/// read timeout also bounds `accept`, hence the `heartbeat` thread):
-/// read/write timeouts (tiny_http reads each connection on a thread of its own; without a
-/// timeout an idle or slow client would hold that thread, and mid-body one of our workers,
-/// forever) and `TCP_NODELAY` (tiny_http writes head and body separately; Nagle's algorithm
-/// would hold the body back ~40 ms on keep-alive connections).
+/// Threads that read requests off connections: enough that every worker always has requests
+/// queued, bounded so that many clients cannot make the server start a thread each. A quiet
+/// keep-alive connection waits in tiny_http's poller (see vendor/tiny_http/PATCHES.md).
+pub fn connection_limits(config: &Config) -> tiny_http::ConnectionLimits {
+    tiny_http::ConnectionLimits {
+        max_threads: (config.workers * CONNECTION_THREADS_PER_WORKER).max(32),
+        linger: CONNECTION_LINGER,
+    }
+}
+
+/// The listening socket, with options that accepted connections inherit on Linux:
+/// read/write timeouts (without them a slow client would hold a connection thread, and
+/// mid-body one of our workers, forever; a silent keep-alive connection is closed after
+/// the same time) and `TCP_NODELAY` (tiny_http writes head and body separately; Nagle's
+/// algorithm would hold the body back ~40 ms on keep-alive connections).
 pub fn bind_listener(addr: &str, io_timeout: Duration) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let addr: SocketAddr = addr.parse().map_err(|e| {
@@ -256,37 +266,6 @@ fn drain(http: &tiny_http::Server, app: &App, store: &mut Store) {
             Err(_) => return,
         }
     }
-}
-
-/// The listener's read timeout (which connections must inherit) also bounds how long
-/// `accept` waits, and tiny_http stops accepting for good when `accept` times out. So a
-/// connection to ourselves, well within the timeout, keeps `accept` from ever idling that
-/// long (tiny_http's own `unblock` uses the same trick). It sends nothing and is closed.
-fn heartbeat(addr: SocketAddr, every: Duration, shutdown: &AtomicBool) {
-    let target = match addr {
-        SocketAddr::V4(v4) if v4.ip().is_unspecified() => {
-            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, v4.port()))
-        }
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6.port()))
-        }
-        other => other,
-    };
-    let mut last = Instant::now();
-    while !shutdown.load(Ordering::SeqCst) {
-        thread::sleep(WAKE_EVERY);
-        if last.elapsed() >= every {
-            last = Instant::now();
-            if let Err(e) = std::net::TcpStream::connect_timeout(&target, every) {
-                log::warn!("heartbeat connection failed: {e}");
-            }
-        }
-    }
-}
-
-/// A quarter of the I/O timeout, so a few missed beats still leave `accept` awake.
-fn heartbeat_interval(io_timeout: Duration) -> Duration {
-    (io_timeout / 4).max(WAKE_EVERY)
 }
 
 fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {

@@ -24,7 +24,8 @@ fn status_of(response: &str) -> Option<u16> {
 
 #[test]
 fn the_server_keeps_accepting_after_being_idle_longer_than_the_io_timeout() {
-    // The listener's read timeout also bounds accept(); the heartbeat keeps it awake.
+    // The listener's read timeout also bounds accept(), whose timing out must not end the
+    // accept loop (it did in tiny_http 0.12).
     let app = TestApp::spawn_with(|c| c.io_timeout = 1);
     std::thread::sleep(Duration::from_millis(2600));
     assert_eq!(app.get("/healthz").status, 200);
@@ -121,4 +122,149 @@ fn oversized_and_garbage_requests_get_4xx_or_a_closed_connection() {
         }
     }
     assert_eq!(app.get("/healthz").status, 200);
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body; returns its status line.
+fn read_response(reader: &mut std::io::BufReader<TcpStream>) -> String {
+    use std::io::BufRead;
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    status.trim_end().to_string()
+}
+
+#[test]
+fn a_keep_alive_connection_is_served_again_after_waiting_idle() {
+    // Between requests a quiet connection leaves its thread and waits in the poller; a
+    // request that arrives later, or two pipelined at once, are still answered in order.
+    let app = TestApp::spawn();
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let get = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let missing = b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n";
+    for pause_ms in [0, 200, 600] {
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        stream.write_all(get).unwrap();
+        assert_eq!(read_response(&mut reader), "HTTP/1.1 200 OK");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stream
+        .write_all(&[&get[..], &missing[..]].concat())
+        .unwrap();
+    assert_eq!(read_response(&mut reader), "HTTP/1.1 200 OK");
+    assert_eq!(read_response(&mut reader), "HTTP/1.1 404 Not Found");
+}
+
+fn threads_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn idle_connections_do_not_cost_a_thread_each() {
+    // With 2 workers, at most 32 threads read connections. 400 quiet connections (upstream
+    // tiny_http: a thread each) must leave the process far below 400 threads, and a new
+    // client is served meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
+    let mut server = std::process::Command::new(crate::cli::BIN)
+        .args(["--db", dir.path().join("d.db").to_str().unwrap(), "serve"])
+        .args(["--listen", &listen, "--workers", "2", "--log-level", "warn"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{listen}");
+    crate::support::wait_until_healthy(&base);
+    let idle: Vec<TcpStream> = (0..400)
+        .map(|_| TcpStream::connect(&listen).unwrap())
+        .collect();
+    // Half of them have sent one request and kept the connection open.
+    for stream in idle.iter().step_by(2) {
+        let mut stream = stream;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let threads = threads_of(server.id());
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let healthy = agent
+        .get(&format!("{base}/healthz"))
+        .call()
+        .map(|r| r.status());
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(idle);
+    assert_eq!(healthy.ok(), Some(200));
+    assert!(threads <= 60, "{threads} threads for 400 idle connections");
+}
+
+#[test]
+fn no_connection_waits_behind_connections_kept_busy() {
+    // 48 keep-alive clients, each sending requests back to back for 3 s, connecting at
+    // once: every one of them is answered throughout. (tiny_http's pool could queue a new
+    // connection behind threads busy with other connections for as long as those stayed
+    // busy; see vendor/tiny_http/PATCHES.md.)
+    let app = TestApp::spawn();
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(48));
+    let clients: Vec<_> = (0..48)
+        .map(|_| {
+            let (addr, start) = (addr.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let stream = TcpStream::connect(&addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                let until = Instant::now() + Duration::from_secs(3);
+                let mut answered = 0;
+                while Instant::now() < until {
+                    stream
+                        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                        .unwrap();
+                    assert_eq!(read_response(&mut reader), "HTTP/1.1 200 OK");
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    for client in clients {
+        assert!(
+            client
+                .join()
+                .expect("a client waited over 2 s for an answer")
+                > 0
+        );
+    }
 }

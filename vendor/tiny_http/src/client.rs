@@ -39,6 +39,20 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // devicegate patch: the socket's read timeout, read once (None: none, or over TLS)
+    read_timeout: Option<std::time::Duration>,
+}
+
+/// devicegate patch: what a connection has for us between requests.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// Bytes of the next request are buffered: read it now.
+    Ready,
+    /// Nothing arrived within the linger time: hand the connection to the poller.
+    Idle,
+    /// The peer closed, the connection failed, or no further request may come.
+    Closed,
 }
 
 /// Error that can happen when reading a request.
@@ -59,6 +73,10 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let read_timeout = read_socket
+            .plain()
+            .and_then(|connection| connection.read_timeout().ok())
+            .flatten();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -70,12 +88,69 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            read_timeout,
         }
     }
 
     /// true if the connection is HTTPS
     pub fn secure(&self) -> bool {
         self.secure
+    }
+
+    /// devicegate patch: waits for the previous request to release the stream, then up to
+    /// `linger` for the next request's first bytes, without consuming them. Upstream blocked
+    /// in `read` for as long as the client kept the connection open, one thread per idle
+    /// connection; `Idle` lets the caller park the connection instead.
+    pub(crate) fn wait_for_input(&mut self, linger: std::time::Duration) -> Input {
+        use std::io::BufRead;
+        if self.no_more_requests {
+            return Input::Closed;
+        }
+        let reader = self.next_header_source.wait_turn();
+        if !reader.buffer().is_empty() {
+            return Input::Ready;
+        }
+        let connection = match reader.get_ref().plain() {
+            Some(connection) => connection,
+            None => return Input::Ready, // TLS: block in read as upstream does
+        };
+        if linger.is_zero() {
+            return Input::Idle;
+        }
+        let usual = self.read_timeout;
+        if connection.set_read_timeout(Some(linger)).is_err() {
+            return Input::Closed;
+        }
+        let waited = reader.fill_buf().map(|bytes| bytes.is_empty());
+        if let Some(connection) = reader.get_ref().plain() {
+            if connection.set_read_timeout(usual).is_err() {
+                return Input::Closed;
+            }
+        }
+        match waited {
+            Ok(false) => Input::Ready,
+            Ok(true) => Input::Closed, // end of stream
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                Input::Idle
+            }
+            Err(_) => Input::Closed,
+        }
+    }
+
+    /// devicegate patch: the descriptor a poller watches while the connection is parked, and
+    /// how long it may stay silent (its read timeout). None over TLS.
+    pub(crate) fn parking_info(
+        &mut self,
+    ) -> Option<(std::os::unix::io::RawFd, Option<std::time::Duration>)> {
+        use std::os::unix::io::AsRawFd;
+        let reader = self.next_header_source.wait_turn();
+        let connection = reader.get_ref().plain()?;
+        Some((connection.as_raw_fd(), self.read_timeout))
     }
 
     /// Reads the next line from self.next_header_source.

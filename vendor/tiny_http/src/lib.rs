@@ -121,6 +121,7 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod parking;
 mod request;
 mod response;
 mod ssl;
@@ -142,6 +143,103 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // devicegate patch: where idle connections wait; closed with the server
+    connections: Arc<Connections>,
+}
+
+/// devicegate patch: how many threads read connections, and how long one of them waits on a
+/// quiet keep-alive connection before parking it with the poller.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// The most threads reading requests at once. Connections beyond that wait their turn.
+    pub max_threads: usize,
+    /// How long a thread waits for a connection's next request before parking it.
+    pub linger: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_threads: 128,
+            linger: Duration::from_millis(25),
+        }
+    }
+}
+
+/// devicegate patch: connections are read by a bounded pool of threads; between requests a
+/// quiet connection waits in `parking`, not on a thread.
+struct Connections {
+    pool: util::TaskPool,
+    parking: parking::Parking,
+    messages: Arc<MessagesQueue<Message>>,
+    linger: Duration,
+}
+
+impl Connections {
+    fn serve(self: &Arc<Self>, client: ClientConnection) {
+        let connections = self.clone();
+        let mut client = Some(client);
+        self.pool.spawn(Box::new(move || {
+            if let Some(client) = client.take() {
+                connections.read_requests(client);
+            }
+        }));
+    }
+
+    fn read_requests(&self, mut client: ClientConnection) {
+        // Synchronization is needed for HTTPS requests to avoid a deadlock
+        if client.secure() {
+            let (sender, receiver) = mpsc::channel();
+            for rq in client {
+                self.messages
+                    .push(rq.with_notify_sender(sender.clone()).into());
+                receiver.recv().unwrap();
+            }
+            return;
+        }
+        loop {
+            // With connections waiting for a thread, park at once: every connection gets
+            // its turn.
+            let linger = if self.pool.has_backlog() {
+                Duration::ZERO
+            } else {
+                self.linger
+            };
+            match client.wait_for_input(linger) {
+                client::Input::Ready => match client.next() {
+                    Some(rq) => self.messages.push(rq.into()),
+                    None => return,
+                },
+                client::Input::Idle => return self.parking.park(client),
+                client::Input::Closed => return,
+            }
+        }
+    }
+}
+
+/// devicegate patch: accept errors that pass (the listener's own read timeout, a peer that
+/// gave up, running out of descriptors for a moment) no longer end the accept loop for good.
+fn accept_error_passes(e: &IoError) -> bool {
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const ENOBUFS: i32 = 105;
+    match e.kind() {
+        IoErrorKind::WouldBlock
+        | IoErrorKind::TimedOut
+        | IoErrorKind::Interrupted
+        | IoErrorKind::ConnectionAborted
+        | IoErrorKind::ConnectionReset => true,
+        _ => match e.raw_os_error() {
+            Some(ENOMEM) | Some(ENFILE) | Some(EMFILE) | Some(ENOBUFS) => {
+                log::error!("Error accepting new client, retrying: {}", e);
+                thread::sleep(Duration::from_millis(100));
+                true
+            }
+            _ => false,
+        },
+    }
 }
 
 enum Message {
@@ -245,6 +343,15 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, ConnectionLimits::default())
+    }
+
+    /// devicegate patch: `from_listener`, with the connection threads bounded by `limits`.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: ConnectionLimits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -285,76 +392,76 @@ impl Server {
         // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
 
+        let (parking, poll) = parking::Parking::new()?;
+        let connections = Arc::new(Connections {
+            pool: util::TaskPool::with_max_threads(limits.max_threads),
+            parking,
+            messages: messages.clone(),
+            linger: limits.linger,
+        });
+        {
+            let connections = connections.clone();
+            thread::Builder::new()
+                .name("idle-connections".into())
+                .spawn(move || {
+                    connections
+                        .parking
+                        .run(poll, |client| connections.serve(client))
+                })?;
+        }
+
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+        let inside_connections = connections.clone();
+        thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || {
+                log::debug!("Running accept thread");
+                while !inside_close_trigger.load(Relaxed) {
+                    let new_client = match server.accept() {
+                        Ok((sock, _)) => {
+                            use util::RefinedTcpStream;
+                            let (read_closable, write_closable) = match ssl {
+                                None => RefinedTcpStream::new(sock),
+                                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                                Some(ref ssl) => {
+                                    // trying to apply SSL over the connection
+                                    // if an error occurs, we just close the socket and resume listening
+                                    let sock = match ssl.accept(sock) {
+                                        Ok(s) => s,
+                                        Err(_) => continue,
+                                    };
 
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
+                                    RefinedTcpStream::new(sock)
                                 }
-                            }
-                        }));
-                    }
+                                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                                Some(ref _ssl) => unreachable!(),
+                            };
 
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                            Ok(ClientConnection::new(write_closable, read_closable))
+                        }
+                        Err(e) => Err(e),
+                    };
+
+                    match new_client {
+                        Ok(client) => inside_connections.serve(client),
+                        Err(ref e) if accept_error_passes(e) => continue,
+                        Err(e) => {
+                            log::error!("Error accepting new client: {}", e);
+                            inside_messages.push(e.into());
+                            break;
+                        }
                     }
                 }
-            }
-            log::debug!("Terminating accept thread");
-        });
+                log::debug!("Terminating accept thread");
+            })?;
 
         // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            connections,
         })
     }
 
@@ -376,6 +483,11 @@ impl Server {
     pub fn num_connections(&self) -> usize {
         unimplemented!()
         //self.requests_receiver.lock().len()
+    }
+
+    /// devicegate patch: how many idle keep-alive connections are parked now.
+    pub fn num_parked_connections(&self) -> usize {
+        self.connections.parking.len()
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -423,6 +535,7 @@ impl Iterator for IncomingRequests<'_> {
 impl Drop for Server {
     fn drop(&mut self) {
         self.close.store(true, Relaxed);
+        self.connections.parking.close();
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),

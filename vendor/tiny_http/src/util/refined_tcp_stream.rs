@@ -121,6 +121,16 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    /// devicegate patch: the plain connection underneath, for waiting between requests
+    /// (None over TLS, whose buffered bytes a poller cannot see).
+    pub(crate) fn plain(&self) -> Option<&Connection> {
+        match &self.stream {
+            Stream::Http(connection) => Some(connection),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => None,
+        }
+    }
 }
 
 impl Drop for RefinedTcpStream {

@@ -24,6 +24,13 @@ struct Sharing {
 
     // number of idle worker threads
     waiting_tasks: AtomicUsize,
+
+    // devicegate patch: threads started and not yet ended, and the most there may be
+    threads: AtomicUsize,
+    max_threads: usize,
+
+    // devicegate patch: tasks waiting for a thread (the length of `todo`)
+    queued: AtomicUsize,
 }
 
 /// Minimum number of active threads.
@@ -47,18 +54,22 @@ impl<'a> Drop for Registration<'a> {
 }
 
 impl TaskPool {
-    pub fn new() -> TaskPool {
+    /// devicegate patch: at most `max_threads` threads; beyond that, tasks wait in a queue.
+    pub fn with_max_threads(max_threads: usize) -> TaskPool {
         let pool = TaskPool {
             sharing: Arc::new(Sharing {
                 todo: Mutex::new(VecDeque::new()),
                 condvar: Condvar::new(),
                 active_tasks: AtomicUsize::new(0),
                 waiting_tasks: AtomicUsize::new(0),
+                threads: AtomicUsize::new(0),
+                max_threads: max_threads.max(MIN_THREADS),
+                queued: AtomicUsize::new(0),
             }),
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            let _ = pool.add_thread(None);
         }
 
         pool
@@ -69,21 +80,56 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
+        // devicegate patch: an idle thread already woken for an earlier task still counts as
+        // waiting until it takes the lock, so only `waiting > queued` means a free thread.
+        // (Upstream compared with 0 and could queue a connection behind threads busy with
+        // other connections for as long as those stayed open.)
+        let free = self.sharing.waiting_tasks.load(Ordering::Acquire) > queue.len();
+        let room = self.sharing.threads.load(Ordering::Acquire) < self.sharing.max_threads;
+        let code = if !free && room {
+            match self.add_thread(Some(code)) {
+                Ok(()) => return,
+                Err(code) => code,
+            }
         } else {
-            queue.push_back(code);
-            self.sharing.condvar.notify_one();
-        }
+            code
+        };
+        queue.push_back(code);
+        self.sharing.queued.store(queue.len(), Ordering::Release);
+        self.sharing.condvar.notify_one();
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
-        let sharing = self.sharing.clone();
+    /// devicegate patch: true while tasks wait for a thread that no idle thread is about to
+    /// take and none may be started for. Connection tasks then stop lingering on their
+    /// connection, so that every connection gets its turn. (Merely `queued > 0` is true for
+    /// a moment at every hand-over, which made lingering threads park in a feedback loop.)
+    pub fn has_backlog(&self) -> bool {
+        let sharing = &self.sharing;
+        sharing.threads.load(Ordering::Acquire) >= sharing.max_threads
+            && sharing.queued.load(Ordering::Acquire)
+                > sharing.waiting_tasks.load(Ordering::Acquire)
+    }
 
-        thread::spawn(move || {
+    /// devicegate patch: a thread that cannot be started (a process limit) hands its task
+    /// back to be queued instead of panicking in the accept loop.
+    fn add_thread(
+        &self,
+        initial_fn: Option<Box<dyn FnMut() + Send>>,
+    ) -> Result<(), Box<dyn FnMut() + Send>> {
+        let sharing = self.sharing.clone();
+        sharing.threads.fetch_add(1, Ordering::AcqRel);
+        let initial = Arc::new(Mutex::new(initial_fn));
+        let initial_in_thread = initial.clone();
+
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
+            let _thread_guard = Registration {
+                nb: &sharing.threads,
+            };
             let _active_guard = Registration::new(&sharing.active_tasks);
 
+            let initial_fn = initial_in_thread.lock().unwrap().take();
+            drop(initial_in_thread);
             if let Some(mut f) = initial_fn {
                 f();
             }
@@ -95,6 +141,7 @@ impl TaskPool {
                     let task;
                     loop {
                         if let Some(poped_task) = todo.pop_front() {
+                            sharing.queued.store(todo.len(), Ordering::Release);
                             task = poped_task;
                             break;
                         }
@@ -124,6 +171,15 @@ impl TaskPool {
                 task();
             }
         });
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.sharing.threads.fetch_sub(1, Ordering::AcqRel);
+                log::error!("cannot start a connection thread: {}", e);
+                let initial_fn = initial.lock().unwrap().take();
+                Err(initial_fn.unwrap_or_else(|| Box::new(|| ())))
+            }
+        }
     }
 }
 
