@@ -462,8 +462,12 @@ fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
             }
             peak
         });
+        let perf = perf_record(child.id(), opt.seconds);
         let out = cmd.output().expect("wrk");
         done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(mut perf) = perf {
+            let _ = perf.wait();
+        }
         (out, sampler.join().unwrap_or(0))
     });
     let text = String::from_utf8_lossy(&out.stdout);
@@ -490,6 +494,22 @@ fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
         }
     }
     run
+}
+
+/// With `BENCH_PERF=<dir>`, each load is also profiled: `perf record` on the server
+/// process, one `<dir>/<n>.data` per wrk run, in the order the scenarios run.
+fn perf_record(pid: u32, seconds: u64) -> Option<Child> {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::var_os("BENCH_PERF")?;
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Command::new("perf")
+        .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+        .arg(Path::new(&dir).join(format!("{n}.data")))
+        .args(["--", "sleep", &seconds.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
 }
 
 fn millis(t: &str) -> f64 {
