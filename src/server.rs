@@ -26,7 +26,7 @@ const WAKE_EVERY: Duration = Duration::from_millis(100);
 /// The longest a stopping server keeps answering requests that still arrive.
 const MAX_DRAIN: Duration = Duration::from_secs(10);
 /// Connection threads per worker (see `connection_limits`).
-const CONNECTION_THREADS_PER_WORKER: usize = 16;
+const CONNECTION_THREADS_PER_WORKER: usize = 32;
 /// How long a connection thread waits for a keep-alive connection's next request before
 /// parking it: long enough for a browser's follow-up or a busy client, short enough that
 /// a CLI polling every few seconds does not hold a thread between polls.
@@ -197,7 +197,7 @@ impl Server {
 /// keep-alive connection waits in tiny_http's poller (see vendor/tiny_http/PATCHES.md).
 pub fn connection_limits(config: &Config) -> tiny_http::ConnectionLimits {
     tiny_http::ConnectionLimits {
-        max_threads: (config.workers * CONNECTION_THREADS_PER_WORKER).max(32),
+        max_threads: (config.workers * CONNECTION_THREADS_PER_WORKER).max(64),
         linger: CONNECTION_LINGER,
     }
 }

@@ -444,6 +444,9 @@ impl Server {
                     };
 
                     match new_client {
+                        // A new connection gets a thread once its first bytes arrive, so a
+                        // burst of silent connections costs none.
+                        Ok(client) if !client.secure() => inside_connections.parking.park(client),
                         Ok(client) => inside_connections.serve(client),
                         Err(ref e) if accept_error_passes(e) => continue,
                         Err(e) => {
