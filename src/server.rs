@@ -184,7 +184,7 @@ impl Server {
         }
         if self.listener_failed.load(Ordering::SeqCst) {
             return Err(Error::Bind(
-                "the listener stopped accepting connections; restart the server".into(),
+                "the listener stopped serving connections; restart the server".into(),
             ));
         }
         log::info!("stopped");
@@ -234,7 +234,8 @@ fn work(
             Ok(Some(rq)) => serve_one(rq, app, &mut store),
             Ok(None) => {}
             Err(e) => {
-                // tiny_http's accept loop has ended: no new connection will ever arrive.
+                // tiny_http's accept loop or its idle-connection poller has ended: no new
+                // request will ever arrive.
                 // Stop (exit status 1) so a supervisor restarts us, rather than linger deaf.
                 log::error!("the listener failed ({e}); shutting down");
                 listener_failed.store(true, Ordering::SeqCst);

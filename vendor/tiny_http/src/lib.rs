@@ -404,9 +404,14 @@ impl Server {
             thread::Builder::new()
                 .name("idle-connections".into())
                 .spawn(move || {
-                    connections
+                    let served = connections
                         .parking
-                        .run(poll, |client| connections.serve(client))
+                        .run(poll, |client| connections.serve(client));
+                    // Like a dead accept loop: tell `recv`, so the server can stop.
+                    if let Err(e) = served {
+                        log::error!("Error waiting for idle connections: {}", e);
+                        connections.messages.push(e.into());
+                    }
                 })?;
         }
 

@@ -84,14 +84,17 @@ impl Parking {
 
     /// Waits for parked connections to become readable and hands each to `resume`, until
     /// `close`. Closes connections silent past their read timeout (RFC 9112 §9.5 lets a
-    /// server close an idle connection at any time).
-    pub(crate) fn run(&self, mut poll: Poll, resume: impl Fn(ClientConnection)) {
+    /// server close an idle connection at any time). An error means no parked or new
+    /// connection will be served again: the caller must report it.
+    pub(crate) fn run(&self, mut poll: Poll, resume: impl Fn(ClientConnection)) -> IoResult<()> {
         let mut events = Events::with_capacity(256);
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        let mut failure = Ok(());
         while !self.closed.load(Ordering::Acquire) {
             if let Err(e) = poll.poll(&mut events, Some(SWEEP_EVERY)) {
                 if e.kind() != ErrorKind::Interrupted {
-                    log::error!("idle connection poller failed: {}", e);
+                    self.closed.store(true, Ordering::Release);
+                    failure = Err(e);
                     break;
                 }
             }
@@ -124,6 +127,7 @@ impl Parking {
         for (_, entry) in parked.drain() {
             self.forget(&entry);
         }
+        failure
     }
 
     /// Stops `run` and closes every parked connection.
