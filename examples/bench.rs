@@ -11,7 +11,8 @@
 //! slow_down), `authorize` (a device authorization, one durable write each), `page` (the
 //! consent page for a signed-in session), `ceiling`, `poll-100k` (peak RSS with 100,000 live
 //! codes) and `poll+idle` (poll while 1,000 idle connections are open). Every load is
-//! bounded in time and only touches 127.0.0.1.
+//! bounded in time and only touches 127.0.0.1. `BENCH_SERVER_LOG=<file>` keeps the
+//! server's log; `BENCH_PERF=<dir>` records a `perf` profile of the server per wrk run.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
