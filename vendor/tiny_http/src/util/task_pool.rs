@@ -121,56 +121,60 @@ impl TaskPool {
         let initial = Arc::new(Mutex::new(initial_fn));
         let initial_in_thread = initial.clone();
 
-        let spawned = thread::Builder::new().spawn(move || {
-            let sharing = sharing;
-            let _thread_guard = Registration {
-                nb: &sharing.threads,
-            };
-            let _active_guard = Registration::new(&sharing.active_tasks);
-
-            let initial_fn = initial_in_thread.lock().unwrap().take();
-            drop(initial_in_thread);
-            if let Some(mut f) = initial_fn {
-                f();
-            }
-
-            loop {
-                let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
-
-                    let task;
-                    loop {
-                        if let Some(poped_task) = todo.pop_front() {
-                            sharing.queued.store(todo.len(), Ordering::Release);
-                            task = poped_task;
-                            break;
-                        }
-                        let _waiting_guard = Registration::new(&sharing.waiting_tasks);
-
-                        let received =
-                            if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
-                                true
-                            } else {
-                                let (new_lock, waitres) = sharing
-                                    .condvar
-                                    .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
-                                todo = new_lock;
-                                !waitres.timed_out()
-                            };
-
-                        if !received && todo.is_empty() {
-                            return;
-                        }
-                    }
-
-                    task
+        // devicegate patch: named, rather than inheriting the name of whichever thread
+        // (accept or poller) happened to start it.
+        let spawned = thread::Builder::new()
+            .name("connection".into())
+            .spawn(move || {
+                let sharing = sharing;
+                let _thread_guard = Registration {
+                    nb: &sharing.threads,
                 };
+                let _active_guard = Registration::new(&sharing.active_tasks);
 
-                task();
-            }
-        });
+                let initial_fn = initial_in_thread.lock().unwrap().take();
+                drop(initial_in_thread);
+                if let Some(mut f) = initial_fn {
+                    f();
+                }
+
+                loop {
+                    let mut task: Box<dyn FnMut() + Send> = {
+                        let mut todo = sharing.todo.lock().unwrap();
+
+                        let task;
+                        loop {
+                            if let Some(poped_task) = todo.pop_front() {
+                                sharing.queued.store(todo.len(), Ordering::Release);
+                                task = poped_task;
+                                break;
+                            }
+                            let _waiting_guard = Registration::new(&sharing.waiting_tasks);
+
+                            let received =
+                                if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
+                                    todo = sharing.condvar.wait(todo).unwrap();
+                                    true
+                                } else {
+                                    let (new_lock, waitres) = sharing
+                                        .condvar
+                                        .wait_timeout(todo, Duration::from_millis(5000))
+                                        .unwrap();
+                                    todo = new_lock;
+                                    !waitres.timed_out()
+                                };
+
+                            if !received && todo.is_empty() {
+                                return;
+                            }
+                        }
+
+                        task
+                    };
+
+                    task();
+                }
+            });
         match spawned {
             Ok(_) => Ok(()),
             Err(e) => {
