@@ -493,10 +493,6 @@ impl Server {
         //self.requests_receiver.lock().len()
     }
 
-    /// devicegate patch: how many idle keep-alive connections are parked now.
-    pub fn num_parked_connections(&self) -> usize {
-        self.connections.parking.len()
-    }
 
     /// Blocks until an HTTP request has been submitted and returns it.
     pub fn recv(&self) -> IoResult<Request> {

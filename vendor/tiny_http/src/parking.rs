@@ -136,11 +136,6 @@ impl Parking {
         let _ = self.waker.wake();
     }
 
-    /// How many connections are parked now.
-    pub(crate) fn len(&self) -> usize {
-        self.parked.lock().unwrap().len()
-    }
-
     fn forget(&self, entry: &Parked) {
         let _ = self.registry.deregister(&mut SourceFd(&entry.fd));
     }
