@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{free_port, wait_until_healthy, TestApp};
+use crate::support::{free_port, serve_binary, TestApp};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_devicegate");
 
@@ -204,17 +204,11 @@ fn serve_creates_guest_logs_requests_without_secrets_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("d.db");
     let listen = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(BIN)
-        .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = serve_binary(&db, &listen, &[], Stdio::piped());
     let base = format!("http://{listen}");
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(5))
         .build();
-    wait_until_healthy(&base);
     let body: serde_json::Value = serde_json::from_str(
         &agent
             .post(&format!("{base}/oauth/device_authorize"))
@@ -308,13 +302,7 @@ fn sigint_lets_an_in_flight_request_finish_then_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("d.db");
     let listen = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(BIN)
-        .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until_healthy(&format!("http://{listen}"));
+    let child = serve_binary(&db, &listen, &[], Stdio::null());
     // A request whose body is still arriving when the signal comes.
     let body = "client_id=guest";
     let mut stream = std::net::TcpStream::connect(&listen).unwrap();

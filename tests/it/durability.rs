@@ -12,29 +12,11 @@ use devicegate::store::{DeviceCodeStatus, Store};
 use devicegate::Clock;
 use serde_json::Value;
 
-use crate::cli::BIN;
-use crate::support::{free_port, wait_until_healthy, Browser, TestApp, DEVICE_GRANT};
+use crate::support::{free_port, serve_binary, Browser, TestApp, DEVICE_GRANT};
 
 fn start(db: &std::path::Path, listen: &str, extra: &[&str]) -> Child {
-    let child = Command::new(BIN)
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "serve",
-            "--listen",
-            listen,
-            "--poll-interval",
-            "1",
-            "--log-level",
-            "warn",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until_healthy(&format!("http://{listen}"));
-    child
+    let args = [&["--poll-interval", "1", "--log-level", "warn"], extra].concat();
+    serve_binary(db, listen, &args, Stdio::piped())
 }
 
 /// POST a form; `None` when the server was not there (killed mid-request).

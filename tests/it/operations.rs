@@ -4,20 +4,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use crate::cli::BIN;
-use crate::support::{csrf_token, free_port, wait_until_healthy, Browser, TestApp};
+use crate::support::{csrf_token, free_port, serve_binary, Browser, TestApp};
 
 /// Starts `devicegate serve` on `db`, waits for /healthz, returns the child and base URL.
 fn serve(db: &std::path::Path) -> (std::process::Child, String) {
     let listen = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(BIN)
-        .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://{listen}");
-    wait_until_healthy(&base);
-    (child, base)
+    let child = serve_binary(db, &listen, &[], Stdio::piped());
+    (child, format!("http://{listen}"))
 }
 
 fn stop(child: std::process::Child) -> (String, String) {

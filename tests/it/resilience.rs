@@ -191,15 +191,13 @@ fn idle_connections_do_not_cost_a_thread_each() {
     // client is served meanwhile.
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
-    let mut server = std::process::Command::new(crate::cli::BIN)
-        .args(["--db", dir.path().join("d.db").to_str().unwrap(), "serve"])
-        .args(["--listen", &listen, "--workers", "2", "--log-level", "warn"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = crate::support::serve_binary(
+        &dir.path().join("d.db"),
+        &listen,
+        &["--workers", "2", "--log-level", "warn"],
+        std::process::Stdio::null(),
+    );
     let base = format!("http://{listen}");
-    crate::support::wait_until_healthy(&base);
     let idle: Vec<TcpStream> = (0..400)
         .map(|_| TcpStream::connect(&listen).unwrap())
         .collect();

@@ -21,6 +21,27 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Starts the real binary, `devicegate --db <db> serve --listen <listen> <extra…>`, and waits
+/// until it answers. Its stdout is piped (the first-run admin password is printed there);
+/// `stderr` is the log's destination: piped to read it, null when the test sends many
+/// requests (an unread pipe fills and blocks the server).
+pub fn serve_binary(
+    db: &std::path::Path,
+    listen: &str,
+    extra: &[&str],
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    let child = std::process::Command::new(crate::cli::BIN)
+        .args(["--db", db.to_str().unwrap(), "serve", "--listen", listen])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    wait_until_healthy(&format!("http://{listen}"));
+    child
+}
+
 /// Waits until a separately started server answers `/healthz`.
 pub fn wait_until_healthy(base: &str) {
     let started = std::time::Instant::now();
