@@ -493,7 +493,6 @@ impl Server {
         //self.requests_receiver.lock().len()
     }
 
-
     /// Blocks until an HTTP request has been submitted and returns it.
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {

@@ -69,7 +69,7 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            let _ = pool.add_thread(None);
+            pool.add_thread();
         }
 
         pool
@@ -86,17 +86,14 @@ impl TaskPool {
         // other connections for as long as those stayed open.)
         let free = self.sharing.waiting_tasks.load(Ordering::Acquire) > queue.len();
         let room = self.sharing.threads.load(Ordering::Acquire) < self.sharing.max_threads;
-        let code = if !free && room {
-            match self.add_thread(Some(code)) {
-                Ok(()) => return,
-                Err(code) => code,
-            }
-        } else {
-            code
-        };
         queue.push_back(code);
         self.sharing.queued.store(queue.len(), Ordering::Release);
-        self.sharing.condvar.notify_one();
+        if free {
+            self.sharing.condvar.notify_one();
+        } else if room {
+            // The new thread takes the task from the queue (once we release the lock).
+            self.add_thread();
+        }
     }
 
     /// devicegate patch: true while tasks wait for a thread that no idle thread is about to
@@ -110,16 +107,11 @@ impl TaskPool {
                 > sharing.waiting_tasks.load(Ordering::Acquire)
     }
 
-    /// devicegate patch: a thread that cannot be started (a process limit) hands its task
-    /// back to be queued instead of panicking in the accept loop.
-    fn add_thread(
-        &self,
-        initial_fn: Option<Box<dyn FnMut() + Send>>,
-    ) -> Result<(), Box<dyn FnMut() + Send>> {
+    /// devicegate patch: a thread that cannot be started (a process limit) is logged, not a
+    /// panic in the accept loop; its task stays queued for the threads there are.
+    fn add_thread(&self) {
         let sharing = self.sharing.clone();
         sharing.threads.fetch_add(1, Ordering::AcqRel);
-        let initial = Arc::new(Mutex::new(initial_fn));
-        let initial_in_thread = initial.clone();
 
         // devicegate patch: named, rather than inheriting the name of whichever thread
         // (accept or poller) happened to start it.
@@ -131,12 +123,6 @@ impl TaskPool {
                     nb: &sharing.threads,
                 };
                 let _active_guard = Registration::new(&sharing.active_tasks);
-
-                let initial_fn = initial_in_thread.lock().unwrap().take();
-                drop(initial_in_thread);
-                if let Some(mut f) = initial_fn {
-                    f();
-                }
 
                 loop {
                     let mut task: Box<dyn FnMut() + Send> = {
@@ -175,14 +161,9 @@ impl TaskPool {
                     task();
                 }
             });
-        match spawned {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.sharing.threads.fetch_sub(1, Ordering::AcqRel);
-                log::error!("cannot start a connection thread: {}", e);
-                let initial_fn = initial.lock().unwrap().take();
-                Err(initial_fn.unwrap_or_else(|| Box::new(|| ())))
-            }
+        if let Err(e) = spawned {
+            self.sharing.threads.fetch_sub(1, Ordering::AcqRel);
+            log::error!("cannot start a connection thread: {}", e);
         }
     }
 }
