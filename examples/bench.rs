@@ -213,17 +213,12 @@ fn serve(db: &str, workers: &str) {
 /// Child mode: the ceiling, the same listener and worker pool with a fixed answer.
 fn ceiling(workers: &str) {
     let config = devicegate::Config {
+        listen: "127.0.0.1:0".into(),
         workers: workers.parse().unwrap_or(8),
         ..devicegate::Config::default()
     };
-    let listener =
-        devicegate::server::bind_listener("127.0.0.1:0", Duration::from_secs(config.io_timeout))
-            .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let limits = devicegate::server::connection_limits(&config);
-    let server = std::sync::Arc::new(
-        tiny_http::Server::from_listener_with_limits(listener, None, limits).expect("server"),
-    );
+    let server = std::sync::Arc::new(devicegate::server::listen(&config).expect("listen"));
+    let addr = server.server_addr().to_ip().expect("an IP listener");
     println!("listening on {addr}");
     std::io::stdout().flush().ok();
     let threads: Vec<_> = (0..config.workers)

@@ -104,15 +104,7 @@ impl Server {
         // Open once up front: creates the file, applies the schema, fails early.
         let store = Store::open(&config.db_path)?;
         crate::bootstrap::ensure_builtin_clients(&store, clock.now())?;
-        let timeout = Duration::from_secs(config.io_timeout);
-        let listener =
-            bind_listener(&config.listen, timeout).map_err(|e| Error::Bind(e.to_string()))?;
-        let http = tiny_http::Server::from_listener_with_limits(
-            listener,
-            None,
-            connection_limits(&config),
-        )
-        .map_err(|e| Error::Bind(e.to_string()))?;
+        let http = listen(&config)?;
         let local_addr = http
             .server_addr()
             .to_ip()
@@ -192,10 +184,20 @@ impl Server {
     }
 }
 
+/// The HTTP side of a server: the listening socket and tiny_http with its connection
+/// limits. Public so the benchmark's ceiling runs on exactly this.
+pub fn listen(config: &Config) -> Result<tiny_http::Server, Error> {
+    let timeout = Duration::from_secs(config.io_timeout);
+    let listener =
+        bind_listener(&config.listen, timeout).map_err(|e| Error::Bind(e.to_string()))?;
+    tiny_http::Server::from_listener_with_limits(listener, None, connection_limits(config))
+        .map_err(|e| Error::Bind(e.to_string()))
+}
+
 /// Threads that read requests off connections: enough that every worker always has requests
 /// queued, bounded so that many clients cannot make the server start a thread each. A quiet
 /// keep-alive connection waits in tiny_http's poller (see vendor/tiny_http/PATCHES.md).
-pub fn connection_limits(config: &Config) -> tiny_http::ConnectionLimits {
+fn connection_limits(config: &Config) -> tiny_http::ConnectionLimits {
     tiny_http::ConnectionLimits {
         max_threads: (config.workers * CONNECTION_THREADS_PER_WORKER).max(64),
         linger: CONNECTION_LINGER,
@@ -207,7 +209,7 @@ pub fn connection_limits(config: &Config) -> tiny_http::ConnectionLimits {
 /// mid-body one of our workers, forever; a silent keep-alive connection is closed after
 /// the same time) and `TCP_NODELAY` (tiny_http writes head and body separately; Nagle's
 /// algorithm would hold the body back ~40 ms on keep-alive connections).
-pub fn bind_listener(addr: &str, io_timeout: Duration) -> std::io::Result<std::net::TcpListener> {
+fn bind_listener(addr: &str, io_timeout: Duration) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let addr: SocketAddr = addr.parse().map_err(|e| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
