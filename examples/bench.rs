@@ -40,6 +40,8 @@ struct Run {
     server_errors: u64,
     peak_rss_kb: u64,
     peak_threads: u64,
+    /// The server's CPU time (user + system) per request answered, in microseconds.
+    cpu_us_per_request: f64,
 }
 
 fn main() {
@@ -122,12 +124,12 @@ fn main() {
     stop(child);
 
     println!();
-    println!("| scenario | requests/s | p50 | p99 | socket errors | 5xx | peak RSS | threads | vs ceiling |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| scenario | requests/s | p50 | p99 | socket errors | 5xx | peak RSS | threads | server CPU/req | vs ceiling |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, runs, ratios) in &table {
         let m = median_run(runs);
         println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.0}% |",
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.1} µs | {:.0}% |",
             m.rps,
             m.p50_ms,
             m.p99_ms,
@@ -135,6 +137,7 @@ fn main() {
             m.server_errors,
             m.peak_rss_kb as f64 / 1024.0,
             m.peak_threads,
+            m.cpu_us_per_request,
             median(ratios.clone()) * 100.0
         );
     }
@@ -144,7 +147,7 @@ fn main() {
         (format!("poll + {idle_count} idle connections"), &idle_run),
     ] {
         println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.0}% |",
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.1} µs | {:.0}% |",
             run.rps,
             run.p50_ms,
             run.p99_ms,
@@ -152,6 +155,7 @@ fn main() {
             run.server_errors,
             run.peak_rss_kb as f64 / 1024.0,
             run.peak_threads,
+            run.cpu_us_per_request,
             if ceiling_rps > 0.0 {
                 run.rps / ceiling_rps * 100.0
             } else {
@@ -449,6 +453,7 @@ fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
     cmd.arg(format!("http://{addr}/"));
     // The server's thread count, sampled while wrk runs.
     let done = std::sync::atomic::AtomicBool::new(false);
+    let mut cpu = 0.0;
     let (out, peak_threads) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let mut peak = 0;
@@ -459,7 +464,9 @@ fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
             peak
         });
         let perf = perf_record(child.id(), opt.seconds);
+        let cpu_before = cpu_seconds(child.id());
         let out = cmd.output().expect("wrk");
+        cpu = cpu_seconds(child.id()) - cpu_before;
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(mut perf) = perf {
             let _ = perf.wait();
@@ -477,6 +484,12 @@ fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["Requests/sec:", n] => run.rps = n.parse().unwrap_or(0.0),
+            [n, "requests", "in", ..] => {
+                let answered: f64 = n.parse().unwrap_or(0.0);
+                if answered > 0.0 {
+                    run.cpu_us_per_request = cpu * 1e6 / answered;
+                }
+            }
             ["50%", t] => run.p50_ms = millis(t),
             ["99%", t] => run.p99_ms = millis(t),
             ["Socket", "errors:", rest @ ..] => {
@@ -528,6 +541,21 @@ fn proc_status(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// User + system CPU seconds the process has used so far (`/proc/<pid>/stat`, in ticks of
+/// 1/100 s, the kernel's USER_HZ on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
