@@ -1,6 +1,7 @@
 //! A small stderr logger behind the `log` facade: one line per event, UTC time first.
 //! Callers never pass secrets, device codes, full user codes or tokens.
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 struct StderrLogger;
@@ -11,11 +12,28 @@ impl log::Log for StderrLogger {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let line = format!("{} {:<5} {}\n", utc_now(), record.level(), record.args());
-            // One write call per line keeps lines from different workers whole.
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if !self.enabled(record.metadata()) {
+            return;
         }
+        // A line per request: each thread reuses its buffer and its last second's time
+        // stamp (formatting both afresh was 5% of a poll's CPU).
+        LINE.with_borrow_mut(|line| {
+            let now = crate::clock::Clock::system().now();
+            if line.stamp_secs != now.secs() {
+                line.stamp_secs = now.secs();
+                line.stamp = now.utc_string();
+            }
+            line.text.clear();
+            let _ = writeln!(
+                line.text,
+                "{} {:<5} {}",
+                line.stamp,
+                record.level(),
+                record.args()
+            );
+            // One write call per line keeps lines from different workers whole.
+            let _ = std::io::stderr().lock().write_all(line.text.as_bytes());
+        });
     }
 
     fn flush(&self) {}
@@ -29,6 +47,14 @@ pub fn init(level: log::LevelFilter) {
     log::set_max_level(level);
 }
 
-fn utc_now() -> String {
-    crate::clock::Clock::system().now().utc_string()
+/// One thread's log line under construction, and the time stamp of its last line.
+#[derive(Default)]
+struct Line {
+    stamp_secs: i64,
+    stamp: String,
+    text: String,
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<Line> = std::cell::RefCell::default();
 }
