@@ -143,11 +143,11 @@ impl Server {
 
     /// Serves until shutdown: in-flight requests finish, then the workers exit.
     pub fn run(self) -> Result<(), Error> {
-        // One write turn for all of this server's connections (see `Store::open_shared`).
-        let writer = Arc::new(std::sync::Mutex::new(()));
+        // One write turn and decision count for all of this server's connections.
+        let shared = Arc::new(crate::store::Shared::default());
         let mut threads = Vec::new();
         for n in 0..self.app.config.workers {
-            let store = Store::open_shared(&self.app.config.db_path, Arc::clone(&writer))?;
+            let store = Store::open_shared(&self.app.config.db_path, Arc::clone(&shared))?;
             let (http, app, shutdown, failed) = (
                 Arc::clone(&self.http),
                 Arc::clone(&self.app),
@@ -161,7 +161,7 @@ impl Server {
             threads.push(worker);
         }
         let sweeper = {
-            let store = Store::open_shared(&self.app.config.db_path, Arc::clone(&writer))?;
+            let store = Store::open_shared(&self.app.config.db_path, Arc::clone(&shared))?;
             let (app, shutdown) = (Arc::clone(&self.app), Arc::clone(&self.shutdown));
             thread::Builder::new()
                 .name("sweeper".into())

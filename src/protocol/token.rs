@@ -1,6 +1,6 @@
 //! The device code grant (RFC 8628 §3.4–3.5), and minting token pairs for every grant.
 
-use super::polls::{PollTracker, PollVerdict};
+use super::polls::{PollKey, PollTracker, PollVerdict};
 use super::{oauth, Error, ErrorCode, OAuthError, Settings, DEVICE_CODE_GRANT};
 use crate::clock::Timestamp;
 use crate::secrets;
@@ -34,7 +34,14 @@ pub fn exchange_device_code(
     let Some(device_code) = device_code else {
         return oauth(ErrorCode::InvalidRequest, "device_code is required");
     };
-    let Some(code) = store.find_device_code_by_hash(&secrets::hash_secret(device_code))? else {
+    let digest = secrets::sha256(device_code);
+    let key = PollKey::of(&digest);
+    if let Some(interval) = polls.early_poll(key, &client.client_id, store.decisions_so_far(), now)
+    {
+        return slow_down(interval);
+    }
+    let decisions_seen = store.decisions_so_far();
+    let Some(code) = store.find_device_code_by_hash(&secrets::hex(&digest))? else {
         return oauth(ErrorCode::InvalidGrant, "unknown device_code");
     };
     // RFC 8628 §3.4: a device code is bound to the client that requested it.
@@ -45,27 +52,27 @@ pub fn exchange_device_code(
     match code.status {
         DeviceCodeStatus::Redeemed => oauth(ErrorCode::InvalidGrant, "device_code already used"),
         DeviceCodeStatus::Denied => {
-            polls.forget(code.id);
+            polls.forget(key);
             oauth(ErrorCode::AccessDenied, "the user denied the request")
         }
         _ if expired => {
-            polls.forget(code.id);
+            polls.forget(key);
             oauth(ErrorCode::ExpiredToken, "the device_code has expired")
         }
         DeviceCodeStatus::Pending => {
-            match polls.record_poll(code.id, code.interval, code.expires_at, now) {
+            match polls.record_poll(
+                key,
+                &client.client_id,
+                code.interval,
+                code.expires_at,
+                decisions_seen,
+                now,
+            ) {
                 PollVerdict::OnTime => oauth(
                     ErrorCode::AuthorizationPending,
                     "the user has not yet approved the request",
                 ),
-                PollVerdict::SlowDown { interval } => Err(OAuthError {
-                    interval: Some(interval),
-                    ..OAuthError::new(
-                        ErrorCode::SlowDown,
-                        format!("polling too often; wait {interval} seconds between requests"),
-                    )
-                }
-                .into()),
+                PollVerdict::SlowDown { interval } => slow_down(interval),
             }
         }
         DeviceCodeStatus::Approved => {
@@ -85,7 +92,7 @@ pub fn exchange_device_code(
                 },
                 now.secs(),
             )?;
-            polls.forget(code.id);
+            polls.forget(key);
             match outcome {
                 RedeemOutcome::Redeemed { .. } => Ok(TokenResponse {
                     access_token,
@@ -100,6 +107,18 @@ pub fn exchange_device_code(
             }
         }
     }
+}
+
+/// RFC 8628 §3.5: still pending, and the client must now wait `interval` seconds.
+fn slow_down<T>(interval: u64) -> Result<T, Error> {
+    Err(OAuthError {
+        interval: Some(interval),
+        ..OAuthError::new(
+            ErrorCode::SlowDown,
+            format!("polling too often; wait {interval} seconds between requests"),
+        )
+    }
+    .into())
 }
 
 /// Hashes and expiry times of a freshly minted pair, owned, for the store.

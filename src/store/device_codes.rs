@@ -90,8 +90,8 @@ impl Store {
     /// Stores a new request. `Ok(false)` when its user code is already taken by another
     /// unswept code, so the caller draws a new one.
     pub fn create_device_code(&self, code: &NewDeviceCode<'_>) -> Result<bool> {
-        let writer = std::sync::Arc::clone(&self.writer);
-        let _writing = super::write_lock(&writer);
+        let shared = std::sync::Arc::clone(&self.shared);
+        let _writing = shared.write_turn();
         let inserted = self
             .conn
             .prepare_cached(
@@ -141,8 +141,8 @@ impl Store {
         decided_ip: &str,
         now: i64,
     ) -> Result<bool> {
-        let writer = std::sync::Arc::clone(&self.writer);
-        let _writing = super::write_lock(&writer);
+        let shared = std::sync::Arc::clone(&self.shared);
+        let _writing = shared.write_turn();
         let status = match approver {
             Some(_) => DeviceCodeStatus::Approved,
             None => DeviceCodeStatus::Denied,
@@ -161,6 +161,12 @@ impl Store {
                 decided_ip,
                 user_code
             ])?;
+        if changed == 1 {
+            // After the commit, so a reader that saw the old count also saw the old row.
+            self.shared
+                .decisions
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(changed == 1)
     }
 
@@ -177,8 +183,8 @@ impl Store {
     /// Deletes up to `limit` codes that expired before `cutoff`; returns how many. Bounded
     /// so one sweep never holds the write lock long enough to stall requests.
     pub fn delete_expired_device_codes(&self, cutoff: i64, limit: u32) -> Result<usize> {
-        let writer = std::sync::Arc::clone(&self.writer);
-        let _writing = super::write_lock(&writer);
+        let shared = std::sync::Arc::clone(&self.shared);
+        let _writing = shared.write_turn();
         Ok(self
             .conn
             .prepare_cached(

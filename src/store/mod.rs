@@ -23,6 +23,7 @@ pub use sessions::SessionRow;
 pub use users::User;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,18 +81,31 @@ pub struct Store {
     /// Recently read clients (see `clients::CLIENT_CACHE_TTL`); one per connection, so
     /// per worker, and never shared.
     client_cache: std::cell::RefCell<clients::ClientCache>,
-    /// Shared by every `Store` of one server: our own writers take turns here instead of
-    /// contending for SQLite's write lock (whose busy waits showed up as second-long
-    /// stalls, and let the WAL grow without bound under concurrent writes). Other
-    /// processes (the admin CLI) still meet SQLite's lock and the busy handler.
-    writer: Arc<Mutex<()>>,
+    /// Shared by every `Store` of one server.
+    shared: Arc<Shared>,
 }
 
-/// Takes the in-process write turn (a poisoned lock still serialises: the data is SQLite's).
-fn write_lock(writer: &Mutex<()>) -> MutexGuard<'_, ()> {
-    writer
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// What every `Store` (connection) of one server process shares.
+#[derive(Default)]
+pub struct Shared {
+    /// Our own writers take turns here instead of contending for SQLite's write lock
+    /// (whose busy waits showed up as second-long stalls, and let the WAL grow without
+    /// bound under concurrent writes). Other processes (the admin CLI) still meet
+    /// SQLite's lock and the busy handler.
+    writer: Mutex<()>,
+    /// Approvals and denials committed through this process, so far. Bumped after each
+    /// commit: whatever remembered a code as pending before it changed knows to look again.
+    decisions: AtomicU32,
+}
+
+impl Shared {
+    /// Takes the in-process write turn (a poisoned lock still serialises: the data is
+    /// SQLite's).
+    fn write_turn(&self) -> MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Store {
@@ -100,8 +114,9 @@ impl Store {
         Store::open_shared(path, Arc::default())
     }
 
-    /// As `open`, taking write turns with every other `Store` holding the same `writer`.
-    pub fn open_shared(path: &Path, writer: Arc<Mutex<()>>) -> Result<Store> {
+    /// As `open`, sharing write turns and the decision count with every other `Store`
+    /// holding the same `shared`.
+    pub fn open_shared(path: &Path, shared: Arc<Shared>) -> Result<Store> {
         create_private_file(path)?;
         let conn = Connection::open_with_flags(
             path,
@@ -131,7 +146,7 @@ impl Store {
         let mut store = Store {
             conn,
             client_cache: Default::default(),
-            writer,
+            shared,
         };
         store.migrate()?;
         Ok(store)
@@ -172,6 +187,12 @@ impl Store {
         let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// How many approvals and denials this server has committed; read it before reading a
+    /// code that you mean to remember as pending (see `protocol::polls`).
+    pub fn decisions_so_far(&self) -> u32 {
+        self.shared.decisions.load(Ordering::SeqCst)
     }
 
     /// A cheap round trip, for `/healthz`.

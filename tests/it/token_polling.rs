@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 
 use serde_json::json;
 
-use crate::support::{assert_no_store, assert_oauth_error, TestApp, DEVICE_GRANT};
+use crate::support::{assert_no_store, assert_oauth_error, Browser, TestApp, DEVICE_GRANT};
 
 #[test]
 fn pending_code_answers_authorization_pending() {
@@ -87,6 +87,68 @@ fn denied_code_answers_access_denied() {
     app.deny(&codes.user_code);
     app.advance(5.0);
     assert_oauth_error(&app.poll("guest", &codes.device_code), 400, "access_denied");
+}
+
+/// Too-early polls of a code known to be pending are answered from memory; a decision
+/// taken in this server must still reach such a client at its very next poll.
+#[test]
+fn a_decision_on_the_page_reaches_a_client_polling_too_fast_at_once() {
+    let app = TestApp::spawn();
+    app.add_user("alice");
+    let browser = Browser::new(&app);
+    browser.sign_in("alice", "password123");
+    for decision in ["approve", "deny"] {
+        let codes = app.device_authorize("guest");
+        let poll = || app.poll("guest", &codes.device_code);
+        assert_oauth_error(&poll(), 400, "authorization_pending");
+        assert_oauth_error(&poll(), 400, "slow_down");
+        let csrf = browser.csrf();
+        let decided = browser.post(
+            "/oauth/device/decision",
+            &[
+                ("csrf_token", &csrf),
+                ("user_code", &codes.user_code),
+                ("decision", decision),
+            ],
+        );
+        assert_eq!(decided.status, 200, "{decision}");
+        let answer = poll();
+        match decision {
+            "approve" => assert_eq!(answer.status, 200, "{}", answer.body),
+            _ => assert_oauth_error(&answer, 400, "access_denied"),
+        }
+    }
+}
+
+/// A decision taken by another process (`devicegate approve`, here a second connection)
+/// reaches a client that keeps polling too early within `RECHECK_AFTER_SECS`.
+#[test]
+fn a_decision_by_another_process_reaches_a_too_fast_client_within_the_recheck_time() {
+    let app = TestApp::spawn();
+    let user = app.add_user("bob");
+    let codes = app.device_authorize("guest");
+    let poll = || app.poll("guest", &codes.device_code);
+    assert_oauth_error(&poll(), 400, "authorization_pending");
+    assert_oauth_error(&poll(), 400, "slow_down");
+    app.approve(&codes.user_code, user);
+    // Still too early: "slow down" is a true answer, only not the newest one.
+    assert_oauth_error(&poll(), 400, "slow_down");
+    app.advance(devicegate::protocol::polls::RECHECK_AFTER_SECS as f64);
+    let tokens = poll();
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+}
+
+#[test]
+fn a_code_known_pending_still_expires_on_time() {
+    let app = TestApp::spawn();
+    let codes = app.device_authorize("guest");
+    let poll = || app.poll("guest", &codes.device_code);
+    assert_oauth_error(&poll(), 400, "authorization_pending");
+    app.advance(599.0);
+    assert_oauth_error(&poll(), 400, "authorization_pending");
+    assert_oauth_error(&poll(), 400, "slow_down");
+    app.advance(1.0);
+    assert_oauth_error(&poll(), 400, "expired_token");
 }
 
 #[test]
@@ -174,10 +236,18 @@ fn unknown_code_and_another_clients_code_are_invalid_grant() {
     assert_oauth_error(&app.poll("guest", "not-a-real-code"), 400, "invalid_grant");
     let codes = app.device_authorize("guest");
     assert_oauth_error(&app.poll("other", &codes.device_code), 400, "invalid_grant");
+    // Also while the code is known pending for its own client (answered from memory).
+    assert_oauth_error(
+        &app.poll("guest", &codes.device_code),
+        400,
+        "authorization_pending",
+    );
+    assert_oauth_error(&app.poll("other", &codes.device_code), 400, "invalid_grant");
     // Even once approved, the code only works for the client it was issued to.
     let user = app.add_user("bob");
     app.approve(&codes.user_code, user);
     assert_oauth_error(&app.poll("other", &codes.device_code), 400, "invalid_grant");
+    app.advance(5.0);
     assert_eq!(app.poll("guest", &codes.device_code).status, 200);
 }
 
