@@ -5,6 +5,7 @@
 //!
 //!     cargo run --release --example bench -- [--seconds 8] [--connections 64] [--rounds 3]
 //!                                            [--codes 10000] [--rss-codes 100000] [--workers 8]
+//!                                            [--only poll,authorize,page,poll-100k,poll+idle]
 //!
 //! Scenarios: `poll` (device-code token requests spread over the live pending codes,
 //! ignoring the interval on purpose, so the server answers authorization_pending and
@@ -29,6 +30,14 @@ struct Options {
     rss_codes: usize,
     workers: usize,
     idle: usize,
+    /// Scenarios to run (`--only poll,page`); empty: all of them.
+    only: Vec<String>,
+}
+
+impl Options {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -90,11 +99,11 @@ fn main() {
         let poll = lua_poll(work.path(), &seeded);
         let authorize = lua_authorize(work.path());
         let page = lua_page(work.path(), &seeded, &session);
-        let runs = [
-            ("poll", wrk(&opt, &addr, Some(&poll), &child)),
-            ("authorize", wrk(&opt, &addr, Some(&authorize), &child)),
-            ("page", wrk(&opt, &addr, Some(&page), &child)),
-        ];
+        let runs: Vec<(&str, Run)> = [("poll", &poll), ("authorize", &authorize), ("page", &page)]
+            .into_iter()
+            .filter(|(name, _)| opt.runs(name))
+            .map(|(name, script)| (name, wrk(&opt, &addr, Some(script), &child)))
+            .collect();
         stop(child);
         table[0].1.push(ceiling_run.clone());
         table[0].2.push(1.0);
@@ -105,28 +114,46 @@ fn main() {
         }
         println!("round {} done", round + 1);
     }
+    table.retain(|(name, runs, _)| !runs.is_empty() || *name == "ceiling");
     // Peak RSS with many live codes, and serving while idle connections are held open.
-    let db = work.path().join("rss.db");
+    let mut extra_rows = Vec::new();
+    if opt.runs("poll-100k") || opt.runs("poll+idle") {
+        extra_rows = rss_and_idle(&opt, work.path());
+    }
+    print_table(&opt, &table, &extra_rows);
+}
+
+/// The `poll-100k` and `poll+idle` rows: (name, run).
+fn rss_and_idle(opt: &Options, work: &Path) -> Vec<(String, Run)> {
+    let db = work.join("rss.db");
     let (child, addr) = spawn(&[
         "__serve",
         db.to_str().expect("utf-8 path"),
         &opt.workers.to_string(),
     ]);
     let seeded = seed(&addr, opt.rss_codes);
-    let poll = lua_poll(work.path(), &seeded);
-    let rss_run = wrk(&opt, &addr, Some(&poll), &child);
+    let poll = lua_poll(work, &seeded);
+    let rss_run = wrk(opt, &addr, Some(&poll), &child);
     let idle: Vec<_> = (0..opt.idle)
         .map_while(|_| std::net::TcpStream::connect(&addr).ok())
         .collect();
     let idle_count = idle.len();
-    let idle_run = wrk(&opt, &addr, Some(&poll), &child);
+    let idle_run = wrk(opt, &addr, Some(&poll), &child);
     drop(idle);
     stop(child);
+    vec![
+        (format!("poll, {} live codes", opt.rss_codes), rss_run),
+        (format!("poll + {idle_count} idle connections"), idle_run),
+    ]
+}
 
+type Row<'a> = (&'a str, Vec<Run>, Vec<f64>);
+
+fn print_table(opt: &Options, table: &[Row<'_>], extra_rows: &[(String, Run)]) {
     println!();
     println!("| scenario | requests/s | p50 | p99 | socket errors | 5xx | peak RSS | threads | server CPU/req | vs ceiling |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, runs, ratios) in &table {
+    for (name, runs, ratios) in table {
         let m = median_run(runs);
         println!(
             "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.1} µs | {:.0}% |",
@@ -142,10 +169,7 @@ fn main() {
         );
     }
     let ceiling_rps = median(table[0].1.iter().map(|r| r.rps).collect());
-    for (name, run) in [
-        (format!("poll, {} live codes", opt.rss_codes), &rss_run),
-        (format!("poll + {idle_count} idle connections"), &idle_run),
-    ] {
+    for (name, run) in extra_rows {
         println!(
             "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.1} µs | {:.0}% |",
             run.rps,
@@ -175,9 +199,15 @@ fn parse(args: &[String]) -> Options {
         rss_codes: 100_000,
         workers: devicegate::config::DEFAULT_WORKERS,
         idle: 1000,
+        only: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--only" {
+            let list = it.next().expect("--only needs a list, e.g. poll,page");
+            opt.only = list.split(',').map(str::to_string).collect();
+            continue;
+        }
         let value: u64 = it
             .next()
             .and_then(|v| v.parse().ok())
@@ -190,6 +220,7 @@ fn parse(args: &[String]) -> Options {
             "--rss-codes" => opt.rss_codes = value as usize,
             "--workers" => opt.workers = value as usize,
             "--idle" => opt.idle = value as usize,
+            "--only" => unreachable!("handled above"),
             other => panic!("unknown option {other}"),
         }
     }
