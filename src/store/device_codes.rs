@@ -1,6 +1,8 @@
 //! The `device_codes` table: one row per device authorization request (RFC 8628 §3.1)
 //! from issue, through the person's decision, to redemption at the token endpoint.
 
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{Error, Result, Store};
@@ -86,35 +88,109 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<DeviceCode> {
     })
 }
 
+/// A new request waiting for the next group commit, and where its outcome goes.
+struct QueuedCode {
+    device_code_hash: String,
+    user_code: String,
+    client_id: String,
+    scope: String,
+    interval: u64,
+    device_ip: String,
+    device_user_agent: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+    outcome: Arc<OnceLock<Result<bool>>>,
+}
+
+/// Device codes queued by workers waiting for the write turn (see `create_device_code`).
+#[derive(Default)]
+pub(super) struct CodeQueue(Mutex<Vec<QueuedCode>>);
+
+impl CodeQueue {
+    fn lock(&self) -> MutexGuard<'_, Vec<QueuedCode>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl Store {
     /// Stores a new request. `Ok(false)` when its user code is already taken by another
     /// unswept code, so the caller draws a new one.
+    ///
+    /// Group commit: the request is queued, then whoever holds the write turn inserts
+    /// every queued request in one transaction, so concurrent authorizations share one
+    /// commit (its WAL writes, locks and checkpoint share) instead of each paying for one.
+    /// A request is answered only once its transaction has committed; if the commit
+    /// fails, every request in it fails with the same error and none is stored.
     pub fn create_device_code(&self, code: &NewDeviceCode<'_>) -> Result<bool> {
-        let shared = std::sync::Arc::clone(&self.shared);
+        let outcome = Arc::new(OnceLock::new());
+        self.shared.codes.lock().push(QueuedCode {
+            device_code_hash: code.device_code_hash.to_string(),
+            user_code: code.user_code.to_string(),
+            client_id: code.client_id.to_string(),
+            scope: code.scope.to_string(),
+            interval: code.interval,
+            device_ip: code.device_ip.to_string(),
+            device_user_agent: code.device_user_agent.map(str::to_string),
+            created_at: code.created_at,
+            expires_at: code.expires_at,
+            outcome: Arc::clone(&outcome),
+        });
+        let shared = Arc::clone(&self.shared);
         let _writing = shared.write_turn();
-        let inserted = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO device_codes (device_code_hash, user_code, client_id, scope, status, \
-                 interval, device_ip, device_user_agent, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                code.device_code_hash,
-                code.user_code,
-                code.client_id,
-                code.scope,
-                code.interval,
-                code.device_ip,
-                code.device_user_agent,
-                code.created_at,
-                code.expires_at
-            ]);
-        match inserted.map_err(Error::from) {
-            Ok(_) => Ok(true),
-            Err(Error::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
+        // The previous turn's holder may have committed ours with its own.
+        if outcome.get().is_none() {
+            let batch = std::mem::take(&mut *shared.codes.lock());
+            let outcomes = self.insert_device_codes(&batch);
+            for (queued, result) in batch.iter().zip(outcomes) {
+                let _ = queued.outcome.set(result);
+            }
         }
+        outcome.get().cloned().unwrap_or_else(|| {
+            // Only if a turn holder panicked between taking ours and answering it.
+            Err(Error::Internal("a queued device code was lost".into()))
+        })
+    }
+
+    /// One transaction for the batch: each row's outcome, or the same error for all.
+    fn insert_device_codes(&self, batch: &[QueuedCode]) -> Vec<Result<bool>> {
+        let inserted = (|| {
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO device_codes (device_code_hash, user_code, client_id, scope, \
+                     status, interval, device_ip, device_user_agent, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for code in batch {
+                    let result = insert.execute(params![
+                        code.device_code_hash,
+                        code.user_code,
+                        code.client_id,
+                        code.scope,
+                        code.interval,
+                        code.device_ip,
+                        code.device_user_agent,
+                        code.created_at,
+                        code.expires_at
+                    ]);
+                    // A taken user code fails only its own statement; the rest go on.
+                    match result.map_err(Error::from) {
+                        Ok(_) => outcomes.push(Ok(true)),
+                        Err(Error::Conflict(_)) => outcomes.push(Ok(false)),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        })();
+        inserted.unwrap_or_else(|e: Error| vec![Err(e); batch.len()])
     }
 
     pub fn find_device_code_by_hash(&self, device_code_hash: &str) -> Result<Option<DeviceCode>> {
@@ -204,5 +280,52 @@ impl Store {
         )?;
         let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(user_code: &str) -> QueuedCode {
+        QueuedCode {
+            device_code_hash: format!("hash-{user_code}-{}", rand::random::<u64>()),
+            user_code: user_code.to_string(),
+            client_id: "guest".into(),
+            scope: "read".into(),
+            interval: 5,
+            device_ip: "127.0.0.1".into(),
+            device_user_agent: None,
+            created_at: 0,
+            expires_at: 600,
+            outcome: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn a_taken_user_code_fails_only_its_own_row_of_a_batch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("t.db")).expect("store");
+        store
+            .conn
+            .execute(
+                "INSERT INTO clients (client_id, name, scopes, grant_types, created_at) \
+                 VALUES ('guest', 'Guest', 'read', 'x', 0)",
+                [],
+            )
+            .expect("client");
+        let batch = [queued("AAAA"), queued("AAAA"), queued("BBBB")];
+        let outcomes: Vec<bool> = store
+            .insert_device_codes(&batch)
+            .into_iter()
+            .map(|r| r.expect("no store error"))
+            .collect();
+        assert_eq!(outcomes, [true, false, true]);
+        for (code, stored) in batch.iter().zip([true, false, true]) {
+            let found = store
+                .find_device_code_by_hash(&code.device_code_hash)
+                .expect("read");
+            assert_eq!(found.is_some(), stored);
+        }
     }
 }

@@ -35,7 +35,7 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 const SCHEMA_VERSION: i64 = 1;
 
 /// A storage failure, without the backend's types.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Error {
     /// Temporary: busy, locked, read-only or full. Worth a 503 and a retry.
     Unavailable(String),
@@ -96,6 +96,8 @@ pub struct Shared {
     /// Approvals and denials committed through this process, so far. Bumped after each
     /// commit: whatever remembered a code as pending before it changed knows to look again.
     decisions: AtomicU32,
+    /// New device codes waiting for the write turn, to be committed together.
+    codes: device_codes::CodeQueue,
 }
 
 impl Shared {
@@ -134,13 +136,17 @@ impl Store {
         // pages +5% in the benchmark). WAL: readers never block the writer. NORMAL: a commit
         // survives a process crash (SIGKILL); only an OS crash or power loss may lose the
         // last transactions.
+        // wal_autocheckpoint 4096 pages: a checkpoint per 4 MiB of WAL, as SQLite's default
+        // (1000 pages) gives with 4 KiB pages; with our 1 KiB pages the default checkpointed
+        // and fsynced four times as often (authorize +14%).
         conn.execute_batch(
             "PRAGMA page_size = 1024;
              PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
              PRAGMA cache_size = -512;
-             PRAGMA journal_size_limit = 33554432;",
+             PRAGMA journal_size_limit = 33554432;
+             PRAGMA wal_autocheckpoint = 4096;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Store {

@@ -67,6 +67,43 @@ fn user_codes_are_unique() {
     }
 }
 
+/// Concurrent authorizations share commits (group commit): each answer must still name
+/// its own stored code, and every code must be stored before its answer is sent.
+#[test]
+fn concurrent_authorizations_each_get_their_own_stored_code() {
+    let app = TestApp::spawn();
+    let issued: Vec<_> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| (0..20).map(|_| app.device_authorize("guest")).collect()))
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_else(|_| Vec::new()))
+            .collect()
+    });
+    assert_eq!(issued.len(), 160);
+    let device_codes: std::collections::HashSet<_> =
+        issued.iter().map(|c| c.device_code.clone()).collect();
+    let user_codes: std::collections::HashSet<_> =
+        issued.iter().map(|c| c.user_code.clone()).collect();
+    assert_eq!((device_codes.len(), user_codes.len()), (160, 160));
+    let user = app.add_user("alice");
+    for (n, codes) in issued.iter().enumerate() {
+        if n % 2 == 0 {
+            app.approve(&codes.user_code, user);
+        }
+    }
+    // Each user code unlocks exactly its own device code.
+    for (n, codes) in issued.iter().enumerate() {
+        let resp = app.poll("guest", &codes.device_code);
+        if n % 2 == 0 {
+            assert_eq!(resp.status, 200, "{}", resp.body);
+        } else {
+            assert_oauth_error(&resp, 400, "authorization_pending");
+        }
+    }
+}
+
 #[test]
 fn configured_lifetime_and_interval_are_advertised() {
     let app = TestApp::spawn_with(|c| {
