@@ -78,8 +78,7 @@ impl Store {
     }
 
     fn insert_client(&self, verb: &str, client: &NewClient<'_>, now: i64) -> Result<usize> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         Ok(self.conn.execute(
             &format!(
                 "{verb} INTO clients (client_id, name, secret_hash, scopes, grant_types, \
@@ -131,8 +130,7 @@ impl Store {
 
     /// Replaces a client's secret hash; `false` when there is no such client.
     pub fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<bool> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.forget_client(client_id);
         let changed = self.conn.execute(
             "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
@@ -143,8 +141,7 @@ impl Store {
 
     /// Removes a client with its device codes, grants and tokens (ON DELETE CASCADE).
     pub fn delete_client(&self, client_id: &str) -> Result<bool> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.forget_client(client_id);
         let changed = self
             .conn

@@ -217,8 +217,7 @@ impl Store {
         decided_ip: &str,
         now: i64,
     ) -> Result<bool> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         let status = match approver {
             Some(_) => DeviceCodeStatus::Approved,
             None => DeviceCodeStatus::Denied,
@@ -259,8 +258,7 @@ impl Store {
     /// Deletes up to `limit` codes that expired before `cutoff`; returns how many. Bounded
     /// so one sweep never holds the write lock long enough to stall requests.
     pub fn delete_expired_device_codes(&self, cutoff: i64, limit: u32) -> Result<usize> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         Ok(self
             .conn
             .prepare_cached(

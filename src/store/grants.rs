@@ -32,8 +32,7 @@ impl Store {
         tokens: &IssuedTokens<'_>,
         now: i64,
     ) -> Result<RedeemOutcome> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -211,8 +210,7 @@ impl Store {
         grace_secs: i64,
         now: i64,
     ) -> Result<RefreshOutcome> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -297,8 +295,7 @@ impl Store {
     }
 
     pub fn delete_access_token(&self, token_hash: &str) -> Result<()> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.conn
             .prepare_cached("DELETE FROM access_tokens WHERE token_hash = ?1")?
             .execute([token_hash])?;
@@ -308,8 +305,7 @@ impl Store {
     /// Ends a grant and deletes all its tokens; `false` when it was already revoked or
     /// does not exist (or, with `owner`, belongs to someone else).
     pub fn revoke_grant(&mut self, grant_id: i64, owner: Option<i64>, now: i64) -> Result<bool> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -334,8 +330,7 @@ impl Store {
 
     /// Records use of a grant (shown on the account page).
     pub fn touch_grant(&self, grant_id: i64, now: i64) -> Result<()> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.conn
             .prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
             .execute(params![grant_id, now])?;
@@ -372,8 +367,7 @@ impl Store {
 
     /// Deletes up to `limit` expired access and refresh tokens; returns how many.
     pub fn delete_expired_tokens(&self, now: i64, limit: u32) -> Result<usize> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         let access = self
             .conn
             .prepare_cached(

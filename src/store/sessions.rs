@@ -22,8 +22,7 @@ impl Store {
         csrf_token: &str,
         now: i64,
     ) -> Result<()> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.conn
             .prepare_cached(
                 "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) \
@@ -62,8 +61,7 @@ impl Store {
     }
 
     pub fn touch_session(&self, id_hash: &str, now: i64) -> Result<()> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.conn
             .prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
             .execute(params![id_hash, now])?;
@@ -71,8 +69,7 @@ impl Store {
     }
 
     pub fn delete_session(&self, id_hash: &str) -> Result<()> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.conn
             .prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
             .execute([id_hash])?;
@@ -81,8 +78,7 @@ impl Store {
 
     /// Ends every session of a user (after a password change).
     pub fn delete_user_sessions(&self, user_id: i64) -> Result<usize> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         Ok(self
             .conn
             .execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
@@ -96,8 +92,7 @@ impl Store {
         absolute_cutoff: i64,
         limit: u32,
     ) -> Result<usize> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         Ok(self
             .conn
             .prepare_cached(

@@ -19,8 +19,7 @@ impl Store {
     /// Counts one failure: in the open window, or in a new one starting now. One statement,
     /// so concurrent failures all count.
     pub fn record_throttle_failure(&self, key: &str, now: i64, window: i64) -> Result<()> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.conn
             .prepare_cached(
                 "INSERT INTO throttles (key, window_start, failures) VALUES (?1, ?2, 1) \
@@ -33,8 +32,7 @@ impl Store {
     }
 
     pub fn clear_throttle(&self, key: &str) -> Result<()> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.conn
             .prepare_cached("DELETE FROM throttles WHERE key = ?1")?
             .execute([key])?;
@@ -43,8 +41,7 @@ impl Store {
 
     /// Drops windows that closed before `cutoff`.
     pub fn delete_old_throttles(&self, cutoff: i64, limit: u32) -> Result<usize> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         Ok(self
             .conn
             .prepare_cached(

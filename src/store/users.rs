@@ -28,8 +28,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 impl Store {
     /// Creates a user; `Error::Conflict` when the name is taken.
     pub fn create_user(&self, username: &str, password_hash: &str, now: i64) -> Result<i64> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         self.conn.execute(
             "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
             params![username, password_hash, now],
@@ -60,8 +59,7 @@ impl Store {
     }
 
     pub fn set_user_password(&self, username: &str, password_hash: &str) -> Result<bool> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         let changed = self.conn.execute(
             "UPDATE users SET password_hash = ?2 WHERE username = ?1",
             params![username, password_hash],
@@ -71,8 +69,7 @@ impl Store {
 
     /// Enables or disables a user; `false` when there is no such user.
     pub fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<bool> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         let changed = self.conn.execute(
             "UPDATE users SET disabled = ?2 WHERE username = ?1",
             params![username, disabled],
@@ -82,8 +79,7 @@ impl Store {
 
     /// Removes a user; their sessions, grants and tokens go with them (ON DELETE CASCADE).
     pub fn delete_user(&self, username: &str) -> Result<bool> {
-        let shared = std::sync::Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         let changed = self
             .conn
             .execute("DELETE FROM users WHERE username = ?1", [username])?;
