@@ -53,14 +53,14 @@ pub fn authorize_device(
     let device_code_hash = secrets::hash_secret(&device_code);
     for _ in 0..USER_CODE_ATTEMPTS {
         let user_code = secrets::new_user_code();
-        let stored = store.create_device_code(&NewDeviceCode {
-            device_code_hash: &device_code_hash,
-            user_code: &user_code,
-            client_id: &client.client_id,
-            scope: &scope,
+        let stored = store.create_device_code(NewDeviceCode {
+            device_code_hash: device_code_hash.clone(),
+            user_code: user_code.clone(),
+            client_id: client.client_id.clone(),
+            scope: scope.clone(),
             interval,
-            device_ip: request.device_ip,
-            device_user_agent: user_agent,
+            device_ip: request.device_ip.to_string(),
+            device_user_agent: user_agent.map(str::to_string),
             created_at: now.secs(),
             expires_at: now.secs().saturating_add_unsigned(expires_in),
         })?;

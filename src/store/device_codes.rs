@@ -56,14 +56,15 @@ pub struct DeviceCode {
     pub expires_at: i64,
 }
 
-pub struct NewDeviceCode<'a> {
-    pub device_code_hash: &'a str,
-    pub user_code: &'a str,
-    pub client_id: &'a str,
-    pub scope: &'a str,
+/// A new request, owned: it may wait in the group-commit queue (`create_device_code`).
+pub struct NewDeviceCode {
+    pub device_code_hash: String,
+    pub user_code: String,
+    pub client_id: String,
+    pub scope: String,
     pub interval: u64,
-    pub device_ip: &'a str,
-    pub device_user_agent: Option<&'a str>,
+    pub device_ip: String,
+    pub device_user_agent: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -90,15 +91,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<DeviceCode> {
 
 /// A new request waiting for the next group commit, and where its outcome goes.
 struct QueuedCode {
-    device_code_hash: String,
-    user_code: String,
-    client_id: String,
-    scope: String,
-    interval: u64,
-    device_ip: String,
-    device_user_agent: Option<String>,
-    created_at: i64,
-    expires_at: i64,
+    code: NewDeviceCode,
     outcome: Arc<OnceLock<Result<bool>>>,
 }
 
@@ -123,28 +116,27 @@ impl Store {
     /// commit (its WAL writes, locks and checkpoint share) instead of each paying for one.
     /// A request is answered only once its transaction has committed; if the commit
     /// fails, every request in it fails with the same error and none is stored.
-    pub fn create_device_code(&self, code: &NewDeviceCode<'_>) -> Result<bool> {
+    pub fn create_device_code(&self, code: NewDeviceCode) -> Result<bool> {
         let outcome = Arc::new(OnceLock::new());
         self.shared.codes.lock().push(QueuedCode {
-            device_code_hash: code.device_code_hash.to_string(),
-            user_code: code.user_code.to_string(),
-            client_id: code.client_id.to_string(),
-            scope: code.scope.to_string(),
-            interval: code.interval,
-            device_ip: code.device_ip.to_string(),
-            device_user_agent: code.device_user_agent.map(str::to_string),
-            created_at: code.created_at,
-            expires_at: code.expires_at,
+            code,
             outcome: Arc::clone(&outcome),
         });
-        let shared = Arc::clone(&self.shared);
-        let _writing = shared.write_turn();
+        let _writing = self.shared.write_turn();
         // The previous turn's holder may have committed ours with its own.
         if outcome.get().is_none() {
-            let batch = std::mem::take(&mut *shared.codes.lock());
-            let outcomes = self.insert_device_codes(&batch);
-            for (queued, result) in batch.iter().zip(outcomes) {
-                let _ = queued.outcome.set(result);
+            let batch = std::mem::take(&mut *self.shared.codes.lock());
+            match self.insert_device_codes(&batch) {
+                Ok(stored) => {
+                    for (queued, stored) in batch.iter().zip(stored) {
+                        let _ = queued.outcome.set(Ok(stored));
+                    }
+                }
+                Err(e) => {
+                    for queued in &batch {
+                        let _ = queued.outcome.set(Err(e.clone()));
+                    }
+                }
             }
         }
         outcome.get().cloned().unwrap_or_else(|| {
@@ -153,44 +145,42 @@ impl Store {
         })
     }
 
-    /// One transaction for the batch: each row's outcome, or the same error for all.
-    fn insert_device_codes(&self, batch: &[QueuedCode]) -> Vec<Result<bool>> {
-        let inserted = (|| {
-            let tx = rusqlite::Transaction::new_unchecked(
-                &self.conn,
-                rusqlite::TransactionBehavior::Immediate,
+    /// One transaction for the batch: whether each row was stored (`false`: its user code
+    /// was taken), or an error and nothing stored.
+    fn insert_device_codes(&self, batch: &[QueuedCode]) -> Result<Vec<bool>> {
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
+        let mut stored = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO device_codes (device_code_hash, user_code, client_id, scope, \
+                 status, interval, device_ip, device_user_agent, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
             )?;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO device_codes (device_code_hash, user_code, client_id, scope, \
-                     status, interval, device_ip, device_user_agent, created_at, expires_at) \
-                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
-                )?;
-                for code in batch {
-                    let result = insert.execute(params![
-                        code.device_code_hash,
-                        code.user_code,
-                        code.client_id,
-                        code.scope,
-                        code.interval,
-                        code.device_ip,
-                        code.device_user_agent,
-                        code.created_at,
-                        code.expires_at
-                    ]);
-                    // A taken user code fails only its own statement; the rest go on.
-                    match result.map_err(Error::from) {
-                        Ok(_) => outcomes.push(Ok(true)),
-                        Err(Error::Conflict(_)) => outcomes.push(Ok(false)),
-                        Err(e) => return Err(e),
-                    }
+            for QueuedCode { code, .. } in batch {
+                let inserted = insert.execute(params![
+                    code.device_code_hash,
+                    code.user_code,
+                    code.client_id,
+                    code.scope,
+                    code.interval,
+                    code.device_ip,
+                    code.device_user_agent,
+                    code.created_at,
+                    code.expires_at
+                ]);
+                // A taken user code fails only its own statement; the rest go on.
+                match inserted.map_err(Error::from) {
+                    Ok(_) => stored.push(true),
+                    Err(Error::Conflict(_)) => stored.push(false),
+                    Err(e) => return Err(e),
                 }
             }
-            tx.commit()?;
-            Ok(outcomes)
-        })();
-        inserted.unwrap_or_else(|e: Error| vec![Err(e); batch.len()])
+        }
+        tx.commit()?;
+        Ok(stored)
     }
 
     pub fn find_device_code_by_hash(&self, device_code_hash: &str) -> Result<Option<DeviceCode>> {
@@ -287,15 +277,17 @@ mod tests {
 
     fn queued(user_code: &str) -> QueuedCode {
         QueuedCode {
-            device_code_hash: format!("hash-{user_code}-{}", rand::random::<u64>()),
-            user_code: user_code.to_string(),
-            client_id: "guest".into(),
-            scope: "read".into(),
-            interval: 5,
-            device_ip: "127.0.0.1".into(),
-            device_user_agent: None,
-            created_at: 0,
-            expires_at: 600,
+            code: NewDeviceCode {
+                device_code_hash: format!("hash-{user_code}-{}", rand::random::<u64>()),
+                user_code: user_code.to_string(),
+                client_id: "guest".into(),
+                scope: "read".into(),
+                interval: 5,
+                device_ip: "127.0.0.1".into(),
+                device_user_agent: None,
+                created_at: 0,
+                expires_at: 600,
+            },
             outcome: Arc::default(),
         }
     }
@@ -313,15 +305,11 @@ mod tests {
             )
             .expect("client");
         let batch = [queued("AAAA"), queued("AAAA"), queued("BBBB")];
-        let outcomes: Vec<bool> = store
-            .insert_device_codes(&batch)
-            .into_iter()
-            .map(|r| r.expect("no store error"))
-            .collect();
+        let outcomes: Vec<bool> = store.insert_device_codes(&batch).expect("no store error");
         assert_eq!(outcomes, [true, false, true]);
         for (code, stored) in batch.iter().zip([true, false, true]) {
             let found = store
-                .find_device_code_by_hash(&code.device_code_hash)
+                .find_device_code_by_hash(&code.code.device_code_hash)
                 .expect("read");
             assert_eq!(found.is_some(), stored);
         }

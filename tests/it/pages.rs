@@ -26,14 +26,14 @@ fn code_from(app: &TestApp, ip: &str) -> String {
     let now = app.clock.now().secs();
     let stored = app
         .store()
-        .create_device_code(&devicegate::store::NewDeviceCode {
-            device_code_hash: &devicegate::secrets::hash_secret(&format!("dc-{user_code}")),
-            user_code: &user_code,
-            client_id: "guest",
-            scope: "read write",
+        .create_device_code(devicegate::store::NewDeviceCode {
+            device_code_hash: devicegate::secrets::hash_secret(&format!("dc-{user_code}")),
+            user_code: user_code.clone(),
+            client_id: "guest".into(),
+            scope: "read write".into(),
             interval: 5,
-            device_ip: ip,
-            device_user_agent: Some("campus-cli/2.1"),
+            device_ip: ip.into(),
+            device_user_agent: Some("campus-cli/2.1".into()),
             created_at: now,
             expires_at: now + 600,
         })
