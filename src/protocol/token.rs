@@ -36,11 +36,11 @@ pub fn exchange_device_code(
     };
     let digest = secrets::sha256(device_code);
     let key = PollKey::of(&digest);
-    if let Some(interval) = polls.early_poll(key, &client.client_id, store.decisions_so_far(), now)
-    {
+    // Read before the code: a decision committed after this makes the memory stale.
+    let decisions_seen = store.decisions_so_far();
+    if let Some(interval) = polls.early_poll(key, &client.client_id, decisions_seen, now) {
         return slow_down(interval);
     }
-    let decisions_seen = store.decisions_so_far();
     let Some(code) = store.find_device_code_by_hash(&secrets::hex(&digest))? else {
         return oauth(ErrorCode::InvalidGrant, "unknown device_code");
     };
