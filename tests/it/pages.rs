@@ -42,18 +42,6 @@ fn code_from(app: &TestApp, ip: &str) -> String {
     devicegate::secrets::display_user_code(&user_code)
 }
 
-fn decide(browser: &Browser<'_>, user_code: &str, decision: &str) -> TestResponse {
-    let csrf = browser.csrf();
-    browser.post(
-        "/oauth/device/decision",
-        &[
-            ("csrf_token", &csrf),
-            ("user_code", user_code),
-            ("decision", decision),
-        ],
-    )
-}
-
 #[test]
 fn sign_in_returns_to_the_consent_page_with_the_code_kept() {
     let app = TestApp::spawn();
@@ -229,7 +217,7 @@ fn approving_reaches_the_device_and_the_back_button_cannot_reuse_the_code() {
     let codes = app.device_authorize("guest");
     let browser = Browser::new(&app);
     browser.sign_in("alice", "password123");
-    let resp = decide(&browser, &codes.user_code, "approve");
+    let resp = browser.decide(&codes.user_code, "approve");
     assert_eq!(resp.status, 200);
     assert!(resp.body.contains("return to your device"));
     assert_html_security_headers(&resp);
@@ -237,7 +225,7 @@ fn approving_reaches_the_device_and_the_back_button_cannot_reuse_the_code() {
     assert_eq!(tokens.status, 200);
     // Back button + resubmit, or changing one's mind afterwards: the code is spent.
     for decision in ["approve", "deny"] {
-        let again = decide(&browser, &codes.user_code, decision);
+        let again = browser.decide(&codes.user_code, decision);
         assert_eq!(again.status, 409, "{decision}");
         assert!(again.body.contains("already used"));
     }
@@ -252,14 +240,14 @@ fn denying_reaches_the_device_as_access_denied_and_cannot_be_undone() {
     let codes = app.device_authorize("guest");
     let browser = Browser::new(&app);
     browser.sign_in("alice", "password123");
-    let resp = decide(&browser, &codes.user_code, "deny");
+    let resp = browser.decide(&codes.user_code, "deny");
     assert_eq!(resp.status, 200);
     assert!(resp.body.contains("Request denied"));
     assert_eq!(
         app.poll("guest", &codes.device_code).json()["error"],
         "access_denied"
     );
-    let again = decide(&browser, &codes.user_code, "approve");
+    let again = browser.decide(&codes.user_code, "approve");
     assert_eq!(again.status, 409);
     assert_eq!(
         app.poll("guest", &codes.device_code).json()["error"],
@@ -281,7 +269,7 @@ fn unknown_and_expired_codes_get_clear_pages() {
     let expired = browser.get(&format!("/oauth/device?user_code={}", codes.user_code));
     assert_eq!(expired.status, 410);
     assert!(expired.body.contains("expired"));
-    assert_eq!(decide(&browser, &codes.user_code, "approve").status, 410);
+    assert_eq!(browser.decide(&codes.user_code, "approve").status, 410);
 }
 
 #[test]
@@ -356,7 +344,7 @@ fn failed_code_entries_lock_the_account_and_the_ip_for_a_while() {
         locked.body
     );
     assert!(locked.header("retry-after").is_some());
-    assert_eq!(decide(&browser, &codes.user_code, "approve").status, 429);
+    assert_eq!(browser.decide(&codes.user_code, "approve").status, 429);
     // Another account from the same IP is locked too (the per-IP counter).
     let bob = Browser::new(&app);
     bob.sign_in("bob", "password123");
@@ -395,7 +383,7 @@ fn malformed_codes_count_as_failures_and_success_does_not_reset_the_ip_counter()
         );
     }
     let good = app.device_authorize("guest");
-    assert_eq!(decide(&browser, &good.user_code, "approve").status, 200);
+    assert_eq!(browser.decide(&good.user_code, "approve").status, 200);
     // One more failure makes five: locked, the success in between notwithstanding.
     assert_eq!(browser.get("/oauth/device?user_code=BCDF-GHJK").status, 404);
     assert_eq!(browser.get("/oauth/device?user_code=BCDF-GHJK").status, 429);

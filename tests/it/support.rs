@@ -429,6 +429,20 @@ impl<'a> Browser<'a> {
     pub fn csrf(&self) -> String {
         csrf_token(&self.get("/oauth/device").body)
     }
+
+    /// Approve (`"approve"`) or deny (`"deny"`) from the consent page, with this session's
+    /// CSRF token.
+    pub fn decide(&self, user_code: &str, decision: &str) -> TestResponse {
+        let csrf = self.csrf();
+        self.post(
+            "/oauth/device/decision",
+            &[
+                ("csrf_token", &csrf),
+                ("user_code", user_code),
+                ("decision", decision),
+            ],
+        )
+    }
 }
 
 /// The `csrf_token` hidden field's value in an HTML page.

@@ -102,15 +102,7 @@ fn a_decision_on_the_page_reaches_a_client_polling_too_fast_at_once() {
         let poll = || app.poll("guest", &codes.device_code);
         assert_oauth_error(&poll(), 400, "authorization_pending");
         assert_oauth_error(&poll(), 400, "slow_down");
-        let csrf = browser.csrf();
-        let decided = browser.post(
-            "/oauth/device/decision",
-            &[
-                ("csrf_token", &csrf),
-                ("user_code", &codes.user_code),
-                ("decision", decision),
-            ],
-        );
+        let decided = browser.decide(&codes.user_code, decision);
         assert_eq!(decided.status, 200, "{decision}");
         let answer = poll();
         match decision {
