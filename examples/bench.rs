@@ -154,38 +154,16 @@ fn print_table(opt: &Options, table: &[Row<'_>], extra_rows: &[(String, Run)]) {
     println!("| scenario | requests/s | p50 | p99 | socket errors | 5xx | peak RSS | threads | server CPU/req | vs ceiling |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, runs, ratios) in table {
-        let m = median_run(runs);
-        println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.1} µs | {:.0}% |",
-            m.rps,
-            m.p50_ms,
-            m.p99_ms,
-            m.socket_errors,
-            m.server_errors,
-            m.peak_rss_kb as f64 / 1024.0,
-            m.peak_threads,
-            m.cpu_us_per_request,
-            median(ratios.clone()) * 100.0
-        );
+        print_row(name, &median_run(runs), median(ratios.clone()));
     }
     let ceiling_rps = median(table[0].1.iter().map(|r| r.rps).collect());
     for (name, run) in extra_rows {
-        println!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.1} µs | {:.0}% |",
-            run.rps,
-            run.p50_ms,
-            run.p99_ms,
-            run.socket_errors,
-            run.server_errors,
-            run.peak_rss_kb as f64 / 1024.0,
-            run.peak_threads,
-            run.cpu_us_per_request,
-            if ceiling_rps > 0.0 {
-                run.rps / ceiling_rps * 100.0
-            } else {
-                0.0
-            }
-        );
+        let ratio = if ceiling_rps > 0.0 {
+            run.rps / ceiling_rps
+        } else {
+            0.0
+        };
+        print_row(name, run, ratio);
     }
     println!("\nmedians of {} rounds; ratios are per round (scenario ÷ ceiling measured just before it), then the median", opt.rounds);
 }
@@ -203,24 +181,21 @@ fn parse(args: &[String]) -> Options {
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        if flag == "--only" {
-            let list = it.next().expect("--only needs a list, e.g. poll,page");
-            opt.only = list.split(',').map(str::to_string).collect();
-            continue;
-        }
-        let value: u64 = it
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{flag} needs a number"));
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let number = || -> u64 {
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("{flag} needs a number"))
+        };
         match flag.as_str() {
-            "--seconds" => opt.seconds = value.clamp(1, 60),
-            "--connections" => opt.connections = value.clamp(1, 1000),
-            "--rounds" => opt.rounds = value.clamp(0, 10) as usize,
-            "--codes" => opt.codes = value as usize,
-            "--rss-codes" => opt.rss_codes = value as usize,
-            "--workers" => opt.workers = value as usize,
-            "--idle" => opt.idle = value as usize,
-            "--only" => unreachable!("handled above"),
+            "--seconds" => opt.seconds = number().clamp(1, 60),
+            "--connections" => opt.connections = number().clamp(1, 1000),
+            "--rounds" => opt.rounds = number().clamp(0, 10) as usize,
+            "--codes" => opt.codes = number() as usize,
+            "--rss-codes" => opt.rss_codes = number() as usize,
+            "--workers" => opt.workers = number() as usize,
+            "--idle" => opt.idle = number() as usize,
+            "--only" => opt.only = value.split(',').map(str::to_string).collect(),
             other => panic!("unknown option {other}"),
         }
     }
@@ -534,6 +509,21 @@ fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
         }
     }
     run
+}
+
+fn print_row(name: &str, run: &Run, ratio: f64) {
+    println!(
+        "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} MB | {} | {:.1} µs | {:.0}% |",
+        run.rps,
+        run.p50_ms,
+        run.p99_ms,
+        run.socket_errors,
+        run.server_errors,
+        run.peak_rss_kb as f64 / 1024.0,
+        run.peak_threads,
+        run.cpu_us_per_request,
+        ratio * 100.0
+    );
 }
 
 /// With `BENCH_PERF=<dir>`, each load is also profiled: `perf record` on the server
