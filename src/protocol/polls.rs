@@ -85,16 +85,23 @@ impl PollState {
 
     /// Records a poll at `now` and says whether it came too early.
     fn poll(&mut self, now: Timestamp) -> PollVerdict {
-        let too_early = self.too_early(now);
-        // Always remember this poll, so a client that then waits the new interval passes.
-        self.last_poll_ms = now.millis();
-        if !too_early {
-            return PollVerdict::OnTime;
+        if self.too_early(now) {
+            return PollVerdict::SlowDown {
+                interval: self.slow_down(now),
+            };
         }
+        self.last_poll_ms = now.millis();
+        PollVerdict::OnTime
+    }
+
+    /// Records a poll that came too early; returns the new interval.
+    fn slow_down(&mut self, now: Timestamp) -> u64 {
+        // Remember this poll too, so a client that then waits the new interval passes.
+        self.last_poll_ms = now.millis();
         // RFC 8628 §3.5: +5 s for this and all later polls.
         let interval = (u64::from(self.interval) + SLOW_DOWN_STEP).min(MAX_INTERVAL);
         self.interval = u16::try_from(interval).unwrap_or(u16::MAX);
-        PollVerdict::SlowDown { interval }
+        interval
     }
 }
 
@@ -149,13 +156,7 @@ impl PollTracker {
             && state.checked_decisions == decisions_so_far
             && now.secs() < i64::from(state.expires_at_secs)
             && now.secs() - i64::from(state.checked_at_secs) < RECHECK_AFTER_SECS;
-        if !fresh || !state.too_early(now) {
-            return None;
-        }
-        match state.poll(now) {
-            PollVerdict::SlowDown { interval } => Some(interval),
-            PollVerdict::OnTime => None,
-        }
+        (fresh && state.too_early(now)).then(|| state.slow_down(now))
     }
 
     /// Records a poll at `now` of a code SQLite just said is pending for `client_id`
