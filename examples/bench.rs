@@ -4,7 +4,7 @@
 //! answering a fixed 13-byte body), so figures are ratios as well as numbers.
 //!
 //!     cargo run --release --example bench -- [--seconds 8] [--connections 64] [--rounds 3]
-//!                                            [--codes 10000] [--rss-codes 100000] [--workers 8]
+//!                                            [--codes 10000] [--rss-codes 100000] [--workers N]
 //!                                            [--only poll,authorize,page,poll-100k,poll+idle]
 //!
 //! Scenarios: `poll` (device-code token requests spread over the live pending codes,
@@ -175,7 +175,7 @@ fn parse(args: &[String]) -> Options {
         rounds: 3,
         codes: 10_000,
         rss_codes: 100_000,
-        workers: devicegate::config::DEFAULT_WORKERS,
+        workers: devicegate::config::default_workers(),
         idle: 1000,
         only: Vec::new(),
     };

@@ -25,8 +25,9 @@ use crate::store::{self, Store};
 const WAKE_EVERY: Duration = Duration::from_millis(100);
 /// The longest a stopping server keeps answering requests that still arrive.
 const MAX_DRAIN: Duration = Duration::from_secs(10);
-/// Connection threads per worker (see `connection_limits`).
-const CONNECTION_THREADS_PER_WORKER: usize = 32;
+/// Connection threads per worker (see `connection_limits`): 256 with 4 workers, so up to
+/// 256 connections busy at once are read without taking turns.
+const CONNECTION_THREADS_PER_WORKER: usize = 64;
 /// How long a connection thread waits for a keep-alive connection's next request before
 /// parking it: long enough for a browser's follow-up or a busy client, short enough that
 /// a CLI polling every few seconds does not hold a thread between polls.

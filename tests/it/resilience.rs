@@ -186,7 +186,7 @@ fn threads_of(pid: u32) -> usize {
 
 #[test]
 fn idle_connections_do_not_cost_a_thread_each() {
-    // With 2 workers, at most 64 threads read connections. 400 quiet connections (upstream
+    // With 1 worker, at most 64 threads read connections. 400 quiet connections (upstream
     // tiny_http: a thread each) must leave the process far below 400 threads, and a new
     // client is served meanwhile.
     let dir = tempfile::tempdir().unwrap();
@@ -194,7 +194,7 @@ fn idle_connections_do_not_cost_a_thread_each() {
     let mut server = crate::support::serve_binary(
         &dir.path().join("d.db"),
         &listen,
-        &["--workers", "2", "--log-level", "warn"],
+        &["--workers", "1", "--log-level", "warn"],
         std::process::Stdio::null(),
     );
     let base = format!("http://{listen}");
@@ -229,9 +229,9 @@ fn no_connection_waits_behind_connections_kept_busy() {
     // 80 keep-alive clients, each sending requests back to back for 3 s, connecting at
     // once: every one of them is answered throughout. (tiny_http's pool could queue a new
     // connection behind threads busy with other connections for as long as those stayed
-    // busy; see vendor/tiny_http/PATCHES.md.) With 2 workers at most 64 threads read
+    // busy; see vendor/tiny_http/PATCHES.md.) With 1 worker at most 64 threads read
     // connections; 80 clients must also take turns.
-    let app = TestApp::spawn_with(|c| c.workers = 2);
+    let app = TestApp::spawn_with(|c| c.workers = 1);
     let addr = app.base.trim_start_matches("http://").to_string();
     let start = std::sync::Arc::new(std::sync::Barrier::new(80));
     let clients: Vec<_> = (0..80)
