@@ -83,7 +83,9 @@ impl ClientConnection {
 
         ClientConnection {
             source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
+            // devicegate patch: room for a whole page (headers and body) so a response
+            // leaves in one send, not one for the headers and one for the body.
+            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(8192, write_socket)),
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
