@@ -3,15 +3,15 @@
 //! `wrk`, beside the HTTP ceiling of our own stack (the same listener and worker pool
 //! answering a fixed 13-byte body), so figures are ratios as well as numbers.
 //!
-//!     cargo run --release --example bench -- [--seconds 8] [--connections 64] [--rounds 3]
-//!                                            [--codes 10000] [--rss-codes 100000] [--workers N]
-//!                                            [--only poll,authorize,page,poll-100k,poll+idle]
+//!     cargo run --release --example bench -- [options; --help lists them]
 //!
 //! Scenarios: `poll` (device-code token requests spread over the live pending codes,
 //! ignoring the interval on purpose, so the server answers authorization_pending and
 //! slow_down), `authorize` (a device authorization, one durable write each), `page` (the
 //! consent page for a signed-in session), `ceiling`, `poll-100k` (peak RSS with 100,000 live
-//! codes) and `poll+idle` (poll while 1,000 idle connections are open). Every load is
+//! codes) and `poll+idle` (poll while 1,000 idle connections are open). In every round,
+//! each of poll, authorize and page runs on a fresh server right after a ceiling run of its
+//! own; its ratio is to that ceiling, and the table shows medians over rounds. Every load is
 //! bounded in time and only touches 127.0.0.1. `BENCH_SERVER_LOG=<file>` keeps the
 //! server's log; `BENCH_PERF=<dir>` records a `perf` profile of the server per wrk run.
 
@@ -19,6 +19,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+const USAGE: &str = "usage: cargo run --release --example bench -- [--seconds 8] [--connections 64]
+       [--rounds 3] [--codes 10000] [--rss-codes 100000] [--workers N] [--idle 1000]
+       [--only poll,authorize,page,poll-100k,poll+idle]";
 
 const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
 
@@ -60,6 +64,10 @@ fn main() {
         Some("__ceiling") => return ceiling(&args[2]),
         _ => {}
     }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
     let opt = parse(&args[1..]);
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("wrk is missing: apt-get install wrk");
@@ -81,33 +89,23 @@ fn main() {
         ("authorize", vec![], vec![]),
         ("page", vec![], vec![]),
     ];
+    // Each scenario runs on a fresh server seeded alike, right after a ceiling run of its
+    // own, so no scenario inherits another's rows and each ratio compares loads measured
+    // back to back.
     for round in 0..opt.rounds {
-        let ceiling_run = {
-            let (child, addr) = spawn(&["__ceiling", &opt.workers.to_string()]);
-            let run = wrk(&opt, &addr, None, &child);
-            stop(child);
-            run
-        };
-        let db = work.path().join(format!("round{round}.db"));
-        let (child, addr) = spawn(&[
-            "__serve",
-            db.to_str().expect("utf-8 path"),
-            &opt.workers.to_string(),
-        ]);
-        let seeded = seed(&addr, opt.codes);
-        let session = sign_in(&addr, &db);
-        let poll = lua_poll(work.path(), &seeded);
-        let authorize = lua_authorize(work.path());
-        let page = lua_page(work.path(), &seeded, &session);
-        let runs: Vec<(&str, Run)> = [("poll", &poll), ("authorize", &authorize), ("page", &page)]
-            .into_iter()
-            .filter(|(name, _)| opt.runs(name))
-            .map(|(name, script)| (name, wrk(&opt, &addr, Some(script), &child)))
-            .collect();
-        stop(child);
-        table[0].1.push(ceiling_run.clone());
-        table[0].2.push(1.0);
-        for (name, run) in runs {
+        for name in ["poll", "authorize", "page"] {
+            if !opt.runs(name) {
+                continue;
+            }
+            let ceiling_run = {
+                let (child, addr) = spawn(&["__ceiling", &opt.workers.to_string()]);
+                let run = wrk(&opt, &addr, None, &child);
+                stop(child);
+                run
+            };
+            let run = scenario(&opt, work.path(), &format!("{name}{round}"), name);
+            table[0].1.push(ceiling_run.clone());
+            table[0].2.push(1.0);
             let row = table.iter_mut().find(|r| r.0 == name).expect("row");
             row.2.push(run.rps / ceiling_run.rps);
             row.1.push(run);
@@ -121,6 +119,26 @@ fn main() {
         extra_rows = rss_and_idle(&opt, work.path());
     }
     print_table(&opt, &table, &extra_rows);
+}
+
+/// One load of `name` (poll, authorize or page) on a fresh server with `opt.codes` live
+/// codes in `<work>/<db_name>.db`.
+fn scenario(opt: &Options, work: &Path, db_name: &str, name: &str) -> Run {
+    let db = work.join(format!("{db_name}.db"));
+    let (child, addr) = spawn(&[
+        "__serve",
+        db.to_str().expect("utf-8 path"),
+        &opt.workers.to_string(),
+    ]);
+    let seeded = seed(&addr, opt.codes);
+    let script = match name {
+        "poll" => lua_poll(work, &seeded),
+        "authorize" => lua_authorize(work),
+        _ => lua_page(work, &seeded, &sign_in(&addr, &db)),
+    };
+    let run = wrk(opt, &addr, Some(&script), &child);
+    stop(child);
+    run
 }
 
 /// The `poll-100k` and `poll+idle` rows: (name, run).
@@ -165,7 +183,7 @@ fn print_table(opt: &Options, table: &[Row<'_>], extra_rows: &[(String, Run)]) {
         };
         print_row(name, run, ratio);
     }
-    println!("\nmedians of {} rounds; ratios are per round (scenario ÷ ceiling measured just before it), then the median", opt.rounds);
+    println!("\nmedians of {} rounds; ratios are per run (scenario ÷ the ceiling measured just before it), then the median", opt.rounds);
 }
 
 fn parse(args: &[String]) -> Options {
