@@ -119,13 +119,23 @@ pub(super) fn params_error(e: &ParamsError) -> Response {
 
 /// Renders either error family. Client mistakes: RFC 6749 §5.2 JSON. Store failures: 503
 /// when temporary, else 500; the detail goes to the log only.
+/// RFC 6749 §5.2's error body; `interval` only with RFC 8628's `slow_down`.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<u64>,
+}
+
 pub fn error_response(error: impl Into<protocol::Error>) -> Response {
     match error.into() {
         protocol::Error::OAuth(e) => {
-            let mut body = json!({"error": e.code.as_str(), "error_description": e.description});
-            if let Some(interval) = e.interval {
-                body["interval"] = json!(interval);
-            }
+            let body = ErrorBody {
+                error: e.code.as_str(),
+                error_description: &e.description,
+                interval: e.interval,
+            };
             let response = Response::json(e.code.status(), &body).no_store();
             if e.basic_challenge {
                 response.with_header("WWW-Authenticate", "Basic realm=\"devicegate\"")

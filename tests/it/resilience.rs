@@ -267,3 +267,31 @@ fn no_connection_waits_behind_connections_kept_busy() {
         );
     }
 }
+
+/// Seconds into the UTC day of an HTTP date (`Sat, 28 Nov 2026 14:53:04 GMT`).
+fn second_of_day(http_date: &str) -> u64 {
+    let time = http_date.split_whitespace().nth(4).unwrap();
+    time.split(':')
+        .map(|part| part.parse::<u64>().unwrap())
+        .fold(0, |acc, part| acc * 60 + part)
+}
+
+#[test]
+fn every_response_carries_the_current_date() {
+    // Each thread formats the Date header once a second (tiny_http patch 8); it must
+    // still move on with the clock.
+    let app = TestApp::spawn();
+    for _ in 0..3 {
+        let response = app.get("/healthz");
+        let date = response.header("date").unwrap().to_string();
+        assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 86_400;
+        let behind = (now + 86_400 - second_of_day(&date)) % 86_400;
+        assert!(behind <= 2, "Date {date} is {behind} s behind the clock");
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+}

@@ -72,8 +72,23 @@ impl FromStr for TransferEncoding {
 
 /// Builds a Date: header with the current date.
 fn build_date_header() -> Header {
-    let d = HttpDate::from(SystemTime::now());
-    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+    // devicegate patch: each thread formats the date once per second, not per response.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, Header)>> = const { std::cell::RefCell::new(None) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with_borrow_mut(|last| match last {
+        Some((at, header)) if *at == second => header.clone(),
+        _ => {
+            let d = HttpDate::from(now);
+            let header = Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap();
+            *last = Some((second, header.clone()));
+            header
+        }
+    })
 }
 
 fn write_message_header<W>(
@@ -420,12 +435,11 @@ where
         };
 
         // sending headers
-        write_message_header(
-            writer.by_ref(),
-            &http_version,
-            &self.status_code,
-            &self.headers,
-        )?;
+        // devicegate patch: the head is put together in memory and written at once (the
+        // writer behind a request takes a lock per write; the head was ~4 writes a header).
+        let mut head = Vec::with_capacity(512);
+        write_message_header(&mut head, &http_version, &self.status_code, &self.headers)?;
+        writer.write_all(&head)?;
 
         // sending the body
         if !do_not_send_body {
