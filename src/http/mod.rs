@@ -74,7 +74,8 @@ impl Request {
         let body = if declared_too_large {
             Err(BodyError::TooLarge)
         } else {
-            let mut body = Vec::new();
+            // Sized from Content-Length (already capped), not grown a few bytes at a time.
+            let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0) + 1);
             // Read one byte past the cap to tell "exactly the cap" from "more".
             match rq
                 .as_reader()
@@ -191,15 +192,19 @@ impl Request {
 
 /// The path as it may appear in a log line: a user code in the path is cut to its first
 /// half (the query string, which may carry one too, is never logged).
-pub fn loggable_path(path: &str) -> String {
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     const MARKER: &str = "/oauth/device/";
     match path.find(MARKER) {
         Some(i) => {
             let (head, code) = path.split_at(i + MARKER.len());
             let visible: String = code.chars().take(4).collect();
-            format!("{head}{visible}…")
+            format!("{head}{visible}…").into()
         }
-        None => path.chars().take(200).collect(),
+        // Most paths are short and logged as they are, without a copy.
+        None => match path.char_indices().nth(200) {
+            Some((cut, _)) => path[..cut].into(),
+            None => path.into(),
+        },
     }
 }
 
@@ -306,5 +311,8 @@ mod tests {
             "/auth/v1/oauth/device/BCDF…"
         );
         assert_eq!(loggable_path("/oauth/token"), "/oauth/token");
+        // Long paths are cut at 200 characters, never inside one.
+        let long = format!("/{}", "é".repeat(300));
+        assert_eq!(loggable_path(&long).chars().count(), 200);
     }
 }

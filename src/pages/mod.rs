@@ -126,7 +126,7 @@ pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
     match approval::decide(ctx.store, typed, decision, actor, ctx.now) {
         Ok(code) => {
             let client_name = match ctx.store.find_client(&code.client_id) {
-                Ok(Some(client)) => client.name,
+                Ok(Some(client)) => client.name.clone(),
                 Ok(None) => code.client_id.clone(),
                 Err(e) => return store_failure(prefix, Some(&session), e),
             };

@@ -5,6 +5,8 @@
 //! `client_secret_post`. Using both at once is `invalid_request` (§2.3). An unknown client
 //! and a wrong secret get the same `invalid_client` answer, after the same work.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
@@ -62,7 +64,10 @@ fn form_url_decode(part: &str) -> Result<String, ()> {
 }
 
 /// Identifies and, for confidential clients, authenticates the caller.
-pub fn authenticate_client(store: &Store, creds: ClientCredentials<'_>) -> Result<Client, Error> {
+pub fn authenticate_client(
+    store: &Store,
+    creds: ClientCredentials<'_>,
+) -> Result<Arc<Client>, Error> {
     match creds.authorization.and_then(parse_basic) {
         Some(Err(())) => Err(failed(true).into()),
         Some(Ok(basic)) => {
@@ -95,7 +100,7 @@ fn verify(
     client_id: &str,
     secret: Option<&str>,
     tried_basic: bool,
-) -> Result<Client, Error> {
+) -> Result<Arc<Client>, Error> {
     let client = store.find_client(client_id)?;
     let accepted = match (&client, secret) {
         (Some(c), None) => !c.is_confidential(),
