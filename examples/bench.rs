@@ -9,7 +9,9 @@
 //! ignoring the interval on purpose, so the server answers authorization_pending and
 //! slow_down), `authorize` (a device authorization, one durable write each), `page` (the
 //! consent page for a signed-in session), `ceiling`, `poll-100k` (peak RSS with 100,000 live
-//! codes) and `poll+idle` (poll while 1,000 idle connections are open). In every round,
+//! codes), `poll+idle` (poll while 1,000 idle connections are open) and `instructions`
+//! (instructions per request under callgrind, the one figure that does not drift with the
+//! machine; needs valgrind). In every round,
 //! each of poll, authorize and page runs on a fresh server right after a ceiling run of its
 //! own; its ratio is to that ceiling, and the table shows medians over rounds. Every load is
 //! bounded in time and only touches 127.0.0.1. `BENCH_SERVER_LOG=<file>` keeps the
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: cargo run --release --example bench -- [--seconds 8] [--connections 64]
        [--rounds 3] [--codes 10000] [--rss-codes 100000] [--workers N] [--idle 1000]
-       [--only poll,authorize,page,poll-100k,poll+idle]";
+       [--instruction-requests 1000] [--only poll,authorize,page,poll-100k,poll+idle,instructions]";
 
 const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
 
@@ -34,6 +36,8 @@ struct Options {
     rss_codes: usize,
     workers: usize,
     idle: usize,
+    /// Requests per scenario counted by callgrind.
+    instruction_requests: usize,
     /// Scenarios to run (`--only poll,page`); empty: all of them.
     only: Vec<String>,
 }
@@ -118,7 +122,95 @@ fn main() {
     if opt.runs("poll-100k") || opt.runs("poll+idle") {
         extra_rows = rss_and_idle(&opt, work.path());
     }
-    print_table(&opt, &table, &extra_rows);
+    if opt.rounds > 0 || !extra_rows.is_empty() {
+        print_table(&opt, &table, &extra_rows);
+    }
+    if opt.runs("instructions") {
+        print_instructions(opt.instruction_requests, work.path());
+    }
+}
+
+/// Instructions per request inside the handler (`serve_one` and all it calls: parsing,
+/// SQLite, rendering, writing the response), counted by callgrind over sequential requests.
+/// Requests/s on this machine move ±20% between runs; this figure is the same on every
+/// run of the same build, so small changes show. Kernel time is not in it.
+fn print_instructions(requests: usize, work: &Path) {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("\n(valgrind is missing: apt-get install valgrind for instructions per request)");
+        return;
+    }
+    println!("\n| scenario | instructions per request (callgrind, {requests} sequential requests, inside the handler) |");
+    println!("|---|---:|");
+    for name in ["poll", "authorize", "page"] {
+        let count = instructions_per_request(name, requests, work);
+        println!("| {name} | {:.1}k |", count / 1000.0);
+    }
+}
+
+fn instructions_per_request(name: &str, requests: usize, work: &Path) -> f64 {
+    let db = work.join(format!("callgrind-{name}.db"));
+    let out = work.join(format!("callgrind-{name}.out"));
+    let (child, addr) = spawn_under(
+        &[
+            "valgrind",
+            "--tool=callgrind",
+            "--toggle-collect=*serve_one*",
+            &format!("--callgrind-out-file={}", out.display()),
+        ],
+        &["__serve", db.to_str().expect("utf-8 path"), "4"],
+    );
+    let seeded = seed(&addr, 200);
+    let cookie = (name == "page").then(|| sign_in(&addr, &db));
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let base = format!("http://{addr}");
+    let one = |i: usize| {
+        let n = i % seeded.device_codes.len();
+        let response = match name {
+            "poll" => agent.post(&format!("{base}/oauth/token")).send_form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", "guest"),
+                ("device_code", &seeded.device_codes[n]),
+            ]),
+            "authorize" => agent
+                .post(&format!("{base}/oauth/device_authorize"))
+                .send_form(&[("client_id", "guest")]),
+            _ => agent
+                .get(&format!(
+                    "{base}/oauth/device?user_code={}",
+                    seeded.user_codes[n]
+                ))
+                .set("Cookie", cookie.as_deref().unwrap_or_default())
+                .call(),
+        };
+        match response {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                let _ = r.into_string();
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
+    };
+    (0..100).for_each(one);
+    let control = |flag: &str| {
+        Command::new("callgrind_control")
+            .args([flag, &child.id().to_string()])
+            .output()
+            .expect("callgrind_control");
+    };
+    control("-z");
+    (0..requests).for_each(one);
+    control("-d");
+    stop(child);
+    // The dump asked for above is `<out>.1`; its `summary:` line is the instruction count.
+    let dump = std::fs::read_to_string(format!("{}.1", out.display())).expect("callgrind dump");
+    let total: f64 = dump
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("instruction total");
+    total / requests as f64
 }
 
 /// One load of `name` (poll, authorize or page) on a fresh server with `opt.codes` live
@@ -195,6 +287,7 @@ fn parse(args: &[String]) -> Options {
         rss_codes: 100_000,
         workers: devicegate::config::default_workers(),
         idle: 1000,
+        instruction_requests: 1000,
         only: Vec::new(),
     };
     let mut it = args.iter();
@@ -213,6 +306,9 @@ fn parse(args: &[String]) -> Options {
             "--rss-codes" => opt.rss_codes = number() as usize,
             "--workers" => opt.workers = number() as usize,
             "--idle" => opt.idle = number() as usize,
+            "--instruction-requests" => {
+                opt.instruction_requests = number().clamp(1, 100_000) as usize
+            }
             "--only" => opt.only = value.split(',').map(str::to_string).collect(),
             other => panic!("unknown option {other}"),
         }
@@ -265,7 +361,21 @@ fn ceiling(workers: &str) {
 }
 
 fn spawn(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
+    spawn_under(&[], args)
+}
+
+/// This binary with `args`, run by `wrapper` (e.g. valgrind) when it is not empty.
+fn spawn_under(wrapper: &[&str], args: &[&str]) -> (Child, String) {
+    let exe = std::env::current_exe().expect("exe");
+    let mut command = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut c = Command::new(program);
+            c.args(wrapper_args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = command
         .args(args)
         .stdout(Stdio::piped())
         .stderr(match std::env::var_os("BENCH_SERVER_LOG") {
