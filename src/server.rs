@@ -208,8 +208,9 @@ fn connection_limits(config: &Config) -> tiny_http::ConnectionLimits {
 /// The listening socket, with options that accepted connections inherit on Linux:
 /// read/write timeouts (without them a slow client would hold a connection thread, and
 /// mid-body one of our workers, forever; a silent keep-alive connection is closed after
-/// the same time) and `TCP_NODELAY` (tiny_http writes head and body separately; Nagle's
-/// algorithm would hold the body back ~40 ms on keep-alive connections).
+/// the same time) and `TCP_NODELAY` (a response over tiny_http's 8 KiB buffer leaves in
+/// several writes; Nagle's algorithm would hold the last back ~40 ms on keep-alive
+/// connections).
 fn bind_listener(addr: &str, io_timeout: Duration) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let addr: SocketAddr = addr.parse().map_err(|e| {

@@ -201,6 +201,7 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
             format!("{head}{visible}…").into()
         }
         // Most paths are short and logged as they are, without a copy.
+        None if path.len() <= 200 => path.into(),
         None => match path.char_indices().nth(200) {
             Some((cut, _)) => path[..cut].into(),
             None => path.into(),

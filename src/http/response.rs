@@ -1,11 +1,14 @@
 //! Responses: built by handlers, written by `send`, with the security headers attached in
 //! one place for every HTML page.
 
+use std::borrow::Cow;
+
 /// A response, built by handlers and written by `send`.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    headers: Vec<(&'static str, String)>,
+    /// Values are mostly fixed strings; `Cow` keeps them from being copied per response.
+    headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Vec<u8>,
 }
 
@@ -15,12 +18,12 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 impl Response {
-    pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+    pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
         Response {
             status,
             headers: vec![
-                ("Content-Type", content_type.to_string()),
-                ("X-Content-Type-Options", "nosniff".to_string()),
+                ("Content-Type", Cow::Borrowed(content_type)),
+                ("X-Content-Type-Options", Cow::Borrowed("nosniff")),
             ],
             body,
         }
@@ -56,11 +59,15 @@ impl Response {
     /// 303 See Other: after a POST, the browser follows with a GET.
     pub fn redirect(location: &str) -> Response {
         Response::new(303, "text/plain; charset=utf-8", Vec::new())
-            .with_header("Location", location)
+            .with_header("Location", location.to_string())
             .no_store()
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+    pub fn with_header(
+        mut self,
+        name: &'static str,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Response {
         self.headers.push((name, value.into()));
         self
     }
@@ -75,7 +82,7 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 
