@@ -117,8 +117,6 @@ pub(super) fn params_error(e: &ParamsError) -> Response {
     .no_store()
 }
 
-/// Renders either error family. Client mistakes: RFC 6749 §5.2 JSON. Store failures: 503
-/// when temporary, else 500; the detail goes to the log only.
 /// RFC 6749 §5.2's error body; `interval` only with RFC 8628's `slow_down`.
 #[derive(serde::Serialize)]
 struct ErrorBody<'a> {
@@ -128,6 +126,8 @@ struct ErrorBody<'a> {
     interval: Option<u64>,
 }
 
+/// Renders either error family. Client mistakes: RFC 6749 §5.2 JSON. Store failures: 503
+/// when temporary, else 500; the detail goes to the log only.
 pub fn error_response(error: impl Into<protocol::Error>) -> Response {
     match error.into() {
         protocol::Error::OAuth(e) => {

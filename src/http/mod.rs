@@ -200,12 +200,11 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
             let visible: String = code.chars().take(4).collect();
             format!("{head}{visible}…").into()
         }
-        // Most paths are short and logged as they are, without a copy.
-        None if path.len() <= 200 => path.into(),
-        None => match path.char_indices().nth(200) {
-            Some((cut, _)) => path[..cut].into(),
-            None => path.into(),
-        },
+        // At most 200 characters; borrowed, so the usual short path is not copied.
+        None => {
+            let cut = path.char_indices().nth(200).map_or(path.len(), |(i, _)| i);
+            path[..cut].into()
+        }
     }
 }
 
