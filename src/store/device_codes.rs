@@ -1,11 +1,11 @@
 //! The `device_codes` table: one row per device authorization request (RFC 8628 §3.1)
 //! from issue, through the person's decision, to redemption at the token endpoint.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use rusqlite::{params, OptionalExtension, Row};
 
-use super::{Error, Result, Store};
+use super::{lock, Error, Result, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceCodeStatus {
@@ -90,21 +90,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<DeviceCode> {
 }
 
 /// A new request waiting for the next group commit, and where its outcome goes.
-struct QueuedCode {
+pub(super) struct QueuedCode {
     code: NewDeviceCode,
     outcome: Arc<OnceLock<Result<bool>>>,
-}
-
-/// Device codes queued by workers waiting for the write turn (see `create_device_code`).
-#[derive(Default)]
-pub(super) struct CodeQueue(Mutex<Vec<QueuedCode>>);
-
-impl CodeQueue {
-    fn lock(&self) -> MutexGuard<'_, Vec<QueuedCode>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 impl Store {
@@ -118,14 +106,14 @@ impl Store {
     /// fails, every request in it fails with the same error and none is stored.
     pub fn create_device_code(&self, code: NewDeviceCode) -> Result<bool> {
         let outcome = Arc::new(OnceLock::new());
-        self.shared.codes.lock().push(QueuedCode {
+        lock(&self.shared.codes).push(QueuedCode {
             code,
             outcome: Arc::clone(&outcome),
         });
         let _writing = self.shared.write_turn();
         // The previous turn's holder may have committed ours with its own.
         if outcome.get().is_none() {
-            let batch = std::mem::take(&mut *self.shared.codes.lock());
+            let batch = std::mem::take(&mut *lock(&self.shared.codes));
             match self.insert_device_codes(&batch) {
                 Ok(stored) => {
                     for (queued, stored) in batch.iter().zip(stored) {
@@ -148,6 +136,8 @@ impl Store {
     /// One transaction for the batch: whether each row was stored (`false`: its user code
     /// was taken), or an error and nothing stored.
     fn insert_device_codes(&self, batch: &[QueuedCode]) -> Result<Vec<bool>> {
+        // Unchecked because `&self` (authorization takes the store shared); this connection
+        // runs nothing else meanwhile, and the write turn is held.
         let tx = rusqlite::Transaction::new_unchecked(
             &self.conn,
             rusqlite::TransactionBehavior::Immediate,

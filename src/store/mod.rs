@@ -96,18 +96,24 @@ pub struct Shared {
     /// Approvals and denials committed through this process, so far. Bumped after each
     /// commit: whatever remembered a code as pending before it changed knows to look again.
     decisions: AtomicU32,
-    /// New device codes waiting for the write turn, to be committed together.
-    codes: device_codes::CodeQueue,
+    /// New device codes waiting for the write turn, to be committed together (see
+    /// `create_device_code`).
+    codes: Mutex<Vec<device_codes::QueuedCode>>,
 }
 
 impl Shared {
-    /// Takes the in-process write turn (a poisoned lock still serialises: the data is
-    /// SQLite's).
+    /// Takes the in-process write turn.
     fn write_turn(&self) -> MutexGuard<'_, ()> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.writer)
     }
+}
+
+/// Locks a mutex of this module. A panic elsewhere while holding it leaves the data usable:
+/// the turn still serialises (the data is SQLite's), and the queue holds whole entries.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Store {
