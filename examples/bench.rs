@@ -102,7 +102,7 @@ fn main() {
                 continue;
             }
             let ceiling_run = {
-                let (child, addr) = spawn(&["__ceiling", &opt.workers.to_string()]);
+                let (child, addr) = spawn(&[], &["__ceiling", &opt.workers.to_string()]);
                 let run = wrk(&opt, &addr, None, &child);
                 stop(child);
                 run
@@ -122,7 +122,7 @@ fn main() {
     if opt.runs("poll-100k") || opt.runs("poll+idle") {
         extra_rows = rss_and_idle(&opt, work.path());
     }
-    if opt.rounds > 0 || !extra_rows.is_empty() {
+    if table.iter().any(|(_, runs, _)| !runs.is_empty()) || !extra_rows.is_empty() {
         print_table(&opt, &table, &extra_rows);
     }
     if opt.runs("instructions") {
@@ -150,14 +150,15 @@ fn print_instructions(requests: usize, work: &Path) {
 fn instructions_per_request(name: &str, requests: usize, work: &Path) -> f64 {
     let db = work.join(format!("callgrind-{name}.db"));
     let out = work.join(format!("callgrind-{name}.out"));
-    let (child, addr) = spawn_under(
+    let (child, addr) = spawn_server(
         &[
             "valgrind",
             "--tool=callgrind",
             "--toggle-collect=*serve_one*",
             &format!("--callgrind-out-file={}", out.display()),
         ],
-        &["__serve", db.to_str().expect("utf-8 path"), "4"],
+        &db,
+        4,
     );
     let seeded = seed(&addr, 200);
     let cookie = (name == "page").then(|| sign_in(&addr, &db));
@@ -217,11 +218,7 @@ fn instructions_per_request(name: &str, requests: usize, work: &Path) -> f64 {
 /// codes in `<work>/<db_name>.db`.
 fn scenario(opt: &Options, work: &Path, db_name: &str, name: &str) -> Run {
     let db = work.join(format!("{db_name}.db"));
-    let (child, addr) = spawn(&[
-        "__serve",
-        db.to_str().expect("utf-8 path"),
-        &opt.workers.to_string(),
-    ]);
+    let (child, addr) = spawn_server(&[], &db, opt.workers);
     let seeded = seed(&addr, opt.codes);
     let script = match name {
         "poll" => lua_poll(work, &seeded),
@@ -236,11 +233,7 @@ fn scenario(opt: &Options, work: &Path, db_name: &str, name: &str) -> Run {
 /// The `poll-100k` and `poll+idle` rows: (name, run).
 fn rss_and_idle(opt: &Options, work: &Path) -> Vec<(String, Run)> {
     let db = work.join("rss.db");
-    let (child, addr) = spawn(&[
-        "__serve",
-        db.to_str().expect("utf-8 path"),
-        &opt.workers.to_string(),
-    ]);
+    let (child, addr) = spawn_server(&[], &db, opt.workers);
     let seeded = seed(&addr, opt.rss_codes);
     let poll = lua_poll(work, &seeded);
     let rss_run = wrk(opt, &addr, Some(&poll), &child);
@@ -360,12 +353,14 @@ fn ceiling(workers: &str) {
     }
 }
 
-fn spawn(args: &[&str]) -> (Child, String) {
-    spawn_under(&[], args)
+/// The real server (`__serve`) on `db`, run by `wrapper` (e.g. valgrind) when not empty.
+fn spawn_server(wrapper: &[&str], db: &Path, workers: usize) -> (Child, String) {
+    let db = db.to_str().expect("utf-8 path");
+    spawn(wrapper, &["__serve", db, &workers.to_string()])
 }
 
-/// This binary with `args`, run by `wrapper` (e.g. valgrind) when it is not empty.
-fn spawn_under(wrapper: &[&str], args: &[&str]) -> (Child, String) {
+/// This binary with `args`, run by `wrapper` when it is not empty.
+fn spawn(wrapper: &[&str], args: &[&str]) -> (Child, String) {
     let exe = std::env::current_exe().expect("exe");
     let mut command = match wrapper.split_first() {
         Some((program, wrapper_args)) => {
