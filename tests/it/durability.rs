@@ -175,10 +175,8 @@ fn approve_and_deny_at_the_same_moment_have_one_outcome_told_to_the_device() {
     let app = Arc::new(TestApp::spawn_with(|c| c.workers = 8));
     app.add_user("alice");
     app.add_user("bob");
-    let alice = Browser::new(&app);
-    alice.sign_in("alice", "password123");
-    let bob = Browser::new(&app);
-    bob.sign_in("bob", "password123");
+    let alice = Browser::signed_in(&app, "alice");
+    let bob = Browser::signed_in(&app, "bob");
     let (alice_cookie, bob_cookie) = (alice.cookie().unwrap(), bob.cookie().unwrap());
     let (alice_csrf, bob_csrf) = (alice.csrf(), bob.csrf());
     for _ in 0..10 {

@@ -434,8 +434,7 @@ fn account_page_lists_grants_and_revokes_with_csrf_only() {
     let laptop = app.login("alice");
     let phone = app.login("alice");
     let bobs = app.login("bob");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let page = browser.get("/account");
     assert_eq!(page.status, 200);
     assert_eq!(
@@ -502,8 +501,7 @@ fn a_page_longer_than_the_response_buffer_arrives_whole() {
     for _ in 0..40 {
         app.login("alice");
     }
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let page = browser.get("/account");
     assert_eq!(page.status, 200);
     assert!(page.body.len() > 8192, "{} bytes", page.body.len());

@@ -85,8 +85,7 @@ fn behind_a_trusted_proxy_the_forwarded_address_and_scheme_count() {
         &[("X-Forwarded-For", "10.1.1.1, 203.0.113.77")],
     );
     let user_code = resp.json()["user_code"].as_str().unwrap().to_string();
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let consent = browser.get(&format!("/oauth/device?user_code={user_code}"));
     assert!(consent.body.contains("203.0.113.77"));
     assert!(consent.body.contains("different network"));

@@ -103,8 +103,7 @@ fn code_in_the_path_works_under_the_campus_prefix() {
     let app = TestApp::spawn();
     app.add_user("alice");
     let codes = app.device_authorize("guest");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let page = browser.get(&format!("/auth/v1/oauth/device/{}", codes.user_code));
     assert_eq!(page.status, 200);
     assert!(page.body.contains(&codes.user_code));
@@ -157,8 +156,7 @@ fn only_same_site_paths_are_redirect_targets() {
 fn code_form_accepts_lower_case_without_dash_and_with_spaces() {
     let app = TestApp::spawn();
     app.add_user("alice");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let entry = browser.get("/oauth/device");
     for attr in [
         r#"name="user_code""#,
@@ -193,8 +191,7 @@ fn code_form_accepts_lower_case_without_dash_and_with_spaces() {
 fn characters_outside_the_alphabet_get_a_helpful_message() {
     let app = TestApp::spawn();
     app.add_user("alice");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let csrf = browser.csrf();
     let resp = browser.post(
         "/oauth/device",
@@ -215,8 +212,7 @@ fn approving_reaches_the_device_and_the_back_button_cannot_reuse_the_code() {
     let app = TestApp::spawn();
     app.add_user("alice");
     let codes = app.device_authorize("guest");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let resp = browser.decide(&codes.user_code, "approve");
     assert_eq!(resp.status, 200);
     assert!(resp.body.contains("return to your device"));
@@ -238,8 +234,7 @@ fn denying_reaches_the_device_as_access_denied_and_cannot_be_undone() {
     let app = TestApp::spawn();
     app.add_user("alice");
     let codes = app.device_authorize("guest");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let resp = browser.decide(&codes.user_code, "deny");
     assert_eq!(resp.status, 200);
     assert!(resp.body.contains("Request denied"));
@@ -259,8 +254,7 @@ fn denying_reaches_the_device_as_access_denied_and_cannot_be_undone() {
 fn unknown_and_expired_codes_get_clear_pages() {
     let app = TestApp::spawn();
     app.add_user("alice");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let unknown = browser.get("/oauth/device?user_code=BCDF-GHJK");
     assert_eq!(unknown.status, 404);
     assert!(unknown.body.contains("could not find that code"));
@@ -278,10 +272,8 @@ fn post_without_or_with_another_sessions_csrf_token_is_403_and_changes_nothing()
     app.add_user("alice");
     app.add_user("eve");
     let codes = app.device_authorize("guest");
-    let alice = Browser::new(&app);
-    alice.sign_in("alice", "password123");
-    let eve = Browser::new(&app);
-    eve.sign_in("eve", "password123");
+    let alice = Browser::signed_in(&app, "alice");
+    let eve = Browser::signed_in(&app, "eve");
     let eves_token = eve.csrf();
     let none = alice.post(
         "/oauth/device/decision",
@@ -328,8 +320,7 @@ fn failed_code_entries_lock_the_account_and_the_ip_for_a_while() {
     let app = TestApp::spawn();
     app.add_user("alice");
     app.add_user("bob");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     for _ in 0..5 {
         let resp = browser.get("/oauth/device?user_code=BCDF-GHJK");
         assert_eq!(resp.status, 404);
@@ -346,8 +337,7 @@ fn failed_code_entries_lock_the_account_and_the_ip_for_a_while() {
     assert!(locked.header("retry-after").is_some());
     assert_eq!(browser.decide(&codes.user_code, "approve").status, 429);
     // Another account from the same IP is locked too (the per-IP counter).
-    let bob = Browser::new(&app);
-    bob.sign_in("bob", "password123");
+    let bob = Browser::signed_in(&app, "bob");
     assert_eq!(
         bob.get(&format!("/oauth/device?user_code={}", codes.user_code))
             .status,
@@ -372,8 +362,7 @@ fn failed_code_entries_lock_the_account_and_the_ip_for_a_while() {
 fn malformed_codes_count_as_failures_and_success_does_not_reset_the_ip_counter() {
     let app = TestApp::spawn();
     app.add_user("alice");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     for bad in ["AAAA-AAAA", "x", "BCDF-GHJK", "<script>"] {
         assert!(
             browser
@@ -431,8 +420,7 @@ fn session_cookie_attributes() {
 fn sessions_expire_when_idle_and_sign_out_ends_them() {
     let app = TestApp::spawn();
     app.add_user("alice");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     assert!(browser.get("/oauth/device").body.contains("Enter the code"));
     app.advance(31.0 * 60.0);
     assert!(browser.get("/oauth/device").body.contains("Sign in"));
@@ -490,8 +478,7 @@ fn hostile_user_codes_are_escaped_and_refused() {
 fn a_request_from_another_network_is_flagged_and_deny_is_suggested() {
     let app = TestApp::spawn();
     app.add_user("alice");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     let remote = code_from(&app, "203.0.113.7");
     let page = browser.get(&format!("/oauth/device?user_code={remote}"));
     assert_eq!(page.status, 200);
@@ -519,8 +506,7 @@ fn campus_json_approval_uses_the_session_user_only() {
         &json!({"user_code": codes.user_code, "user_id": alice_id}),
     );
     assert_eq!(resp.status, 401);
-    let mallory = Browser::new(&app);
-    mallory.sign_in("mallory", "password123");
+    let mallory = Browser::signed_in(&app, "mallory");
     let csrf = mallory.csrf();
     // No CSRF token: 403.
     let resp = mallory.post_json(path, &json!({"user_code": codes.user_code}), &[]);

@@ -410,6 +410,14 @@ impl<'a> Browser<'a> {
         resp
     }
 
+    /// A browser signed in as `username` (added with `TestApp::add_user`'s password).
+    pub fn signed_in(app: &'a TestApp, username: &str) -> Browser<'a> {
+        let browser = Browser::new(app);
+        let resp = browser.sign_in(username, "password123");
+        assert_eq!(resp.status, 303, "sign-in as {username}: {}", resp.body);
+        browser
+    }
+
     /// Opens the verification page and signs in through the form.
     pub fn sign_in(&self, username: &str, password: &str) -> TestResponse {
         let page = self.get("/oauth/device");

@@ -95,8 +95,7 @@ fn denied_code_answers_access_denied() {
 fn a_decision_on_the_page_reaches_a_client_polling_too_fast_at_once() {
     let app = TestApp::spawn();
     app.add_user("alice");
-    let browser = Browser::new(&app);
-    browser.sign_in("alice", "password123");
+    let browser = Browser::signed_in(&app, "alice");
     for decision in ["approve", "deny"] {
         let codes = app.device_authorize("guest");
         let poll = || app.poll("guest", &codes.device_code);
