@@ -19,6 +19,21 @@ pub fn same_network(a: IpAddr, b: IpAddr) -> bool {
     }
 }
 
+/// The key every per-address rule counts under: an IPv4 address as is, an IPv6 address by
+/// its /64 (one subscriber's usual allocation, RFC 6177, so a client rotating through its
+/// own /64 stays one client). `::ffff:192.0.2.1` counts as `192.0.2.1`.
+/// Shapes: `203.0.113.7`, `2001:db8:1:2::/64`.
+pub fn address_key(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{prefix}/64")
+        }
+    }
+}
+
 /// `::ffff:192.0.2.1` is an IPv4 address in disguise.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -57,6 +72,21 @@ mod tests {
         ));
         assert!(same_network(ip("127.0.0.1"), ip("192.168.1.20")));
         assert!(same_network(ip("::ffff:203.0.113.7"), ip("203.0.113.8")));
+    }
+
+    #[test]
+    fn address_keys_group_ipv6_by_its_64() {
+        assert_eq!(address_key(ip("203.0.113.7")), "203.0.113.7");
+        assert_eq!(address_key(ip("::ffff:203.0.113.7")), "203.0.113.7");
+        assert_eq!(address_key(ip("2001:db8:1:2::1")), "2001:db8:1:2::/64");
+        assert_eq!(
+            address_key(ip("2001:db8:1:2:ffff:1:2:3")),
+            address_key(ip("2001:db8:1:2::9"))
+        );
+        assert_ne!(
+            address_key(ip("2001:db8:1:2::1")),
+            address_key(ip("2001:db8:1:3::1"))
+        );
     }
 
     #[test]
