@@ -56,10 +56,13 @@ impl Response {
         )
     }
 
-    /// 303 See Other: after a POST, the browser follows with a GET.
+    /// 303 See Other: after a POST, the browser follows with a GET. Bytes that may stand
+    /// neither in a URI nor in a header value (controls, space, non-ASCII) are
+    /// percent-encoded (RFC 3986 §2.1), so a target taken from a form always yields a
+    /// `Location` and can never add a header line of its own.
     pub fn redirect(location: &str) -> Response {
         Response::new(303, "text/plain; charset=utf-8", Vec::new())
-            .with_header("Location", location.to_string())
+            .with_header("Location", percent_encode_unsafe(location))
             .no_store()
     }
 
@@ -86,17 +89,119 @@ impl Response {
     }
 }
 
-/// Writes the response; a client that went away is not an error worth more than a debug line.
-pub fn send(rq: tiny_http::Request, response: Response, head_only: bool) {
+/// Every byte outside visible ASCII as `%XX`; `%` itself is kept, so encoded input stays as is.
+fn percent_encode_unsafe(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for &byte in text.as_bytes() {
+        if byte.is_ascii_graphic() {
+            out.push(char::from(byte));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// A tiny_http header list has no room for CR, LF, other control characters or non-ASCII
+/// (CVE-2026-66753): the name of the first header that cannot be written, if any.
+type Unwritable = &'static str;
+
+fn to_wire(
+    response: Response,
+    head_only: bool,
+) -> Result<tiny_http::Response<std::io::Cursor<Vec<u8>>>, Unwritable> {
     let mut out =
         tiny_http::Response::from_data(if head_only { Vec::new() } else { response.body })
             .with_status_code(response.status);
     for (name, value) in response.headers {
-        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            out.add_header(header);
-        }
+        let header =
+            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).map_err(|()| name)?;
+        out.add_header(header);
     }
+    Ok(out)
+}
+
+/// Writes the response; a client that went away is not an error worth more than a debug line.
+///
+/// A header that cannot be written is never dropped silently (a redirect without its
+/// `Location`, a sign-in without its `Set-Cookie`): the whole response becomes a 500
+/// `server_error`, and the log names the header, never its value.
+pub fn send(rq: tiny_http::Request, response: Response, head_only: bool) {
+    let status = response.status;
+    let out = to_wire(response, head_only).or_else(|name| {
+        log::error!(
+            "a {status} response's {name} header holds a control character or non-ASCII; \
+             answering 500 instead"
+        );
+        to_wire(server_error(), head_only)
+    });
+    let out = match out {
+        Ok(out) => out,
+        // `server_error`'s headers are fixed ASCII; this arm is for completeness.
+        Err(_) => tiny_http::Response::from_data(Vec::new()).with_status_code(500),
+    };
     if let Err(e) = rq.respond(out) {
         log::debug!("could not write response: {e}");
+    }
+}
+
+/// The answer instead of a response whose headers cannot be written.
+fn server_error() -> Response {
+    Response::json(500, &serde_json::json!({"error": "server_error"})).no_store()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{server_error, to_wire, Response};
+
+    fn header<'a>(
+        out: &'a tiny_http::Response<std::io::Cursor<Vec<u8>>>,
+        name: &str,
+    ) -> Vec<&'a str> {
+        out.headers()
+            .iter()
+            .filter(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_header_with_crlf_is_refused_by_name_not_dropped() {
+        let response = Response::text(200, "hello")
+            .with_header("Set-Cookie", "a=1\r\nSet-Cookie: evil=1".to_string())
+            .no_store();
+        assert_eq!(to_wire(response, false).err(), Some("Set-Cookie"));
+        let response = Response::text(200, "hello").with_header("X-Echo", "caf\u{e9}".to_string());
+        assert_eq!(to_wire(response, false).err(), Some("X-Echo"));
+    }
+
+    #[test]
+    fn the_fallback_500_is_complete() {
+        let out = to_wire(server_error(), false).expect("fixed headers");
+        assert_eq!(out.status_code().0, 500);
+        assert_eq!(header(&out, "Cache-Control"), ["no-store"]);
+        assert_eq!(header(&out, "Content-Type"), ["application/json"]);
+    }
+
+    #[test]
+    fn redirect_targets_are_percent_encoded_not_lost() {
+        let out =
+            to_wire(Response::redirect("/caf\u{e9} x\r\nSet-Cookie: e=1"), false).expect("encoded");
+        assert_eq!(
+            header(&out, "Location"),
+            ["/caf%C3%A9%20x%0D%0ASet-Cookie:%20e=1"]
+        );
+        assert!(header(&out, "Set-Cookie").is_empty());
+        let out = to_wire(
+            Response::redirect("/oauth/device?user_code=BCDF-GHJK"),
+            false,
+        )
+        .expect("plain ASCII");
+        assert_eq!(
+            header(&out, "Location"),
+            ["/oauth/device?user_code=BCDF-GHJK"]
+        );
     }
 }

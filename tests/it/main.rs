@@ -14,6 +14,7 @@ mod oauth2_client;
 mod operations;
 mod pages;
 mod resilience;
+mod response_headers;
 mod secrets_at_rest;
 mod support;
 mod token_polling;

@@ -157,6 +157,9 @@ pub struct Header {
 impl Header {
     /// Builds a `Header` from two `Vec<u8>`s or two `&[u8]`s.
     ///
+    /// Errors when the name is not an RFC 9110 token, or the value is not ASCII or holds a
+    /// control byte (CR, LF, NUL, …; HTAB is allowed) — devicegate patch, CVE-2026-66753.
+    ///
     /// Example:
     ///
     /// ```
@@ -168,6 +171,14 @@ impl Header {
         B1: Into<Vec<u8>> + AsRef<[u8]>,
         B2: Into<Vec<u8>> + AsRef<[u8]>,
     {
+        // devicegate patch (CVE-2026-66753): a name that is not a token, or a value with CR,
+        // LF or another control byte, is refused here already; the response writer checks
+        // again, since `Header`'s fields are public.
+        if !crate::util::is_field_name(header.as_ref())
+            || !crate::util::is_field_value(value.as_ref())
+        {
+            return Err(());
+        }
         let header = HeaderField::from_bytes(header).or(Err(()))?;
         let value = AsciiString::from_ascii(value).or(Err(()))?;
 

@@ -124,6 +124,44 @@ where
     Ok(())
 }
 
+/// devicegate patch (CVE-2026-66753): whether a header can be written without splitting the head.
+fn is_writable(header: &Header) -> bool {
+    crate::util::is_field_name(header.field.as_str().as_bytes())
+        && crate::util::is_field_value(header.value.as_bytes())
+}
+
+/// Logs a refused header by name (when the name itself is printable) and never by value: the
+/// value may be a cookie, and it holds control bytes that do not belong in a log line.
+fn log_refused(header: &Header, status_code: StatusCode) {
+    let name = header.field.as_str().as_str();
+    if crate::util::is_field_name(name.as_bytes()) {
+        log::error!(
+            "refusing a {} response: its {} header value holds CR, LF or another control byte; answering 500",
+            status_code.0,
+            name
+        );
+    } else {
+        log::error!(
+            "refusing a {} response: a header name ({} bytes) is not a token; answering 500",
+            status_code.0,
+            name.len()
+        );
+    }
+}
+
+/// The answer instead of a response whose head cannot be written safely: a 500 with no body,
+/// framed by `Content-Length: 0` so a keep-alive connection stays in step.
+fn write_refusal<W: Write>(mut writer: W, http_version: &HTTPVersion) -> IoResult<()> {
+    let headers = [
+        Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
+        build_date_header(),
+        Header::from_bytes(&b"Content-Length"[..], &b"0"[..]).unwrap(),
+    ];
+    let mut head = Vec::with_capacity(128);
+    write_message_header(&mut head, http_version, &StatusCode(500), &headers)?;
+    writer.write_all(&head)
+}
+
 fn choose_transfer_encoding(
     status_code: StatusCode,
     request_headers: &[Header],
@@ -354,6 +392,20 @@ where
         do_not_send_body: bool,
         upgrade: Option<&str>,
     ) -> IoResult<()> {
+        // devicegate patch (CVE-2026-66753): this is the one place a response head is written,
+        // so it is where a header that could split it is refused. A handler's header with CR,
+        // LF or another control byte in its value (or a name that is not a token) turns the
+        // whole response into a bare 500: never a head missing one of the handler's headers
+        // (its Set-Cookie, its Location), never a forged one.
+        if let Some(bad) = self.headers.iter().find(|h| !is_writable(h)) {
+            log_refused(bad, self.status_code);
+            return write_refusal(writer, &http_version);
+        }
+        if let Some(upgrade) = upgrade.filter(|u| !crate::util::is_field_value(u.as_bytes())) {
+            log::error!("refusing a response whose Upgrade value ({} bytes) holds a control byte; answering 500", upgrade.len());
+            return write_refusal(writer, &http_version);
+        }
+
         let mut transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
             request_headers,
@@ -584,5 +636,124 @@ impl Clone for Response<io::Empty> {
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // devicegate patch (CVE-2026-66753): what reaches the wire when a handler's header could
+    // split the response head.
+    use super::Response;
+    use crate::common::{HTTPVersion, Header, HeaderField};
+    use ascii::AsciiString;
+
+    /// A header built around `Header::from_bytes`, as any caller can (the fields are public).
+    fn raw_header(name: &str, value: &str) -> Header {
+        Header {
+            field: HeaderField::from_bytes(name).unwrap(),
+            value: AsciiString::from_ascii(value).unwrap(),
+        }
+    }
+
+    fn wire(response: Response<std::io::Cursor<Vec<u8>>>, request_headers: &[Header]) -> String {
+        let mut out = Vec::new();
+        response
+            .raw_print(&mut out, HTTPVersion(1, 1), request_headers, false, None)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn crlf_in_a_header_value_never_reaches_the_wire() {
+        let response = Response::from_string("secret page")
+            .with_header(raw_header(
+                "Location",
+                "/next\r\nSet-Cookie: x=1\r\n\r\n<forged>",
+            ))
+            .with_header(raw_header("Set-Cookie", "session=abc"));
+        let out = wire(response, &[]);
+        assert!(out.starts_with("HTTP/1.1 500 "), "{}", out);
+        assert!(!out.contains("Set-Cookie"), "{}", out);
+        assert!(!out.contains("x=1"), "{}", out);
+        assert!(!out.contains("Location"), "{}", out);
+        assert!(!out.contains("secret page"), "{}", out);
+        assert!(out.contains("\r\nContent-Length: 0\r\n"), "{}", out);
+        assert!(out.ends_with("\r\n\r\n"), "{}", out);
+        // Exactly one head: every line but the status line is one of ours.
+        let head = out.trim_end_matches("\r\n");
+        for line in head.split("\r\n").skip(1) {
+            let name = line.split(':').next().unwrap();
+            assert!(
+                ["Server", "Date", "Content-Length"].contains(&name),
+                "{}",
+                out
+            );
+        }
+    }
+
+    #[test]
+    fn a_bare_lf_or_cr_or_other_control_byte_is_refused_too() {
+        for value in [
+            "a\nInjected: 1",
+            "a\rInjected: 1",
+            "a\0b",
+            "a\x0bb",
+            "a\x7fb",
+        ] {
+            let out = wire(
+                Response::from_string("body").with_header(raw_header("X-Echo", value)),
+                &[],
+            );
+            assert!(out.starts_with("HTTP/1.1 500 "), "{:?}: {}", value, out);
+            assert!(!out.contains("Injected"), "{:?}: {}", value, out);
+        }
+    }
+
+    #[test]
+    fn a_header_name_that_is_not_a_token_is_refused() {
+        for name in ["X-Echo\r\nInjected", "X Echo", "X-Echo:"] {
+            let out = wire(
+                Response::from_string("body").with_header(raw_header(name, "v")),
+                &[],
+            );
+            assert!(out.starts_with("HTTP/1.1 500 "), "{:?}: {}", name, out);
+            assert!(!out.contains("Injected"), "{:?}: {}", name, out);
+        }
+    }
+
+    #[test]
+    fn the_refusal_is_framed_by_length_even_when_the_client_asks_for_chunks() {
+        let te = Header::from_bytes(&b"TE"[..], &b"chunked"[..]).unwrap();
+        let out = wire(
+            Response::from_string("body").with_header(raw_header("X-Echo", "a\r\nb: c")),
+            &[te],
+        );
+        assert!(out.starts_with("HTTP/1.1 500 "), "{}", out);
+        assert!(!out.contains("Transfer-Encoding"), "{}", out);
+        assert!(out.ends_with("Content-Length: 0\r\n\r\n"), "{}", out);
+    }
+
+    #[test]
+    fn htab_and_ordinary_headers_pass_unchanged() {
+        let response = Response::from_string("hello")
+            .with_header(Header::from_bytes(&b"X-Tab"[..], &b"a\tb"[..]).unwrap())
+            .with_header(Header::from_bytes(&b"Set-Cookie"[..], &b"s=1; HttpOnly"[..]).unwrap());
+        let out = wire(response, &[]);
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{}", out);
+        assert!(out.contains("\r\nX-Tab: a\tb\r\n"), "{}", out);
+        assert!(out.contains("\r\nSet-Cookie: s=1; HttpOnly\r\n"), "{}", out);
+        assert!(out.ends_with("\r\n\r\nhello"), "{}", out);
+    }
+
+    #[test]
+    fn from_bytes_refuses_what_the_writer_would_refuse() {
+        assert!(Header::from_bytes(&b"X"[..], &b"a\r\nSet-Cookie: x"[..]).is_err());
+        assert!(Header::from_bytes(&b"X"[..], &b"a\nb"[..]).is_err());
+        assert!(Header::from_bytes(&b"X"[..], &b"a\0b"[..]).is_err());
+        assert!(Header::from_bytes(&b"X\r\nY"[..], &b"v"[..]).is_err());
+        assert!(Header::from_bytes(&b"X Y"[..], &b"v"[..]).is_err());
+        assert!(Header::from_bytes(&b""[..], &b"v"[..]).is_err());
+        assert!(Header::from_bytes(&b"X"[..], &b"a\tb"[..]).is_ok());
+        assert!(Header::from_bytes(&b"X"[..], &b""[..]).is_ok());
     }
 }

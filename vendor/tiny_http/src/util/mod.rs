@@ -1,5 +1,6 @@
 pub use self::custom_stream::CustomStream;
 pub use self::equal_reader::EqualReader;
+pub use self::field::{is_field_name, is_field_value};
 pub use self::fused_reader::FusedReader;
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
@@ -11,6 +12,7 @@ use std::str::FromStr;
 
 mod custom_stream;
 mod equal_reader;
+mod field;
 mod fused_reader;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
