@@ -155,6 +155,9 @@ fn client_commands_with_per_client_lifetime_and_interval() {
     assert_eq!(introspect(&new), 200);
     // remove: the client's pending codes go with it.
     assert_eq!(run(db, &["client", "remove", &id], None).0, 0);
+    // Another process's change reaches the server's client cache within its TTL (a worker
+    // that read the client in the last second may still hold it).
+    std::thread::sleep(devicegate::store::CLIENT_CACHE_TTL + std::time::Duration::from_millis(100));
     assert_eq!(app.poll(&id, &codes.device_code).status, 401);
     let (code, _, err) = run(db, &["client", "remove", "guest"], None);
     assert_eq!(code, 1);
