@@ -111,6 +111,9 @@ impl Server {
             .to_ip()
             .ok_or_else(|| Error::Bind("not an IP listener".into()))?;
         let issuer = config.issuer_for(local_addr);
+        for warning in config.proxy_warnings(local_addr, &issuer) {
+            log::warn!("{warning}");
+        }
         let app = App {
             settings: Settings::from(&config),
             issuer,
