@@ -2,6 +2,7 @@
 //! it serves. Exit codes: 0 success, 1 the operation failed, 2 bad usage (clap's, and
 //! `check` finding a configuration problem). Errors go to stderr; `--json` lists to stdout.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use serde_json::json;
 
 use super::{clients, users, Command, GrantCommand, ServeArgs};
 use crate::clock::{Clock, Timestamp};
+use crate::logging::printable;
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
 use crate::secrets::{self, UserCodeError};
 use crate::store::{self, Store};
@@ -84,11 +86,11 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
                     println!(
                         "{}\t{}\t{}\t{}\tapproved {} from {}\tlast used {}",
                         g.id,
-                        g.username,
-                        g.client_id,
-                        g.scope,
+                        printable(&g.username),
+                        printable(&g.client_id),
+                        printable(&g.scope),
                         Timestamp::from_secs(g.approved_at).utc_string(),
-                        g.approved_ip.as_deref().unwrap_or("-"),
+                        printable(g.approved_ip.as_deref().unwrap_or("-")),
                         Timestamp::from_secs(g.last_used_at).utc_string()
                     );
                 }
@@ -116,8 +118,8 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             println!(
                 "approved {} for {} (client {})",
                 secrets::display_user_code(&code.user_code),
-                account.username,
-                code.client_id
+                printable(&account.username),
+                printable(&code.client_id)
             );
             Ok(())
         }
@@ -133,7 +135,7 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             println!(
                 "denied {} (client {})",
                 secrets::display_user_code(&code.user_code),
-                code.client_id
+                printable(&code.client_id)
             );
             Ok(())
         }
@@ -154,15 +156,17 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
                     .collect();
                 print_json(&rows);
             } else {
+                // The user agent is whatever the device sent: escaped, so it cannot move
+                // the cursor, recolour or clear the operator's terminal.
                 for c in pending {
                     println!(
                         "{}\t{}\t{}\t{}s ago\tfrom {}\t{}",
                         secrets::display_user_code(&c.user_code),
-                        c.client_id,
-                        c.scope,
+                        printable(&c.client_id),
+                        printable(&c.scope),
                         now - c.created_at,
-                        c.device_ip,
-                        c.device_user_agent.as_deref().unwrap_or("-")
+                        printable(&c.device_ip),
+                        printable(c.device_user_agent.as_deref().unwrap_or("-"))
                     );
                 }
             }
@@ -219,11 +223,20 @@ fn check(db: &Path, args: ServeArgs) -> Result<(), Failure> {
     }
 }
 
+/// Prints JSON to stdout. serde_json escapes C0 controls but passes DEL, C1 controls and
+/// bidi overrides through; those are escaped here too (`\u009b`), in strings, where alone
+/// they can occur: the same JSON value, and nothing a terminal would act on.
 pub(super) fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| "[]".into())
-    );
+    let json = serde_json::to_string_pretty(value).unwrap_or_else(|_| "[]".into());
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if crate::logging::needs_escape(c) && !c.is_ascii_whitespace() {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    println!("{out}");
 }
 
 /// Prompts without echo on a terminal; otherwise reads the first line of stdin (scripts).

@@ -9,6 +9,8 @@ mod response;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::logging::printable;
+
 pub use params::{Params, ParamsError};
 pub use response::{send, Response};
 
@@ -226,19 +228,20 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
 }
 
 /// The path as it may appear in a log line: a user code in the path is cut to its first
-/// half (the query string, which may carry one too, is never logged).
+/// half (the query string, which may carry one too, is never logged), and control
+/// characters are escaped (`logging::printable`), so a path cannot forge or colour a line.
 pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     const MARKER: &str = "/oauth/device/";
     match path.find(MARKER) {
         Some(i) => {
             let (head, code) = path.split_at(i + MARKER.len());
             let visible: String = code.chars().take(4).collect();
-            format!("{head}{visible}…").into()
+            format!("{}{}…", printable(head), printable(&visible)).into()
         }
         // At most 200 characters; borrowed, so the usual short path is not copied.
         None => {
             let cut = path.char_indices().nth(200).map_or(path.len(), |(i, _)| i);
-            path[..cut].into()
+            printable(&path[..cut])
         }
     }
 }
@@ -392,5 +395,11 @@ mod tests {
         // Long paths are cut at 200 characters, never inside one.
         let long = format!("/{}", "é".repeat(300));
         assert_eq!(loggable_path(&long).chars().count(), 200);
+        // Control characters cannot reach the log line.
+        assert_eq!(loggable_path("/x\x1b[2J\r\n"), "/x\\x1b[2J\\x0d\\x0a");
+        assert_eq!(
+            loggable_path("/oauth/device/\x1bBCDF"),
+            "/oauth/device/\\x1bBCD…"
+        );
     }
 }

@@ -12,6 +12,7 @@ mod lifecycle;
 mod metadata;
 mod oauth2_client;
 mod operations;
+mod operator_hygiene;
 mod pages;
 mod proxy_headers;
 mod resilience;
