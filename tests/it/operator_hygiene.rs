@@ -1,10 +1,93 @@
-//! Operator hygiene (issue #12, item 9): no terminal escapes from devices in tables or the
-//! log.
+//! Operator hygiene (issue #12, item 9): a credentials file written through a fresh private
+//! temp file, and no terminal escapes from devices in tables or the log.
+#![cfg(unix)]
 
-use std::process::Stdio;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::process::{Command, Stdio};
 
-use crate::cli::run;
+use crate::cli::{run, BIN};
 use crate::support::{free_port, raw_http, serve_binary, TestApp};
+
+#[test]
+fn credentials_are_written_through_a_fresh_private_temp_file() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("devicegate");
+    std::fs::create_dir(&config).unwrap();
+    let file = config.join("credentials.json");
+    // Two saved logins; the servers have no revocation endpoint, so `logout` only forgets
+    // (and rewrites the file) without any network.
+    let entry = |token: &str| {
+        serde_json::json!({
+            "client_id": "guest",
+            "endpoints": {
+                "device_authorization_endpoint": "http://127.0.0.1:9/oauth/device_authorize",
+                "token_endpoint": "http://127.0.0.1:9/oauth/token"
+            },
+            "tokens": {"access_token": token, "expires_at": 0}
+        })
+    };
+    let saved = serde_json::json!({"servers": {
+        "http://127.0.0.1:9": entry("first-token"),
+        "http://127.0.0.1:10": entry("second-token"),
+    }});
+    std::fs::write(&file, serde_json::to_vec(&saved).unwrap()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Someone planted symlinks where a fixed temporary name would go.
+    let victims = tempfile::tempdir().unwrap();
+    let planted = [
+        "credentials.json.tmp",
+        "credentials.tmp",
+        ".credentials.json.tmp",
+        "credentials.json~",
+        ".credentials.json",
+        "credentials.json.new",
+    ];
+    for (n, name) in planted.iter().enumerate() {
+        symlink(
+            victims.path().join(format!("victim-{n}")),
+            config.join(name),
+        )
+        .unwrap();
+    }
+    let out = Command::new(BIN)
+        .args(["logout", "--server", "http://127.0.0.1:9"])
+        .env("XDG_CONFIG_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(victims.path()).unwrap().count(),
+        0,
+        "a planted symlink was followed"
+    );
+    for name in planted {
+        assert!(std::fs::symlink_metadata(config.join(name))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    let meta = std::fs::symlink_metadata(&file).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let now: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(now["servers"].get("http://127.0.0.1:9").is_none());
+    assert_eq!(
+        now["servers"]["http://127.0.0.1:10"]["tokens"]["access_token"],
+        "second-token"
+    );
+    // Nothing else was left behind: the planted links and the file itself.
+    assert_eq!(
+        std::fs::read_dir(&config).unwrap().count(),
+        planted.len() + 1
+    );
+}
 
 /// A user agent that clears the screen, retitles the terminal, recolours and backspaces.
 const HOSTILE_AGENT: &str = "evil\x1b[2J\x1b]0;pwned\x07\x1b[31mred\x08\x7f";
