@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{clients, users, Command, GrantCommand, ServeArgs};
+use super::{backup, clients, users, Command, GrantCommand, ServeArgs};
 use crate::clock::{Clock, Timestamp};
 use crate::logging::printable;
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
@@ -173,17 +173,7 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Backup { file, force } => {
-            if file.exists() {
-                if !force {
-                    return Err(Failure::new(format!(
-                        "{} exists; pass --force to replace it",
-                        file.display()
-                    )));
-                }
-                std::fs::remove_file(&file)
-                    .map_err(|e| Failure::new(format!("cannot replace {}: {e}", file.display())))?;
-            }
-            store.backup_to(&file)?;
+            backup::run(&store, &file, force)?;
             println!("backed up to {}", file.display());
             Ok(())
         }

@@ -2,6 +2,7 @@
 //! (safely while the server runs: SQLite's locking and our conditional updates see to it).
 
 mod admin;
+mod backup;
 mod clients;
 pub mod login;
 mod users;

@@ -1,12 +1,83 @@
-//! Operator hygiene (issue #12, item 9): a credentials file written through a fresh private
-//! temp file, and no terminal escapes from devices in tables or the log.
+//! Operator hygiene (issue #12, item 9): private backups that never follow a symlink, a
+//! credentials file written through a fresh private temp file, and no terminal escapes
+//! from devices in tables or the log.
 #![cfg(unix)]
 
 use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::cli::{run, BIN};
 use crate::support::{free_port, raw_http, serve_binary, TestApp};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn backup_is_created_private() {
+    let app = TestApp::spawn();
+    app.login("alice");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let (code, _, err) = run(&app.db_path, &["backup", copy.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mode(&copy), 0o600, "password hashes inside");
+    // Replaced with --force: private again. No scratch files are left beside it.
+    let (code, _, err) = run(
+        &app.db_path,
+        &["backup", copy.to_str().unwrap(), "--force"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mode(&copy), 0o600);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["copy.db"]);
+    let (code, out, _) = run(&copy, &["user", "list"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("alice"), "{out}");
+}
+
+#[test]
+fn backup_refuses_a_dangling_symlink_and_creates_nothing_where_it_points() {
+    let app = TestApp::spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere.db");
+    let copy = dir.path().join("copy.db");
+    symlink(&elsewhere, &copy).unwrap();
+    let (code, _, err) = run(&app.db_path, &["backup", copy.to_str().unwrap()], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("exists") || err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(!elsewhere.exists(), "the backup followed the symlink");
+    assert!(std::fs::symlink_metadata(&copy)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn backup_refuses_an_existing_file_and_leaves_it_untouched() {
+    let app = TestApp::spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    std::fs::write(&copy, b"precious").unwrap();
+    let (code, out, err) = run(&app.db_path, &["backup", copy.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: {} exists; pass --force to replace it",
+            copy.display()
+        )
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), b"precious");
+}
 
 #[test]
 fn credentials_are_written_through_a_fresh_private_temp_file() {
