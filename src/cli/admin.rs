@@ -45,7 +45,15 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
     if let Command::Check(args) = command {
         return check(db, args);
     }
-    let mut store = Store::open(db)?;
+    // Every command but `serve` (and `check`, which only reports) works on an existing
+    // database: a mistyped --db must not become a new, empty one the server never reads.
+    if !db.exists() {
+        return Err(Failure::new(format!(
+            "no database at {}; pass --db or set DEVICEGATE_DB",
+            db.display()
+        )));
+    }
+    let mut store = Store::open_existing(db)?;
     let clock = Clock::system();
     crate::bootstrap::ensure_builtin_clients(&store, clock.now())?;
     match command {

@@ -1,6 +1,6 @@
 //! Operator hygiene (issue #12, item 9): private backups that never follow a symlink, a
-//! credentials file written through a fresh private temp file, and no terminal escapes
-//! from devices in tables or the log.
+//! credentials file written through a fresh private temp file, no terminal escapes from
+//! devices in tables or the log, and admin commands that refuse a missing database.
 #![cfg(unix)]
 
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -77,6 +77,46 @@ fn backup_refuses_an_existing_file_and_leaves_it_untouched() {
         )
     );
     assert_eq!(std::fs::read(&copy).unwrap(), b"precious");
+}
+
+#[test]
+fn admin_commands_refuse_a_database_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("x").join("missing.db");
+    std::fs::create_dir(dir.path().join("x")).unwrap();
+    let target = dir.path().join("copy.db");
+    let commands: [&[&str]; 6] = [
+        &["user", "add", "bob"],
+        &["user", "list"],
+        &["client", "list"],
+        &["grant", "list"],
+        &["pending"],
+        &["backup", target.to_str().unwrap()],
+    ];
+    for args in commands {
+        let (code, out, err) = run(&missing, args, None);
+        assert_eq!(code, 1, "{args:?}: {out}");
+        assert_eq!(
+            err.trim(),
+            format!(
+                "error: no database at {}; pass --db or set DEVICEGATE_DB",
+                missing.display()
+            ),
+            "{args:?}"
+        );
+    }
+    // Nothing was created: no database, no WAL, no backup.
+    assert_eq!(std::fs::read_dir(dir.path().join("x")).unwrap().count(), 0);
+    assert!(!target.exists());
+    // The environment variable is the other way to name it.
+    let out = Command::new(BIN)
+        .args(["user", "list"])
+        .env("DEVICEGATE_DB", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at"));
+    assert!(!missing.exists());
 }
 
 #[test]

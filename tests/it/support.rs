@@ -42,6 +42,14 @@ pub fn serve_binary(
     child
 }
 
+/// A new database file `d.db` in `dir`, as a server's first start leaves it: admin commands
+/// refuse a database that does not exist.
+pub fn new_database(dir: &std::path::Path) -> PathBuf {
+    let db = dir.join("d.db");
+    drop(Store::open(&db).unwrap());
+    db
+}
+
 /// Sends `bytes` as they are over a new connection to `addr` (`host:port`) and returns all
 /// that comes back until the server closes it (send `Connection: close`). For requests
 /// ureq cannot make: repeated header lines, control bytes.
