@@ -181,6 +181,34 @@ impl Config {
         }
     }
 
+    /// Deployment mistakes around a reverse proxy that are legal but probably wrong, as
+    /// sentences for warn-level log lines at start (empty when none):
+    /// - an https issuer while listening on loopback without `trust_proxy`: a TLS proxy
+    ///   in front, so every request seems to come from the proxy's address and the
+    ///   per-address limits would count everyone as one;
+    /// - `trust_proxy` while listening beyond loopback: whoever reaches the port directly
+    ///   chooses their own `X-Forwarded-For`.
+    pub fn proxy_warnings(&self, bound: SocketAddr, issuer: &str) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let loopback = bound.ip().is_loopback();
+        if issuer_is_https(issuer) && loopback && !self.trust_proxy {
+            warnings.push(format!(
+                "the issuer is https but devicegate listens on {bound} without --trust-proxy: \
+                 every person would share one address (the proxy's), so per-address limits \
+                 would lump everyone together; pass --trust-proxy behind a reverse proxy"
+            ));
+        }
+        if self.trust_proxy && !loopback {
+            warnings.push(format!(
+                "--trust-proxy while listening on {bound}: anyone who can reach {bound} can \
+                 forge X-Forwarded-For (their address, per-address limits, the consent \
+                 page's network check); listen on loopback behind the proxy, or let only the \
+                 proxy reach this port"
+            ));
+        }
+        warnings
+    }
+
     /// The issuer: as configured, or `http://<bound address>` (so port 0 works in tests).
     pub fn issuer_for(&self, bound: SocketAddr) -> String {
         match &self.issuer {
@@ -298,6 +326,32 @@ mod tests {
             ..open
         };
         assert!(named.validate().is_ok());
+    }
+
+    #[test]
+    fn proxy_mistakes_are_warned_about() {
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let open: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        let https = "https://auth.example.com";
+        let plain = Config::default();
+        let proxied = Config {
+            trust_proxy: true,
+            ..Config::default()
+        };
+        let warned = plain.proxy_warnings(loopback, https);
+        assert_eq!(warned.len(), 1);
+        assert!(warned[0].contains("pass --trust-proxy"), "{warned:?}");
+        assert!(plain
+            .proxy_warnings(loopback, "http://127.0.0.1:8080")
+            .is_empty());
+        assert!(plain.proxy_warnings(open, https).is_empty());
+        assert!(proxied.proxy_warnings(loopback, https).is_empty());
+        let warned = proxied.proxy_warnings(open, https);
+        assert_eq!(warned.len(), 1);
+        assert!(
+            warned[0].contains("anyone who can reach 0.0.0.0:8080 can forge X-Forwarded-For"),
+            "{warned:?}"
+        );
     }
 
     #[test]

@@ -339,24 +339,28 @@ impl Credentials {
         }
     }
 
-    /// Writes the file with mode 0600, atomically (a temporary file renamed into place).
+    /// Writes the file with mode 0600, atomically: into a new temporary file with a random
+    /// name in the same directory (created exclusively, mode 0600, so a file or symlink
+    /// planted there beforehand is never written through), flushed to disk, then renamed
+    /// over `credentials.json` (a rename replaces a symlink there, never its target).
     pub fn save(&self) -> Result<(), LoginError> {
         let path = Credentials::path()?;
         let io =
             |e: std::io::Error| LoginError::Http(format!("cannot write {}: {e}", path.display()));
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = path.with_extension("json.tmp");
+        let dir = path
+            .parent()
+            .ok_or_else(|| LoginError::Http(format!("{} has no directory", path.display())))?;
+        std::fs::create_dir_all(dir).map_err(io)?;
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| LoginError::Http(e.to_string()))?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp).map_err(io)?;
-        std::io::Write::write_all(&mut file, &bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        // tempfile: O_CREAT | O_EXCL, mode 0600, a random `.tmpXXXXXX` name.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        std::io::Write::write_all(&mut tmp, &bytes).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        // The rename itself reaches the disk with the directory.
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! A small stderr logger behind the `log` facade: one line per event, UTC time first.
-//! Callers never pass secrets, device codes, full user codes or tokens.
+//! Callers never pass secrets, device codes, full user codes or tokens, and pass client-sent
+//! text through `printable` (also used for the CLI's tables).
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -57,4 +58,56 @@ struct Line {
 
 thread_local! {
     static LINE: std::cell::RefCell<Line> = std::cell::RefCell::default();
+}
+
+/// Client-sent text made safe for a terminal or a log line: C0 controls (`\0`–`\x1f`,
+/// including CR, LF and TAB), DEL and C1 controls (U+0080–U+009F) become `\x1b`-style
+/// escapes, and the Unicode controls that reorder or break a line (bidi embeddings,
+/// overrides and isolates U+202A–U+202E, U+2066–U+2069; line and paragraph separators
+/// U+2028, U+2029) become `\u{202e}`-style escapes. Everything else passes unchanged, and
+/// text with nothing to escape is borrowed, not copied. Use it on every piece of text a
+/// device, a browser or a client sent (paths, methods, user agents, names, ids) before it
+/// reaches `log::` or a CLI table, so no escape sequence or forged line gets through.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !needs_escape(c) => out.push(c),
+            // One byte's worth: the `\x1b` form a terminal user recognises.
+            c if u32::from(c) <= 0x7f => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    out.into()
+}
+
+/// The characters `printable` escapes.
+pub(crate) fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn controls_are_escaped_and_plain_text_is_borrowed() {
+        assert!(matches!(
+            printable("curl/8.5 café ✓"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(printable("a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(printable("x\r\ny\tz\0\x7f"), "x\\x0d\\x0ay\\x09z\\x00\\x7f");
+        assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(printable("a\u{2028}b"), "a\\u{2028}b");
+    }
 }

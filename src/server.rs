@@ -15,6 +15,7 @@ use crate::app::{App, Ctx};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, Method, Request, Response};
+use crate::logging::printable;
 use crate::metrics::METRICS;
 use crate::protocol::polls::PollTracker;
 use crate::protocol::Settings;
@@ -111,6 +112,9 @@ impl Server {
             .to_ip()
             .ok_or_else(|| Error::Bind("not an IP listener".into()))?;
         let issuer = config.issuer_for(local_addr);
+        for warning in config.proxy_warnings(local_addr, &issuer) {
+            log::warn!("{warning}");
+        }
         let app = App {
             settings: Settings::from(&config),
             issuer,
@@ -292,9 +296,10 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
         });
     let elapsed = started.elapsed();
     METRICS.record_request(router::route_index(&request.path), response.status, elapsed);
+    // The method is any token the client chose (`\x1b[2J` included): escaped like the path.
     log::info!(
         "{} {} {} {}ms",
-        rq.method(),
+        printable(rq.method().as_str()),
         http::loggable_path(&request.path),
         response.status,
         elapsed.as_millis()

@@ -2,14 +2,16 @@
 //! it serves. Exit codes: 0 success, 1 the operation failed, 2 bad usage (clap's, and
 //! `check` finding a configuration problem). Errors go to stderr; `--json` lists to stdout.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{clients, users, Command, GrantCommand, ServeArgs};
+use super::{backup, clients, users, Command, GrantCommand, ServeArgs};
 use crate::clock::{Clock, Timestamp};
+use crate::logging::printable;
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
 use crate::secrets::{self, UserCodeError};
 use crate::store::{self, Store};
@@ -43,7 +45,15 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
     if let Command::Check(args) = command {
         return check(db, args);
     }
-    let mut store = Store::open(db)?;
+    // Every command but `serve` (and `check`, which only reports) works on an existing
+    // database: a mistyped --db must not become a new, empty one the server never reads.
+    if !db.exists() {
+        return Err(Failure::new(format!(
+            "no database at {}; pass --db or set DEVICEGATE_DB",
+            db.display()
+        )));
+    }
+    let mut store = Store::open_existing(db)?;
     let clock = Clock::system();
     crate::bootstrap::ensure_builtin_clients(&store, clock.now())?;
     match command {
@@ -84,11 +94,11 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
                     println!(
                         "{}\t{}\t{}\t{}\tapproved {} from {}\tlast used {}",
                         g.id,
-                        g.username,
-                        g.client_id,
-                        g.scope,
+                        printable(&g.username),
+                        printable(&g.client_id),
+                        printable(&g.scope),
                         Timestamp::from_secs(g.approved_at).utc_string(),
-                        g.approved_ip.as_deref().unwrap_or("-"),
+                        printable(g.approved_ip.as_deref().unwrap_or("-")),
                         Timestamp::from_secs(g.last_used_at).utc_string()
                     );
                 }
@@ -116,8 +126,8 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             println!(
                 "approved {} for {} (client {})",
                 secrets::display_user_code(&code.user_code),
-                account.username,
-                code.client_id
+                printable(&account.username),
+                printable(&code.client_id)
             );
             Ok(())
         }
@@ -133,7 +143,7 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             println!(
                 "denied {} (client {})",
                 secrets::display_user_code(&code.user_code),
-                code.client_id
+                printable(&code.client_id)
             );
             Ok(())
         }
@@ -154,32 +164,24 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
                     .collect();
                 print_json(&rows);
             } else {
+                // The user agent is whatever the device sent: escaped, so it cannot move
+                // the cursor, recolour or clear the operator's terminal.
                 for c in pending {
                     println!(
                         "{}\t{}\t{}\t{}s ago\tfrom {}\t{}",
                         secrets::display_user_code(&c.user_code),
-                        c.client_id,
-                        c.scope,
+                        printable(&c.client_id),
+                        printable(&c.scope),
                         now - c.created_at,
-                        c.device_ip,
-                        c.device_user_agent.as_deref().unwrap_or("-")
+                        printable(&c.device_ip),
+                        printable(c.device_user_agent.as_deref().unwrap_or("-"))
                     );
                 }
             }
             Ok(())
         }
         Command::Backup { file, force } => {
-            if file.exists() {
-                if !force {
-                    return Err(Failure::new(format!(
-                        "{} exists; pass --force to replace it",
-                        file.display()
-                    )));
-                }
-                std::fs::remove_file(&file)
-                    .map_err(|e| Failure::new(format!("cannot replace {}: {e}", file.display())))?;
-            }
-            store.backup_to(&file)?;
+            backup::run(&store, &file, force)?;
             println!("backed up to {}", file.display());
             Ok(())
         }
@@ -219,11 +221,20 @@ fn check(db: &Path, args: ServeArgs) -> Result<(), Failure> {
     }
 }
 
+/// Prints JSON to stdout. serde_json escapes C0 controls but passes DEL, C1 controls and
+/// bidi overrides through; those are escaped here too (`\u009b`), in strings, where alone
+/// they can occur: the same JSON value, and nothing a terminal would act on.
 pub(super) fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| "[]".into())
-    );
+    let json = serde_json::to_string_pretty(value).unwrap_or_else(|_| "[]".into());
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if crate::logging::needs_escape(c) && !c.is_ascii_whitespace() {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    println!("{out}");
 }
 
 /// Prompts without echo on a terminal; otherwise reads the first line of stdin (scripts).

@@ -6,6 +6,7 @@ use super::admin::{print_json, Failure};
 use super::ClientCommand;
 use crate::bootstrap::GUEST_CLIENT_ID;
 use crate::clock::Clock;
+use crate::logging::printable;
 use crate::protocol::scope::is_scope_token;
 use crate::protocol::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::secrets;
@@ -143,11 +144,11 @@ fn line(c: &Client) -> String {
     let grants: Vec<&str> = c.grant_types.iter().map(|g| short_grant(g)).collect();
     format!(
         "{}\t{}\t{}\tscopes: {}\tgrants: {}",
-        c.client_id,
+        printable(&c.client_id),
         kind,
-        c.name,
-        c.scopes.join(" "),
-        grants.join(" ")
+        printable(&c.name),
+        printable(&c.scopes.join(" ")),
+        printable(&grants.join(" "))
     )
 }
 

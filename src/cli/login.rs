@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::device_client::{self, Credentials, DeviceLogin, LoginError, PollOutcome, SavedLogin};
+use crate::logging::printable;
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -44,7 +45,7 @@ pub fn run_login(args: LoginArgs) -> ExitCode {
             ExitCode::from(130)
         }
         Err(Some(e)) => {
-            eprintln!("\nerror: {e}");
+            eprintln!("\nerror: {}", printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -61,9 +62,10 @@ fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginErr
     )?;
     let auth = login.authorization.clone();
     let terminal = std::io::stdout().is_terminal();
+    // Both come from the server: escaped, so a hostile server cannot drive the terminal.
     println!();
-    println!("  To sign in, open  {}", auth.verification_uri);
-    println!("  and enter the code  {}", auth.user_code);
+    println!("  To sign in, open  {}", printable(&auth.verification_uri));
+    println!("  and enter the code  {}", printable(&auth.user_code));
     println!();
     if let Some(complete) = &auth.verification_uri_complete {
         if let Some(qr) = qr_code(complete) {
@@ -146,7 +148,7 @@ pub fn run_token(server: Option<&str>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -179,11 +181,11 @@ fn token(server: Option<&str>) -> Result<String, LoginError> {
 pub fn run_logout(server: Option<&str>) -> ExitCode {
     match logout(server) {
         Ok(key) => {
-            println!("logged out of {key}");
+            println!("logged out of {}", printable(&key));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,7 @@
 //! (safely while the server runs: SQLite's locking and our conditional updates see to it).
 
 mod admin;
+mod backup;
 mod clients;
 pub mod login;
 mod users;
@@ -21,7 +22,7 @@ pub use admin::run_admin;
     about = "Sign in on devices and CLIs with the OAuth 2.0 Device Authorization Grant (RFC 8628)"
 )]
 pub struct Cli {
-    /// SQLite database file (created with mode 0600 when missing)
+    /// SQLite database file (`serve` creates it with mode 0600 when missing; other commands need it to exist)
     #[arg(long, global = true, env = "DEVICEGATE_DB", default_value = config::DEFAULT_DB)]
     pub db: PathBuf,
 

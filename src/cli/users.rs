@@ -5,6 +5,7 @@ use serde_json::json;
 use super::admin::{print_json, read_password, Failure};
 use super::UserCommand;
 use crate::clock::Clock;
+use crate::logging::printable;
 use crate::secrets;
 use crate::store::{self, Store};
 
@@ -42,7 +43,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: UserCommand) -> Result<
             } else {
                 for u in users {
                     let state = if u.disabled { "disabled" } else { "active" };
-                    println!("{}\t{}", u.username, state);
+                    println!("{}\t{}", printable(&u.username), state);
                 }
             }
             Ok(())

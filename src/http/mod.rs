@@ -9,6 +9,8 @@ mod response;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::logging::printable;
+
 pub use params::{Params, ParamsError};
 pub use response::{send, Response};
 
@@ -100,18 +102,37 @@ impl Request {
 
     /// Behind a trusted reverse proxy: the client is the rightmost address in
     /// `X-Forwarded-For` (the one our proxy appended; earlier ones are the client's claims),
-    /// and the scheme is `X-Forwarded-Proto`. Never called unless `--trust-proxy`.
+    /// and the scheme is the rightmost `X-Forwarded-Proto` entry. Every line of each header
+    /// counts, joined in order (RFC 9110 §5.3): a proxy that appends a line of its own
+    /// (HAProxy's `option forwardfor`) must win over a line the client sent. An entry is an
+    /// IP address (`203.0.113.9`, `2001:db8::1`), or one with a port (`[2001:db8::1]:443`).
+    /// A malformed or empty rightmost entry leaves the socket's address: never an earlier,
+    /// client-controlled entry. Never called unless `--trust-proxy`.
     pub fn apply_forwarded_headers(&mut self) {
         let forwarded = self
-            .header("x-forwarded-for")
-            .and_then(|list| list.rsplit(',').next())
-            .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+            .combined_header("x-forwarded-for")
+            .and_then(|list| rightmost(&list).and_then(parse_forwarded_ip));
         if let Some(ip) = forwarded {
             self.remote_ip = ip;
         }
         self.forwarded_https = self
-            .header("x-forwarded-proto")
-            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+            .combined_header("x-forwarded-proto")
+            .and_then(|list| rightmost(&list).map(|proto| proto.eq_ignore_ascii_case("https")))
+            .unwrap_or(false);
+    }
+
+    /// Every line of a header, in order, joined with `, ` as RFC 9110 §5.3 combines field
+    /// lines; `None` when there is none. Borrowed when there is exactly one line.
+    pub fn combined_header(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let mut lines = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = lines.next()?;
+        Some(lines.fold(first.into(), |joined, line| {
+            format!("{joined}, {line}").into()
+        }))
     }
 
     /// A request built in memory, for unit tests.
@@ -190,20 +211,37 @@ impl Request {
     }
 }
 
+/// The last entry of a comma-separated header list, trimmed; `None` when it is empty.
+fn rightmost(list: &str) -> Option<&str> {
+    list.rsplit(',')
+        .next()
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+}
+
+/// An `X-Forwarded-For` entry: an address, or an address with a port.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
 /// The path as it may appear in a log line: a user code in the path is cut to its first
-/// half (the query string, which may carry one too, is never logged).
+/// half (the query string, which may carry one too, is never logged), and control
+/// characters are escaped (`logging::printable`), so a path cannot forge or colour a line.
 pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     const MARKER: &str = "/oauth/device/";
     match path.find(MARKER) {
         Some(i) => {
             let (head, code) = path.split_at(i + MARKER.len());
             let visible: String = code.chars().take(4).collect();
-            format!("{head}{visible}…").into()
+            format!("{}{}…", printable(head), printable(&visible)).into()
         }
         // At most 200 characters; borrowed, so the usual short path is not copied.
         None => {
             let cut = path.char_indices().nth(200).map_or(path.len(), |(i, _)| i);
-            path[..cut].into()
+            printable(&path[..cut])
         }
     }
 }
@@ -297,6 +335,49 @@ mod tests {
         assert!(req.forwarded_https);
     }
 
+    fn forwarded(headers: &[(&str, &str)]) -> Request {
+        let mut req = Request::synthetic(Method::Get, "/", headers, b"");
+        req.apply_forwarded_headers();
+        req
+    }
+
+    #[test]
+    fn every_forwarded_line_counts_and_the_last_one_wins() {
+        // The client's own line first, the proxy's appended line last.
+        let req = forwarded(&[
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-For", "198.51.100.7"),
+            ("X-Forwarded-Proto", "http"),
+        ]);
+        assert_eq!(req.remote_ip.to_string(), "198.51.100.7");
+        assert!(!req.forwarded_https);
+        let req = forwarded(&[
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Proto", "https"),
+        ]);
+        assert!(req.forwarded_https);
+        let req = forwarded(&[("X-Forwarded-For", "[2001:db8::1]:443")]);
+        assert_eq!(req.remote_ip.to_string(), "2001:db8::1");
+        assert_eq!(
+            req.combined_header("x-forwarded-for").as_deref(),
+            Some("[2001:db8::1]:443")
+        );
+    }
+
+    #[test]
+    fn a_malformed_last_entry_keeps_the_socket_address() {
+        for last in ["garbage", "", " ", "203.0.113.9,"] {
+            let req = forwarded(&[
+                ("X-Forwarded-For", "203.0.113.5"),
+                ("X-Forwarded-For", last),
+            ]);
+            assert_eq!(req.remote_ip.to_string(), "127.0.0.1", "last line {last:?}");
+        }
+        let req = forwarded(&[("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "")]);
+        assert!(!req.forwarded_https);
+    }
+
     #[test]
     fn cookies_are_found_by_name() {
         let req = Request::synthetic(Method::Get, "/", &[("Cookie", "a=1; dg_session=xyz")], b"");
@@ -314,5 +395,11 @@ mod tests {
         // Long paths are cut at 200 characters, never inside one.
         let long = format!("/{}", "é".repeat(300));
         assert_eq!(loggable_path(&long).chars().count(), 200);
+        // Control characters cannot reach the log line.
+        assert_eq!(loggable_path("/x\x1b[2J\r\n"), "/x\\x1b[2J\\x0d\\x0a");
+        assert_eq!(
+            loggable_path("/oauth/device/\x1bBCDF"),
+            "/oauth/device/\\x1bBCD…"
+        );
     }
 }

@@ -7,6 +7,7 @@ use super::{html, page_session, signed_in_form, store_failure, views, with_cooki
 use crate::app::Ctx;
 use crate::clock::Timestamp;
 use crate::http::{Request, Response};
+use crate::logging::printable;
 use crate::router::{Prefix, ACCOUNT_PATH, ACCOUNT_REVOKE_PATH};
 use crate::session;
 use crate::store::GrantRow;
@@ -94,7 +95,11 @@ pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Respons
     };
     match revoked {
         Ok(true) => {
-            log::info!("user {} revoked grant {:?}", user.username, grant_id);
+            log::info!(
+                "user {} revoked grant {:?}",
+                printable(&user.username),
+                grant_id
+            );
             Response::redirect(&format!("{}{ACCOUNT_PATH}", prefix.as_str()))
         }
         Ok(false) => html(

@@ -13,6 +13,7 @@ use maud::Markup;
 use crate::app::Ctx;
 use crate::config::issuer_is_https;
 use crate::http::{Params, ParamsError, Request, Response};
+use crate::logging::printable;
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
 use crate::protocol::limits;
 use crate::protocol::network;
@@ -132,14 +133,14 @@ pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
             };
             log::info!(
                 "user {} {} code {} for client {}",
-                user.username,
+                printable(&user.username),
                 if decision == Decision::Deny {
                     "denied"
                 } else {
                     "approved"
                 },
                 secrets::redacted_user_code(&code.user_code),
-                code.client_id
+                printable(&code.client_id)
             );
             match decision {
                 Decision::Approve { .. } => html(200, views::approved(&frame, &client_name)),

@@ -4,6 +4,7 @@ use super::scope::narrow_scope;
 use super::token::{mint, TokenResponse};
 use super::{oauth, Error, ErrorCode, Settings, REFRESH_TOKEN_GRANT};
 use crate::clock::Timestamp;
+use crate::logging::printable;
 use crate::secrets;
 use crate::store::{Client, RefreshOutcome, Store};
 
@@ -52,7 +53,7 @@ pub fn refresh(
             log::warn!(
                 "refresh token reuse on grant {} (client {}): grant revoked",
                 row.grant_id,
-                row.client_id
+                printable(&row.client_id)
             );
             oauth(
                 ErrorCode::InvalidGrant,

@@ -126,11 +126,21 @@ impl Store {
     /// holding the same `shared`.
     pub fn open_shared(path: &Path, shared: Arc<Shared>) -> Result<Store> {
         create_private_file(path)?;
+        Store::connect(path, OpenFlags::SQLITE_OPEN_CREATE, shared)
+    }
+
+    /// As `open`, for a database that must already exist (the admin commands: a mistyped
+    /// path must not become a new, empty database). A missing file is an
+    /// `Error::Unavailable` from SQLite ("unable to open database file"); nothing is
+    /// created.
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        Store::connect(path, OpenFlags::empty(), Arc::default())
+    }
+
+    fn connect(path: &Path, create: OpenFlags, shared: Arc<Shared>) -> Result<Store> {
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | create,
         )?;
         // Wait for a competing writer (another worker, the admin CLI) instead of failing,
         // in short steps: SQLite's default handler sleeps up to 100 ms at a time, and under

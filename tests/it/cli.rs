@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{free_port, serve_binary, TestApp};
+use crate::support::{free_port, new_database, serve_binary, TestApp};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_devicegate");
 
@@ -72,7 +72,7 @@ fn help_lists_every_serve_option_with_defaults() {
 #[test]
 fn client_add_prints_id_and_secret_once_and_stores_only_a_hash() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
+    let db = new_database(dir.path());
     let (code, out, _) = run(
         &db,
         &[
@@ -117,7 +117,7 @@ fn client_add_prints_id_and_secret_once_and_stores_only_a_hash() {
 #[test]
 fn user_add_reads_the_password_from_stdin_and_hashes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
+    let db = new_database(dir.path());
     let (code, _, err) = run(&db, &["user", "add", "frank"], Some("hunter2hunter2\n"));
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(&db, &["user", "add", "frank"], Some("hunter2hunter2\n"));

@@ -42,6 +42,34 @@ pub fn serve_binary(
     child
 }
 
+/// A new database file `d.db` in `dir`, as a server's first start leaves it: admin commands
+/// refuse a database that does not exist.
+pub fn new_database(dir: &std::path::Path) -> PathBuf {
+    let db = dir.join("d.db");
+    drop(Store::open(&db).unwrap());
+    db
+}
+
+/// Sends `bytes` as they are over a new connection to `addr` (`host:port`) and returns all
+/// that comes back until the server closes it (send `Connection: close`). For requests
+/// ureq cannot make: repeated header lines, control bytes.
+pub fn raw_http(addr: &str, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The body of a raw HTTP/1.1 response (after the blank line).
+pub fn raw_body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
 /// Waits until a separately started server answers `/healthz`.
 pub fn wait_until_healthy(base: &str) {
     let started = std::time::Instant::now();
