@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, Method, Request, Response};
 use crate::metrics::METRICS;
+use crate::protocol::authorize_limits::AuthorizeLimits;
 use crate::protocol::polls::PollTracker;
 use crate::protocol::Settings;
 use crate::router;
@@ -114,6 +115,10 @@ impl Server {
         let app = App {
             settings: Settings::from(&config),
             issuer,
+            authorize_limits: AuthorizeLimits::new(
+                config.authorize_limit_per_address,
+                config.authorize_limit_per_client,
+            ),
             config,
             clock,
             polls: PollTracker::default(),

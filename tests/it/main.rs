@@ -17,3 +17,4 @@ mod resilience;
 mod secrets_at_rest;
 mod support;
 mod token_polling;
+mod unauthenticated_writes;
