@@ -13,6 +13,7 @@ mod metadata;
 mod oauth2_client;
 mod operations;
 mod pages;
+mod refresh_grace;
 mod resilience;
 mod secrets_at_rest;
 mod support;
