@@ -99,13 +99,12 @@ fn refused(refusal: Refusal) -> Error {
     let (code, description, retry_after) = match refusal {
         Refusal::Address { retry_after } => (
             ErrorCode::SlowDown,
-            "too many device authorizations from this network; retry after Retry-After seconds",
+            format!("too many device authorizations from this network; retry in {retry_after} s"),
             retry_after,
         ),
         Refusal::Client { retry_after } => (
             ErrorCode::TemporarilyUnavailable,
-            "too many device authorizations for this client right now; retry after \
-             Retry-After seconds",
+            format!("too many device authorizations for this client; retry in {retry_after} s"),
             retry_after,
         ),
     };
