@@ -73,13 +73,17 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     scope      TEXT NOT NULL,
     issued_at  INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
-    rotated_at INTEGER                 -- set once exchanged; presenting it again is reuse
+    rotated_at INTEGER,                -- set once exchanged; presenting it again is reuse
+                                       -- (or, within --refresh-grace, a retry)
+    rotated_from TEXT,                 -- hash of the refresh token this one was exchanged for
+    grace_retries INTEGER NOT NULL DEFAULT 0  -- times it was presented again as a retry
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS refresh_tokens_by_grant ON refresh_tokens (grant_id);
 
 -- Browser sessions: the only source of "who is the user". The cookie carries a random id;
--- only its hash is stored. user_id is NULL before sign-in (the sign-in form still needs a
--- CSRF token bound to something); signing in replaces the session (no fixation).
+-- only its hash is stored. A row is written only when a person signs in (the anonymous
+-- sign-in form's CSRF token is a cookie, see session.rs); user_id is NULL only in rows
+-- written by older versions, before sign-in. Signing in makes a new session (no fixation).
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash      TEXT PRIMARY KEY,
     user_id      INTEGER REFERENCES users(id) ON DELETE CASCADE,

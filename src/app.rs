@@ -2,6 +2,7 @@
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
+use crate::protocol::authorize_limits::AuthorizeLimits;
 use crate::protocol::polls::PollTracker;
 use crate::protocol::Settings;
 use crate::session;
@@ -15,6 +16,8 @@ pub struct App {
     pub settings: Settings,
     pub clock: Clock,
     pub polls: PollTracker,
+    /// Rate limits on device authorization, per address and per client.
+    pub authorize_limits: AuthorizeLimits,
 }
 
 /// Seconds an expired device code is kept, so a late poll still hears `expired_token`

@@ -22,6 +22,14 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SWEEP_INTERVAL: u64 = 60;
 pub const DEFAULT_IO_TIMEOUT: u64 = 10;
 pub const DEFAULT_SHUTDOWN_GRACE: u64 = 1;
+/// Device authorizations per minute (and burst) from one address or IPv6 /64: a classroom
+/// of 60 behind one NAT each starting two logins within the minute.
+pub const DEFAULT_AUTHORIZE_LIMIT_PER_ADDRESS: u32 = 120;
+/// Device authorizations per minute (and burst) for one client across all addresses: ten
+/// addresses' worth of the per-address limit; bounds the growth of the shared `guest`.
+pub const DEFAULT_AUTHORIZE_LIMIT_PER_CLIENT: u32 = 1200;
+/// The most either authorize limit may be set to (per minute).
+pub const MAX_AUTHORIZE_LIMIT: u32 = 1_000_000;
 
 #[derive(Clone)]
 pub struct Config {
@@ -63,6 +71,14 @@ pub struct Config {
     pub shutdown_grace: u64,
     /// Seconds between sweeps of expired device codes. Default: 60.
     pub sweep_interval: u64,
+    /// Device authorizations (RFC 8628 §3.1) one address (IPv6: one /64) may start per
+    /// minute, in bursts of up to as many; past it: 429 `slow_down` with `Retry-After`.
+    /// Default: 120.
+    pub authorize_limit_per_address: u32,
+    /// Device authorizations one client may start per minute across all addresses, in
+    /// bursts of up to as many; past it: 429 `temporarily_unavailable` with `Retry-After`.
+    /// Default: 1200.
+    pub authorize_limit_per_client: u32,
 }
 
 impl Default for Config {
@@ -84,6 +100,8 @@ impl Default for Config {
             io_timeout: DEFAULT_IO_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            authorize_limit_per_address: DEFAULT_AUTHORIZE_LIMIT_PER_ADDRESS,
+            authorize_limit_per_client: DEFAULT_AUTHORIZE_LIMIT_PER_CLIENT,
         }
     }
 }
@@ -106,6 +124,14 @@ impl std::fmt::Debug for Config {
             .field("trust_proxy", &self.trust_proxy)
             .field("io_timeout", &self.io_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field(
+                "authorize_limit_per_address",
+                &self.authorize_limit_per_address,
+            )
+            .field(
+                "authorize_limit_per_client",
+                &self.authorize_limit_per_client,
+            )
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<set>"),
@@ -170,6 +196,22 @@ impl Config {
         }
         if self.shutdown_grace > 10 {
             problems.push("--shutdown-grace: at most 10 seconds".into());
+        }
+        for (flag, value) in [
+            (
+                "--authorize-limit-per-address",
+                self.authorize_limit_per_address,
+            ),
+            (
+                "--authorize-limit-per-client",
+                self.authorize_limit_per_client,
+            ),
+        ] {
+            if !(1..=MAX_AUTHORIZE_LIMIT).contains(&value) {
+                problems.push(format!(
+                    "{flag}: must be between 1 and {MAX_AUTHORIZE_LIMIT} a minute"
+                ));
+            }
         }
         if self.sweep_interval == 0 {
             problems.push("sweep interval must be at least 1 second".into());

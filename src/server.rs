@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::http::{self, Method, Request, Response};
 use crate::logging::printable;
 use crate::metrics::METRICS;
+use crate::protocol::authorize_limits::AuthorizeLimits;
 use crate::protocol::polls::PollTracker;
 use crate::protocol::Settings;
 use crate::router;
@@ -118,6 +119,10 @@ impl Server {
         let app = App {
             settings: Settings::from(&config),
             issuer,
+            authorize_limits: AuthorizeLimits::new(
+                config.authorize_limit_per_address,
+                config.authorize_limit_per_client,
+            ),
             config,
             clock,
             polls: PollTracker::default(),

@@ -1,8 +1,13 @@
 //! Server-side sessions and their CSRF tokens: the only source of "who is the user".
 //!
-//! The cookie carries 256 random bits; the database keeps only their hash. A session
-//! exists before sign-in too (its CSRF token protects the sign-in form against login
-//! CSRF); signing in replaces it with a new id (no session fixation). Sessions end after
+//! The cookie carries 256 random bits; the database keeps only their hash. A session row
+//! exists only once a person has signed in: a stranger's page views write nothing to
+//! SQLite. Before sign-in the visitor is an *anonymous* session held by the browser alone:
+//! a random `dg_csrf` cookie (same attributes as the session cookie) whose value is also the
+//! sign-in form's hidden `csrf_token` — a double-submit cookie, compared in constant time.
+//! A cross-site page can make a browser POST the form, but it can neither read nor set the
+//! HttpOnly, SameSite=Lax cookie, so it cannot present a matching pair (login CSRF).
+//! Signing in always creates a new session id (no session fixation). Sessions end after
 //! 30 idle minutes or 12 hours, whichever comes first.
 
 use crate::clock::Timestamp;
@@ -11,6 +16,8 @@ use crate::secrets;
 use crate::store::{self, Store};
 
 pub const COOKIE_NAME: &str = "dg_session";
+/// The anonymous visitor's CSRF cookie: its value is the sign-in form's `csrf_token`.
+pub const CSRF_COOKIE_NAME: &str = "dg_csrf";
 pub const IDLE_TIMEOUT: i64 = 30 * 60;
 pub const ABSOLUTE_TIMEOUT: i64 = 12 * 3600;
 /// `last_seen_at` is written at most this often, so page views are not all writes.
@@ -18,7 +25,9 @@ const TOUCH_AFTER: i64 = 60;
 
 #[derive(Debug, Clone)]
 pub struct Session {
-    id_hash: String,
+    /// The stored session's key; `None` for an anonymous visitor (nothing stored, the CSRF
+    /// token is the `dg_csrf` cookie's value).
+    id_hash: Option<String>,
     pub user: Option<SignedIn>,
     pub csrf_token: String,
 }
@@ -52,24 +61,51 @@ pub fn current(
         _ => None,
     };
     Ok(Some(Session {
-        id_hash,
+        id_hash: Some(id_hash),
         user,
         csrf_token: row.csrf_token,
     }))
 }
 
-/// The current session, or a new anonymous one with the `Set-Cookie` value to send.
-pub fn current_or_new(
+/// The stored session, else the anonymous one named by the `dg_csrf` cookie (`None` when
+/// there is neither). What a POST form's CSRF token is checked against. Writes nothing
+/// beyond `current`'s touch of a stored session.
+pub fn current_or_anonymous(
+    store: &Store,
+    req: &Request,
+    now: Timestamp,
+) -> Result<Option<Session>, store::Error> {
+    if let Some(session) = current(store, req, now)? {
+        return Ok(Some(session));
+    }
+    Ok(req
+        .cookie(CSRF_COOKIE_NAME)
+        .filter(|v| looks_like_token(v))
+        .map(anonymous))
+}
+
+/// The session behind a page view: stored, or anonymous (from the `dg_csrf` cookie, or a new
+/// random one with the `Set-Cookie` value to send). Never stores a row.
+pub fn for_page(
     store: &Store,
     req: &Request,
     now: Timestamp,
     secure: bool,
 ) -> Result<(Session, Option<String>), store::Error> {
-    if let Some(session) = current(store, req, now)? {
+    if let Some(session) = current_or_anonymous(store, req, now)? {
         return Ok((session, None));
     }
-    let (session, cookie) = create(store, None, now, secure)?;
-    Ok((session, Some(cookie)))
+    let token = secrets::random_token();
+    let set_cookie = cookie(CSRF_COOKIE_NAME, &token, secure, None);
+    Ok((anonymous(&token), Some(set_cookie)))
+}
+
+fn anonymous(csrf_token: &str) -> Session {
+    Session {
+        id_hash: None,
+        user: None,
+        csrf_token: csrf_token.to_string(),
+    }
 }
 
 /// Replaces `old` (if any) with a new signed-in session; returns it and its cookie.
@@ -80,16 +116,18 @@ pub fn sign_in(
     now: Timestamp,
     secure: bool,
 ) -> Result<(Session, String), store::Error> {
-    if let Some(old) = old {
-        store.delete_session(&old.id_hash)?;
+    if let Some(id_hash) = old.and_then(|old| old.id_hash.as_deref()) {
+        store.delete_session(id_hash)?;
     }
-    create(store, Some(user), now, secure)
+    create(store, user, now, secure)
 }
 
-/// Ends the session; returns the cookie that clears it in the browser.
+/// Ends the session (if one is stored); returns the cookie that clears it in the browser.
 pub fn sign_out(store: &Store, session: &Session, secure: bool) -> Result<String, store::Error> {
-    store.delete_session(&session.id_hash)?;
-    Ok(cookie("", secure, Some(0)))
+    if let Some(id_hash) = &session.id_hash {
+        store.delete_session(id_hash)?;
+    }
+    Ok(cookie(COOKIE_NAME, "", secure, Some(0)))
 }
 
 /// Does the presented CSRF token belong to this session? Constant-time.
@@ -99,35 +137,32 @@ pub fn csrf_ok(session: &Session, presented: Option<&str>) -> bool {
     })
 }
 
+/// Stores a signed-in session: the only place a session row is written.
 fn create(
     store: &Store,
-    user: Option<SignedIn>,
+    user: SignedIn,
     now: Timestamp,
     secure: bool,
 ) -> Result<(Session, String), store::Error> {
     let id = secrets::random_token();
     let id_hash = secrets::hash_secret(&id);
     let csrf_token = secrets::random_token();
-    store.create_session(
-        &id_hash,
-        user.as_ref().map(|u| u.user_id),
-        &csrf_token,
-        now.secs(),
-    )?;
+    store.create_session(&id_hash, Some(user.user_id), &csrf_token, now.secs())?;
     Ok((
         Session {
-            id_hash,
-            user,
+            id_hash: Some(id_hash),
+            user: Some(user),
             csrf_token,
         },
-        cookie(&id, secure, None),
+        cookie(COOKIE_NAME, &id, secure, None),
     ))
 }
 
 /// `HttpOnly` (no script reads it), `SameSite=Lax` (not sent on cross-site POSTs),
 /// `Secure` when the issuer is https. A session cookie: it dies with the browser.
-fn cookie(value: &str, secure: bool, max_age: Option<u32>) -> String {
-    let mut cookie = format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax");
+/// Both `dg_session` and `dg_csrf` are made here, so they cannot drift apart.
+fn cookie(name: &str, value: &str, secure: bool, max_age: Option<u32>) -> String {
+    let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
     if let Some(age) = max_age {
         cookie.push_str(&format!("; Max-Age={age}"));
     }

@@ -9,6 +9,7 @@ use crate::http::{Request, Response};
 use crate::metrics::{Metrics, METRICS};
 use crate::protocol::client_auth::authenticate_client;
 use crate::protocol::device::{authorize_device, DeviceRequest};
+use crate::protocol::network;
 use crate::protocol::refresh::refresh;
 use crate::protocol::token::exchange_device_code;
 use crate::protocol::{self, ErrorCode, OAuthError, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
@@ -22,13 +23,22 @@ pub fn device_authorize(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Res
         Err(e) => return params_error(&e),
     };
     let device_ip = req.remote_ip.to_string();
+    let address_key = network::address_key(req.remote_ip);
     let result = authenticate_client(ctx.store, credentials(req, &params)).and_then(|client| {
         let request = DeviceRequest {
             scope: params.get("scope"),
             device_ip: &device_ip,
+            address_key: &address_key,
             device_user_agent: req.header("user-agent"),
         };
-        authorize_device(ctx.store, &client, &request, &ctx.app.settings, ctx.now)
+        authorize_device(
+            ctx.store,
+            &ctx.app.authorize_limits,
+            &client,
+            &request,
+            &ctx.app.settings,
+            ctx.now,
+        )
     });
     match result {
         Ok(grant) => {

@@ -126,7 +126,8 @@ struct ErrorBody<'a> {
     interval: Option<u64>,
 }
 
-/// Renders either error family. Client mistakes: RFC 6749 §5.2 JSON. Store failures: 503
+/// Renders either error family. Client mistakes: RFC 6749 §5.2 JSON (429 with
+/// `Retry-After` when a rate limit refused them). Store failures: 503
 /// when temporary, else 500; the detail goes to the log only.
 pub fn error_response(error: impl Into<protocol::Error>) -> Response {
     match error.into() {
@@ -136,12 +137,14 @@ pub fn error_response(error: impl Into<protocol::Error>) -> Response {
                 error_description: &e.description,
                 interval: e.interval,
             };
-            let response = Response::json(e.code.status(), &body).no_store();
+            let mut response = Response::json(e.status(), &body).no_store();
             if e.basic_challenge {
-                response.with_header("WWW-Authenticate", "Basic realm=\"devicegate\"")
-            } else {
-                response
+                response = response.with_header("WWW-Authenticate", "Basic realm=\"devicegate\"");
             }
+            if let Some(seconds) = e.retry_after {
+                response = response.with_header("Retry-After", seconds.to_string());
+            }
+            response
         }
         protocol::Error::Store(store::Error::Unavailable(detail)) => {
             log::warn!("database unavailable: {detail}");

@@ -126,6 +126,12 @@ pub struct ServeArgs {
     /// After SIGINT/SIGTERM, keep answering until no request has arrived for this many seconds (at most 10)
     #[arg(long, env = "DEVICEGATE_SHUTDOWN_GRACE", default_value_t = config::DEFAULT_SHUTDOWN_GRACE)]
     pub shutdown_grace: u64,
+    /// Device authorizations one address (IPv6: one /64) may start per minute, in bursts of up to as many (then 429)
+    #[arg(long, env = "DEVICEGATE_AUTHORIZE_LIMIT_PER_ADDRESS", default_value_t = config::DEFAULT_AUTHORIZE_LIMIT_PER_ADDRESS)]
+    pub authorize_limit_per_address: u32,
+    /// Device authorizations one client may start per minute from all addresses together, in bursts of up to as many (then 429)
+    #[arg(long, env = "DEVICEGATE_AUTHORIZE_LIMIT_PER_CLIENT", default_value_t = config::DEFAULT_AUTHORIZE_LIMIT_PER_CLIENT)]
+    pub authorize_limit_per_client: u32,
     /// Log level: off, error, warn, info, debug
     #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
     pub log_level: String,
@@ -152,6 +158,8 @@ impl ServeArgs {
             metrics_token: self.metrics_token,
             io_timeout: self.io_timeout,
             shutdown_grace: self.shutdown_grace,
+            authorize_limit_per_address: self.authorize_limit_per_address,
+            authorize_limit_per_client: self.authorize_limit_per_client,
             ..Config::default()
         }
     }

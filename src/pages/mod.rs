@@ -1,7 +1,8 @@
 //! HTML pages: the verification journey a person takes on their phone or laptop
 //! (RFC 8628 §3.3): sign in → enter the code → see who is asking → approve or deny.
 //! The only module that knows maud. Works without JavaScript; every POST form carries the
-//! session's CSRF token; the person's identity comes only from the server-side session.
+//! session's CSRF token (before sign-in: the `dg_csrf` cookie's, see `session`); the
+//! person's identity comes only from the server-side session.
 
 mod account;
 mod layout;
@@ -275,18 +276,19 @@ pub(super) fn locked(frame: &Frame<'_>, wait: i64) -> Response {
         .with_header("Retry-After", wait.to_string())
 }
 
-/// The session behind a page view, or a new anonymous one with the cookie to set.
+/// The session behind a page view, or an anonymous one (with the `dg_csrf` cookie to set
+/// when the browser has none). A page view never stores a session row.
 pub(super) fn page_session(
     ctx: &mut Ctx<'_>,
     req: &Request,
     prefix: Prefix,
 ) -> Result<(Session, Option<String>), Response> {
     let secure = secure_cookies(ctx, req);
-    session::current_or_new(ctx.store, req, ctx.now, secure)
-        .map_err(|e| store_failure(prefix, None, e))
+    session::for_page(ctx.store, req, ctx.now, secure).map_err(|e| store_failure(prefix, None, e))
 }
 
-/// A POST form's parameters and its session, after the CSRF check (403 without it).
+/// A POST form's parameters and its session (stored, or anonymous from the `dg_csrf`
+/// cookie), after the CSRF check (403 without it).
 pub(super) fn form_session(
     ctx: &mut Ctx<'_>,
     req: &Request,
@@ -303,7 +305,7 @@ pub(super) fn form_session(
             views::problem(&frame, "Something went wrong", &e.description()),
         )
     })?;
-    let session = match session::current(ctx.store, req, ctx.now) {
+    let session = match session::current_or_anonymous(ctx.store, req, ctx.now) {
         Ok(session) => session,
         Err(e) => return Err(store_failure(prefix, None, e)),
     };

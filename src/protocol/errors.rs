@@ -20,6 +20,8 @@ pub enum ErrorCode {
     SlowDown,
     AccessDenied,
     ExpiredToken,
+    /// RFC 6749 §4.1.2.1: "temporary overloading or maintenance".
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -35,13 +37,17 @@ impl ErrorCode {
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 
-    /// RFC 6749 §5.2: 400, except a failed client authentication, which is 401.
+    /// RFC 6749 §5.2: 400, except a failed client authentication, which is 401, and a
+    /// temporary overload (503, RFC 9110 §15.6.4). A rate-limited error (`retry_after`) is
+    /// 429 whatever its code (see `OAuthError::status`).
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::InvalidClient => 401,
+            ErrorCode::TemporarilyUnavailable => 503,
             ErrorCode::InvalidRequest
             | ErrorCode::InvalidGrant
             | ErrorCode::UnauthorizedClient
@@ -63,6 +69,9 @@ pub struct OAuthError {
     pub interval: Option<u64>,
     /// The client tried HTTP Basic: answer with `WWW-Authenticate: Basic` (RFC 6749 §5.2).
     pub basic_challenge: bool,
+    /// A rate limit refused the request: answer 429 Too Many Requests (RFC 6585 §4) with
+    /// `Retry-After: <seconds>` (RFC 9110 §10.2.3).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -72,6 +81,15 @@ impl OAuthError {
             description: description.into(),
             interval: None,
             basic_challenge: false,
+            retry_after: None,
+        }
+    }
+
+    /// The HTTP status: 429 when rate limited, else the code's own.
+    pub fn status(&self) -> u16 {
+        match self.retry_after {
+            Some(_) => 429,
+            None => self.code.status(),
         }
     }
 }

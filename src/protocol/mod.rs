@@ -4,6 +4,7 @@
 //! `Error`; only `api.rs` and `pages/` turn those into responses.
 
 pub mod approval;
+pub mod authorize_limits;
 pub mod client_auth;
 pub mod device;
 mod errors;

@@ -1,4 +1,15 @@
 //! The refresh token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14).
+//!
+//! Every exchange rotates: the presented refresh token is spent and a new pair issued.
+//! Presenting a spent token again is reuse, and RFC 9700 §4.14.2 revokes the whole grant:
+//! one of the two presenters is a thief. `--refresh-grace N` trades a little of that for
+//! devices on bad networks (a response lost after the rotation committed): within N seconds
+//! of the rotation, a spent token presented again is a *retry* and gets its own new pair,
+//! while the pair already handed out stays valid, so a replayed old token can never lock
+//! the real device out. It stays reuse (grant revoked) when presented after the window,
+//! after its successor was itself exchanged (T0 → T1 → T2, then T0: older than the last
+//! rotation), or after `MAX_GRACE_RETRIES` retries (else a leaked token would be a token
+//! factory for the window). The store reports the facts; `decide` is the rule.
 
 use super::scope::narrow_scope;
 use super::token::{mint, TokenResponse};
@@ -6,7 +17,27 @@ use super::{oauth, Error, ErrorCode, Settings, REFRESH_TOKEN_GRANT};
 use crate::clock::Timestamp;
 use crate::logging::printable;
 use crate::secrets;
-use crate::store::{Client, RefreshOutcome, Store};
+use crate::store::{Client, RefreshFacts, RefreshOutcome, RefreshStep, Store};
+
+/// Retries answered per spent refresh token within the grace window; the next is reuse.
+pub const MAX_GRACE_RETRIES: i64 = 3;
+
+/// Rotate a live token; a spent one is a retry only inside the grace window (`grace_secs`,
+/// 0: none), while its successor is unspent and it has retries left; otherwise reuse.
+pub fn decide(facts: &RefreshFacts, grace_secs: i64, now: i64) -> RefreshStep {
+    match facts.rotated_at {
+        None => RefreshStep::Rotate,
+        Some(at)
+            if grace_secs > 0
+                && now - at <= grace_secs
+                && !facts.successor_rotated
+                && facts.grace_retries < MAX_GRACE_RETRIES =>
+        {
+            RefreshStep::Retry
+        }
+        Some(_) => RefreshStep::Revoke,
+    }
+}
 
 pub fn refresh(
     store: &mut Store,
@@ -41,15 +72,25 @@ pub fn refresh(
     }
     let scope = narrow_scope(requested_scope, &row.scope)?;
     let (tokens, response) = mint(settings, scope, now);
+    let grace = settings.refresh_grace;
     match store.refresh_grant(
         &hash,
         &response.scope,
         &tokens.stored(),
-        settings.refresh_grace,
         now.secs(),
+        |facts| decide(facts, grace, now.secs()),
     )? {
         RefreshOutcome::Rotated => Ok(response),
-        RefreshOutcome::ReuseDetected => {
+        RefreshOutcome::Retried => {
+            log::info!(
+                "refresh token presented again within --refresh-grace on grant {} (client {}): \
+                 answered as a retry",
+                row.grant_id,
+                row.client_id
+            );
+            Ok(response)
+        }
+        RefreshOutcome::Revoked => {
             log::warn!(
                 "refresh token reuse on grant {} (client {}): grant revoked",
                 row.grant_id,
@@ -64,5 +105,58 @@ pub fn refresh(
             ErrorCode::InvalidGrant,
             "the refresh_token is no longer valid",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(rotated_at: Option<i64>, grace_retries: i64, successor_rotated: bool) -> RefreshFacts {
+        RefreshFacts {
+            grant_id: 1,
+            rotated_at,
+            grace_retries,
+            successor_rotated,
+        }
+    }
+
+    #[test]
+    fn a_live_token_rotates() {
+        assert_eq!(decide(&facts(None, 0, false), 0, 100), RefreshStep::Rotate);
+        assert_eq!(decide(&facts(None, 0, false), 30, 100), RefreshStep::Rotate);
+    }
+
+    #[test]
+    fn a_spent_token_is_a_retry_only_inside_the_window() {
+        assert_eq!(
+            decide(&facts(Some(90), 0, false), 10, 100),
+            RefreshStep::Retry
+        );
+        assert_eq!(
+            decide(&facts(Some(89), 0, false), 10, 100),
+            RefreshStep::Revoke
+        );
+        assert_eq!(
+            decide(&facts(Some(100), 0, false), 0, 100),
+            RefreshStep::Revoke
+        );
+    }
+
+    #[test]
+    fn older_than_the_last_rotation_or_out_of_retries_is_reuse() {
+        assert_eq!(
+            decide(&facts(Some(99), 0, true), 10, 100),
+            RefreshStep::Revoke
+        );
+        let last = MAX_GRACE_RETRIES - 1;
+        assert_eq!(
+            decide(&facts(Some(99), last, false), 10, 100),
+            RefreshStep::Retry
+        );
+        assert_eq!(
+            decide(&facts(Some(99), MAX_GRACE_RETRIES, false), 10, 100),
+            RefreshStep::Revoke
+        );
     }
 }

@@ -76,20 +76,22 @@ impl Store {
             now
         ])?;
         let grant_id = tx.last_insert_rowid();
-        insert_token_pair(&tx, grant_id, &scope, &scope, tokens, now)?;
+        insert_token_pair(&tx, grant_id, &scope, &scope, tokens, None, now)?;
         tx.commit()?;
         Ok(RedeemOutcome::Redeemed { grant_id, user_id })
     }
 }
 
-/// Stores a token pair. RFC 6749 §6: a new refresh token keeps the grant's scope, while
-/// the access token carries the (possibly narrowed) scope asked for.
+/// Stores a token pair; `rotated_from`: the hash of the refresh token it was exchanged for.
+/// RFC 6749 §6: a new refresh token keeps the grant's scope, while the access token carries
+/// the (possibly narrowed) scope asked for.
 fn insert_token_pair(
     tx: &rusqlite::Transaction<'_>,
     grant_id: i64,
     access_scope: &str,
     refresh_scope: &str,
     tokens: &IssuedTokens<'_>,
+    rotated_from: Option<&str>,
     now: i64,
 ) -> Result<()> {
     tx.prepare_cached(
@@ -104,15 +106,16 @@ fn insert_token_pair(
         tokens.access_expires_at
     ])?;
     tx.prepare_cached(
-        "INSERT INTO refresh_tokens (token_hash, grant_id, scope, issued_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO refresh_tokens (token_hash, grant_id, scope, issued_at, expires_at, \
+         rotated_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         tokens.refresh_hash,
         grant_id,
         refresh_scope,
         now,
-        tokens.refresh_expires_at
+        tokens.refresh_expires_at,
+        rotated_from
     ])?;
     Ok(())
 }
@@ -160,13 +163,40 @@ pub struct GrantRow {
     pub last_used_at: i64,
 }
 
+/// What the store knows about a presented refresh token, read inside the exchange's
+/// transaction: the facts `protocol::refresh` decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshFacts {
+    pub grant_id: i64,
+    /// Unix seconds when it was exchanged for a successor; `None`: never exchanged.
+    pub rotated_at: Option<i64>,
+    /// How many times it was presented again and answered as a retry.
+    pub grace_retries: i64,
+    /// Whether a token issued in exchange for it (its successor, or a retry's) has itself
+    /// been exchanged since. Always `false` when `rotated_at` is `None`.
+    pub successor_rotated: bool,
+}
+
+/// What to do with a presented refresh token (decided by `protocol::refresh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshStep {
+    /// Mark it exchanged and store the new pair.
+    Rotate,
+    /// It was exchanged already; count a retry and store another new pair beside the
+    /// successor, which stays valid.
+    Retry,
+    /// Reuse: revoke the whole grant and store nothing.
+    Revoke,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    /// New tokens stored; the presented refresh token no longer works.
+    /// `RefreshStep::Rotate` done: new tokens stored.
     Rotated,
-    /// The token had already been exchanged (outside the grace window): the whole grant
-    /// is now revoked (RFC 9700 §4.14.2 reuse detection).
-    ReuseDetected,
+    /// `RefreshStep::Retry` done: new tokens stored, the earlier successor untouched.
+    Retried,
+    /// `RefreshStep::Revoke` done: the grant and all its tokens are gone (RFC 9700 §4.14.2).
+    Revoked,
     /// Unknown, expired, or its grant revoked or user disabled (checked again inside the
     /// transaction).
     Invalid,
@@ -198,17 +228,16 @@ impl Store {
             .optional()?)
     }
 
-    /// Exchanges a refresh token for a new pair in one IMMEDIATE transaction, so of many
-    /// concurrent exchanges of one token at most one rotates it. A token already rotated
-    /// within `grace_secs` is treated as a retry: the grant's current refresh token is
-    /// replaced by the new one. Later than that it is reuse, and the grant is revoked.
+    /// Exchanges a refresh token in one IMMEDIATE transaction: reads its `RefreshFacts`,
+    /// asks `decide` what to do, and does it, so of many concurrent exchanges of one token
+    /// each sees the others' effects (at most one rotates it).
     pub fn refresh_grant(
         &mut self,
         old_hash: &str,
         access_scope: &str,
         tokens: &IssuedTokens<'_>,
-        grace_secs: i64,
         now: i64,
+        decide: impl FnOnce(&RefreshFacts) -> RefreshStep,
     ) -> Result<RefreshOutcome> {
         let _writing = self.shared.write_turn();
         let tx = self
@@ -216,7 +245,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = tx
             .prepare_cached(
-                "SELECT r.grant_id, r.rotated_at, r.scope FROM refresh_tokens r \
+                "SELECT r.grant_id, r.rotated_at, r.scope, r.grace_retries FROM refresh_tokens r \
                  JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
                  WHERE r.token_hash = ?1 AND r.expires_at > ?2 AND g.revoked_at IS NULL \
                  AND u.disabled = 0",
@@ -226,37 +255,63 @@ impl Store {
                     r.get::<_, i64>(0)?,
                     r.get::<_, Option<i64>>(1)?,
                     r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
                 ))
             })
             .optional()?;
-        let Some((grant_id, rotated_at, refresh_scope)) = row else {
+        let Some((grant_id, rotated_at, refresh_scope, grace_retries)) = row else {
             return Ok(RefreshOutcome::Invalid);
         };
-        match rotated_at {
-            None => {
+        let successor_rotated = match rotated_at {
+            None => false,
+            Some(_) => tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE grant_id = ?1 \
+                     AND rotated_from = ?2 AND rotated_at IS NOT NULL)",
+                )?
+                .query_row(params![grant_id, old_hash], |r| r.get(0))?,
+        };
+        let facts = RefreshFacts {
+            grant_id,
+            rotated_at,
+            grace_retries,
+            successor_rotated,
+        };
+        let outcome = match decide(&facts) {
+            RefreshStep::Rotate => {
                 tx.prepare_cached(
                     "UPDATE refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1",
                 )?
                 .execute(params![old_hash, now])?;
+                RefreshOutcome::Rotated
             }
-            Some(at) if grace_secs > 0 && now - at <= grace_secs => {
-                // A retry after a lost response: its successor was never received.
+            RefreshStep::Retry => {
                 tx.prepare_cached(
-                    "DELETE FROM refresh_tokens WHERE grant_id = ?1 AND rotated_at IS NULL",
+                    "UPDATE refresh_tokens SET grace_retries = grace_retries + 1 \
+                     WHERE token_hash = ?1",
                 )?
-                .execute([grant_id])?;
+                .execute([old_hash])?;
+                RefreshOutcome::Retried
             }
-            Some(_) => {
+            RefreshStep::Revoke => {
                 revoke_grant_in(&tx, grant_id, now)?;
                 tx.commit()?;
-                return Ok(RefreshOutcome::ReuseDetected);
+                return Ok(RefreshOutcome::Revoked);
             }
-        }
-        insert_token_pair(&tx, grant_id, access_scope, &refresh_scope, tokens, now)?;
+        };
+        insert_token_pair(
+            &tx,
+            grant_id,
+            access_scope,
+            &refresh_scope,
+            tokens,
+            Some(old_hash),
+            now,
+        )?;
         tx.prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
             .execute(params![grant_id, now])?;
         tx.commit()?;
-        Ok(RefreshOutcome::Rotated)
+        Ok(outcome)
     }
 
     /// An unexpired access token of a live grant whose user is enabled.

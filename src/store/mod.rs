@@ -17,7 +17,8 @@ mod users;
 pub use clients::{Client, NewClient, CLIENT_CACHE_TTL};
 pub use device_codes::{DeviceCode, DeviceCodeStatus, NewDeviceCode};
 pub use grants::{
-    AccessTokenRow, GrantRow, IssuedTokens, RedeemOutcome, RefreshOutcome, RefreshTokenRow,
+    AccessTokenRow, GrantRow, IssuedTokens, RedeemOutcome, RefreshFacts, RefreshOutcome,
+    RefreshStep, RefreshTokenRow,
 };
 pub use sessions::SessionRow;
 pub use users::User;
@@ -32,7 +33,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 /// The whole schema, embedded (STYLE: `schema.sql` at the top level).
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// Bump with each migration; `migrate` brings older files forward.
-const SCHEMA_VERSION: i64 = 1;
+/// 1: the initial schema. 2: `refresh_tokens.rotated_from` and `.grace_retries`.
+const SCHEMA_VERSION: i64 = 2;
 
 /// A storage failure, without the backend's types.
 #[derive(Debug, Clone)]
@@ -186,7 +188,16 @@ impl Store {
             )));
         }
         if version < SCHEMA_VERSION {
-            // Version 0 → 1: the initial schema. Later migrations go here, one arm each.
+            // A file at version ≥ 1 has tables that `CREATE TABLE IF NOT EXISTS` leaves
+            // alone: bring each forward one step at a time. A new file (version 0) gets
+            // the current schema whole.
+            if (1..2).contains(&version) {
+                // 1 → 2: refresh-grace retries link to the token they retried (issue #12).
+                tx.execute_batch(
+                    "ALTER TABLE refresh_tokens ADD COLUMN rotated_from TEXT; \
+                     ALTER TABLE refresh_tokens ADD COLUMN grace_retries INTEGER NOT NULL DEFAULT 0;",
+                )?;
+            }
             tx.execute_batch(SCHEMA)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }

@@ -71,7 +71,8 @@ fn user_codes_are_unique() {
 /// its own stored code, and every code must be stored before its answer is sent.
 #[test]
 fn concurrent_authorizations_each_get_their_own_stored_code() {
-    let app = TestApp::spawn();
+    // 160 codes from one address at once: more than the per-address burst allows.
+    let app = TestApp::spawn_with(|c| c.authorize_limit_per_address = 1000);
     let issued: Vec<_> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..8)
             .map(|_| scope.spawn(|| (0..20).map(|_| app.device_authorize("guest")).collect()))

@@ -57,8 +57,10 @@ fn sign_in_returns_to_the_consent_page_with_the_code_kept() {
             && page.body.contains(r#"autocomplete="username""#)
     );
     assert!(page.body.contains(r#"autocomplete="current-password""#));
-    let anonymous = browser.cookie().unwrap();
+    // Before sign-in there is no session, only the anonymous CSRF cookie.
+    assert_eq!(browser.cookie(), None);
     let csrf = csrf_token(&page.body);
+    assert_eq!(browser.csrf_cookie().as_deref(), Some(csrf.as_str()));
     let resp = browser.post(
         "/auth/v1/login",
         &[
@@ -70,12 +72,7 @@ fn sign_in_returns_to_the_consent_page_with_the_code_kept() {
     );
     assert_eq!(resp.status, 303);
     assert_eq!(resp.header("location"), Some(path.as_str()));
-    assert_ne!(
-        browser.cookie().unwrap(),
-        anonymous,
-        "a new session id on sign-in"
-    );
-    // The old (anonymous) session id no longer works.
+    assert!(browser.cookie().is_some(), "a new session id on sign-in");
     let consent = browser.get(&path);
     assert_eq!(consent.status, 200);
     assert_html_security_headers(&consent);
@@ -401,8 +398,16 @@ fn failed_sign_ins_lock_the_user_name() {
 #[test]
 fn session_cookie_attributes() {
     let app = TestApp::spawn();
+    app.add_user("alice");
+    // The anonymous CSRF cookie (a page view) and the session cookie (a sign-in) alike.
     let resp = app.get("/oauth/device");
     let cookie = resp.header("set-cookie").unwrap();
+    for attr in ["dg_csrf=", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"));
+    let signed_in = Browser::new(&app).sign_in("alice", "password123");
+    let cookie = signed_in.header("set-cookie").unwrap();
     for attr in ["dg_session=", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attr), "{cookie}");
     }

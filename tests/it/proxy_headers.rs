@@ -99,8 +99,8 @@ fn sign_in_cookie(app: &TestApp, header_lines: &str) -> String {
     let page = browser.get("/oauth/device");
     let csrf = csrf_token(&page.body);
     let cookie = browser
-        .cookie()
-        .map(|c| format!("Cookie: dg_session={c}\r\n"))
+        .cookie_header()
+        .map(|c| format!("Cookie: {c}\r\n"))
         .unwrap_or_default();
     let body = serde_urlencoded::to_string([
         ("csrf_token", csrf.as_str()),

@@ -66,7 +66,7 @@ fn status(head: &[String]) -> u16 {
 fn sign_in_with_next(app: &TestApp, next: &str) -> Vec<String> {
     let browser = Browser::new(app);
     let csrf = csrf_token(&browser.get("/oauth/device").body);
-    let cookie = browser.cookie().unwrap();
+    let cookie = browser.cookie_header().unwrap();
     let body = serde_urlencoded::to_string([
         ("csrf_token", csrf.as_str()),
         ("username", "alice"),
@@ -77,7 +77,7 @@ fn sign_in_with_next(app: &TestApp, next: &str) -> Vec<String> {
     let (head, _) = exchange(
         app,
         &format!(
-            "POST /login HTTP/1.1\r\nHost: localhost\r\nCookie: dg_session={cookie}\r\n\
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n{body}",
             body.len()

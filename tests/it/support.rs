@@ -179,6 +179,13 @@ impl TestApp {
         Store::open(&self.db_path).unwrap()
     }
 
+    /// Rows in `table`, read straight from the SQLite file (WAL included).
+    pub fn count_rows(&self, table: &str) -> i64 {
+        let conn = rusqlite::Connection::open(&self.db_path).unwrap();
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
     pub fn advance(&self, secs: f64) {
         self.clock.advance_millis((secs * 1000.0) as i64);
     }
@@ -376,10 +383,12 @@ impl Drop for TestApp {
     }
 }
 
-/// A browser stand-in: keeps the session cookie, reads CSRF tokens out of forms.
+/// A browser stand-in: keeps the session cookie (and, before sign-in, the anonymous
+/// `dg_csrf` cookie), reads CSRF tokens out of forms.
 pub struct Browser<'a> {
     pub app: &'a TestApp,
     cookie: std::cell::RefCell<Option<String>>,
+    csrf_cookie: std::cell::RefCell<Option<String>>,
 }
 
 impl<'a> Browser<'a> {
@@ -387,7 +396,13 @@ impl<'a> Browser<'a> {
         Browser {
             app,
             cookie: std::cell::RefCell::new(None),
+            csrf_cookie: std::cell::RefCell::new(None),
         }
+    }
+
+    /// The anonymous CSRF cookie's value, if the server set one.
+    pub fn csrf_cookie(&self) -> Option<String> {
+        self.csrf_cookie.borrow().clone()
     }
 
     pub fn cookie(&self) -> Option<String> {
@@ -399,15 +414,32 @@ impl<'a> Browser<'a> {
     }
 
     fn remember(&self, resp: &TestResponse) {
-        if let Some(set) = resp.header("set-cookie") {
-            let value = set.split(';').next().unwrap().trim();
-            let value = value.strip_prefix("dg_session=").unwrap();
-            *self.cookie.borrow_mut() = (!value.is_empty()).then(|| value.to_string());
+        let sets = resp
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"));
+        for (_, set) in sets {
+            let pair = set.split(';').next().unwrap().trim();
+            let (name, value) = pair.split_once('=').unwrap();
+            let value = (!value.is_empty()).then(|| value.to_string());
+            match name {
+                "dg_session" => *self.cookie.borrow_mut() = value,
+                "dg_csrf" => *self.csrf_cookie.borrow_mut() = value,
+                other => panic!("unexpected cookie {other}"),
+            }
         }
     }
 
-    fn cookie_header(&self) -> Option<String> {
-        self.cookie().map(|c| format!("dg_session={c}"))
+    /// The `Cookie` header value this browser would send (session and CSRF cookies).
+    pub fn cookie_header(&self) -> Option<String> {
+        let pairs: Vec<String> = [
+            self.cookie().map(|c| format!("dg_session={c}")),
+            self.csrf_cookie().map(|c| format!("dg_csrf={c}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
     }
 
     pub fn get(&self, path: &str) -> TestResponse {
