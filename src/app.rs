@@ -2,6 +2,8 @@
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
+use crate::passwords::PasswordPool;
+use crate::protocol::limits::Limits;
 use crate::protocol::polls::PollTracker;
 use crate::protocol::Settings;
 use crate::session;
@@ -15,6 +17,10 @@ pub struct App {
     pub settings: Settings,
     pub clock: Clock,
     pub polls: PollTracker,
+    /// Sign-in and code-entry limits.
+    pub limits: Limits,
+    /// The bounded password verifications every worker shares.
+    pub passwords: PasswordPool,
 }
 
 /// Seconds an expired device code is kept, so a late poll still hears `expired_token`
@@ -44,8 +50,9 @@ impl App {
             SWEEP_BATCH,
         )? == SWEEP_BATCH as usize
         {}
-        // Windows are at most 10 minutes; an hour-old one is certainly closed.
-        while store.delete_old_throttles(now - 3600, SWEEP_BATCH)? == SWEEP_BATCH as usize {}
+        // A window that opened a whole window ago is closed.
+        let closed = now - self.limits.window;
+        while store.delete_old_throttles(closed, SWEEP_BATCH)? == SWEEP_BATCH as usize {}
         while store.delete_expired_tokens(now, SWEEP_BATCH)? >= SWEEP_BATCH as usize {}
         Ok(total)
     }

@@ -111,7 +111,13 @@ impl Server {
             .to_ip()
             .ok_or_else(|| Error::Bind("not an IP listener".into()))?;
         let issuer = config.issuer_for(local_addr);
+        let passwords = crate::passwords::PasswordPool::new(
+            config.password_hash_concurrency,
+            Duration::from_millis(config.password_hash_wait_ms),
+        );
         let app = App {
+            limits: crate::protocol::limits::Limits::from(&config),
+            passwords,
             settings: Settings::from(&config),
             issuer,
             config,

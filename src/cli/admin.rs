@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{clients, users, Command, GrantCommand, ServeArgs};
 use crate::clock::{Clock, Timestamp};
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
+use crate::protocol::limits::{self, UnlockTarget};
 use crate::secrets::{self, UserCodeError};
 use crate::store::{self, Store};
 
@@ -168,6 +169,7 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Unlock { target } => unlock(&store, &target),
         Command::Backup { file, force } => {
             if file.exists() {
                 if !force {
@@ -184,6 +186,23 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `unlock NAME|IP`: lifts sign-in locks and slow-downs on a user name (and that user's
+/// code-entry lock), or sign-in and code-entry locks on an address (IPv6: its /64).
+fn unlock(store: &Store, target: &str) -> Result<(), Failure> {
+    let (what, mut removed) = limits::unlock(store, target)?;
+    let shown = match &what {
+        UnlockTarget::Name(name) => {
+            if let Some(user) = store.find_user_by_name(target)? {
+                removed += limits::unlock_code_account(store, user.id)?;
+            }
+            format!("user name `{name}`")
+        }
+        UnlockTarget::Address(address) => format!("address {address}"),
+    };
+    println!("unlocked {shown} ({removed} counter(s) cleared)");
+    Ok(())
 }
 
 /// `check`: every configuration problem at once (exit 2), then the database's integrity.

@@ -1,107 +1,250 @@
-//! Brute-force limits (RFC 8628 §5.1, RFC 6749 §2.3.1 / §10.10).
+//! Brute-force limits (RFC 8628 §5.1, RFC 6749 §2.3.1 / §10.10): which counters an attempt
+//! is held to, and what their counts mean. The counting itself is the store's
+//! (`reserve_throttle_attempt`: check and count in one transaction, so N simultaneous
+//! attempts never get more than the limit's worth through).
 //!
-//! User codes carry ~38.5 bits; RFC 8628 §5.1's worked example allows about 5 guesses per
-//! code lifetime. Failed code entries are limited per account and per IP, failed sign-ins
-//! per user name and per IP, each in a fixed 10-minute window. A success never resets a
-//! per-IP counter (an attacker with a valid account must not be able to "launder" their
-//! failures); a successful sign-in resets only that user name's counter.
+//! Every per-address counter keys on `network::address_key` (IPv6 by its /64). Counters
+//! live in fixed windows of `Limits::window` seconds.
+//!
+//! - Sign-in: per (name, address) and per address a failure count **locks** (that pair, or
+//!   that address); per name, from all addresses together, it only **slows down**: an
+//!   address that already failed for the name gets one further attempt per `backoff`
+//!   seconds, and an address that has not failed for it is never held up. So strangers
+//!   cannot lock anyone out, and the right password from a clean address signs in.
+//! - Code entry: per account and per address, each locks; only submitted codes count.
+//!
+//! An attempt is counted *before* the check it buys (reserved); an attempt that turns out
+//! right, or is never made, is refunded. A success never clears a per-address counter (an
+//! attacker with an account must not "launder" failures); it clears only its own pair.
 
+use std::net::IpAddr;
+
+use super::network::address_key;
 use crate::clock::Timestamp;
-use crate::store::{self, Store};
+use crate::store::{self, Store, ThrottleWindow};
 
-#[derive(Debug, Clone, Copy)]
-pub struct Limit {
-    pub max_failures: u32,
-    pub window_secs: i64,
+const SIGN_IN_PAIR: &str = "sign-in-pair:";
+const SIGN_IN_ADDRESS: &str = "sign-in-address:";
+const SIGN_IN_NAME: &str = "sign-in-name:";
+const CODE_ACCOUNT: &str = "code-account:";
+const CODE_ADDRESS: &str = "code-address:";
+
+/// The limits, from `Config` (see its fields for units and defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub window: i64,
+    pub sign_in_per_name_address: u32,
+    pub sign_in_per_address: u32,
+    pub sign_in_backoff_after: u32,
+    pub sign_in_backoff: i64,
+    pub code_per_account: u32,
+    pub code_per_address: u32,
 }
 
-const TEN_MINUTES: i64 = 600;
-
-pub const CODE_PER_ACCOUNT: Limit = Limit {
-    max_failures: 5,
-    window_secs: TEN_MINUTES,
-};
-pub const CODE_PER_IP: Limit = Limit {
-    max_failures: 5,
-    window_secs: TEN_MINUTES,
-};
-pub const LOGIN_PER_USERNAME: Limit = Limit {
-    max_failures: 5,
-    window_secs: TEN_MINUTES,
-};
-/// Higher than per name: a classroom behind one NAT address signs in together.
-pub const LOGIN_PER_IP: Limit = Limit {
-    max_failures: 20,
-    window_secs: TEN_MINUTES,
-};
-
-/// A counter's key and the limit it is held to.
-pub struct Counter {
-    pub key: String,
-    pub limit: Limit,
-}
-
-impl Counter {
-    pub fn code_account(user_id: i64) -> Counter {
-        Counter {
-            key: format!("code-user:{user_id}"),
-            limit: CODE_PER_ACCOUNT,
-        }
-    }
-    pub fn code_ip(ip: &str) -> Counter {
-        Counter {
-            key: format!("code-ip:{ip}"),
-            limit: CODE_PER_IP,
-        }
-    }
-    pub fn login_username(username: &str) -> Counter {
-        // Case-folded so `Alice` and `alice` share a counter; bounded in size.
-        let name: String = username.to_lowercase().chars().take(64).collect();
-        Counter {
-            key: format!("login-user:{name}"),
-            limit: LOGIN_PER_USERNAME,
-        }
-    }
-    pub fn login_ip(ip: &str) -> Counter {
-        Counter {
-            key: format!("login-ip:{ip}"),
-            limit: LOGIN_PER_IP,
+impl From<&crate::Config> for Limits {
+    fn from(c: &crate::Config) -> Self {
+        Limits {
+            window: i64::try_from(c.limit_window).unwrap_or(i64::MAX),
+            sign_in_per_name_address: c.sign_in_failures_per_name_address,
+            sign_in_per_address: c.sign_in_failures_per_address,
+            sign_in_backoff_after: c.sign_in_backoff_after,
+            sign_in_backoff: i64::try_from(c.sign_in_backoff).unwrap_or(60),
+            code_per_account: c.code_failures_per_account,
+            code_per_address: c.code_failures_per_address,
         }
     }
 }
 
-/// Seconds until every counter is below its limit again; `None` when none is locked.
-pub fn locked_for(
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from(&crate::Config::default())
+    }
+}
+
+/// Why an attempt may not be made now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Locked: try again in this many seconds (when the window closes).
+    Locked(i64),
+    /// Slowed down: try again in this many seconds (at most `sign_in_backoff`).
+    SlowDown(i64),
+}
+
+/// An attempt that was counted in advance; `refund` it if it was right or never made.
+#[derive(Debug)]
+pub struct Reservation {
+    keys: Vec<String>,
+    /// The counts including this attempt, in the order of `keys`.
+    counted: Vec<ThrottleWindow>,
+}
+
+impl Reservation {
+    pub fn refund(&self, store: &Store) -> Result<(), store::Error> {
+        store.refund_throttle_attempt(&self.keys)
+    }
+}
+
+/// A user name as counters see it: case-folded (so `Alice` and `alice` share a counter),
+/// control characters dropped, at most 64 characters.
+pub fn counted_name(username: &str) -> String {
+    username
+        .to_lowercase()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect()
+}
+
+/// Reserves one sign-in attempt for `username` from `ip`, or says why not.
+pub fn reserve_sign_in(
     store: &Store,
-    counters: &[Counter],
+    limits: &Limits,
+    username: &str,
+    ip: IpAddr,
     now: Timestamp,
-) -> Result<Option<i64>, store::Error> {
-    let mut wait = None;
-    for counter in counters {
-        let window = counter.limit.window_secs;
-        if let Some((start, failures)) = store.throttle_window(&counter.key, now.secs(), window)? {
-            if failures >= counter.limit.max_failures {
-                let remaining = (start + window - now.secs()).max(1);
-                wait = Some(wait.map_or(remaining, |w: i64| w.max(remaining)));
-            }
-        }
-    }
-    if wait.is_some() {
-        crate::metrics::Metrics::count(&crate::metrics::METRICS.lockouts);
-    }
-    Ok(wait)
+) -> Result<Result<Reservation, Refusal>, store::Error> {
+    let (name, address) = (counted_name(username), address_key(ip));
+    let keys = vec![
+        format!("{SIGN_IN_PAIR}{address}|{name}"),
+        format!("{SIGN_IN_ADDRESS}{address}"),
+        format!("{SIGN_IN_NAME}{name}"),
+    ];
+    let now = now.secs();
+    let limits = *limits;
+    let reserved = store.reserve_throttle_attempt(&keys, now, limits.window, |w| {
+        sign_in_allowed(&limits, w[0], w[1], w[2], now)
+    })?;
+    Ok(reserved.map(|counted| Reservation { keys, counted }))
 }
 
-/// Counts one failure against each counter.
-pub fn record_failure(
-    store: &Store,
-    counters: &[Counter],
-    now: Timestamp,
-) -> Result<(), store::Error> {
-    for counter in counters {
-        store.record_throttle_failure(&counter.key, now.secs(), counter.limit.window_secs)?;
+/// The sign-in rule on the counts before this attempt: pair and address lock, the name
+/// only slows down addresses that have failed for it themselves.
+fn sign_in_allowed(
+    limits: &Limits,
+    pair: ThrottleWindow,
+    address: ThrottleWindow,
+    name: ThrottleWindow,
+    now: i64,
+) -> Result<(), Refusal> {
+    let locked_until = |w: ThrottleWindow| (w.start + limits.window - now).max(1);
+    if pair.failures >= limits.sign_in_per_name_address {
+        return Err(Refusal::Locked(locked_until(pair)));
+    }
+    if address.failures >= limits.sign_in_per_address {
+        return Err(Refusal::Locked(locked_until(address)));
+    }
+    if pair.failures > 0 && name.failures >= limits.sign_in_backoff_after {
+        // Past the threshold, one more attempt per `backoff` seconds since the window
+        // opened: the k-th extra attempt may start at start + k·backoff.
+        let extra = i64::from(name.failures - limits.sign_in_backoff_after) + 1;
+        let next = name.start + extra.saturating_mul(limits.sign_in_backoff);
+        if next > now {
+            return Err(Refusal::SlowDown(
+                (next - now).clamp(1, limits.sign_in_backoff),
+            ));
+        }
     }
     Ok(())
+}
+
+/// After a failed sign-in: did this failure just lock the pair or the address? Returns the
+/// lock's length in seconds, for the log line.
+pub fn sign_in_lock_started(limits: &Limits, reservation: &Reservation) -> Option<i64> {
+    let [pair, address, ..] = reservation.counted[..] else {
+        return None;
+    };
+    let started = pair.failures == limits.sign_in_per_name_address
+        || address.failures == limits.sign_in_per_address;
+    started.then_some(limits.window)
+}
+
+/// After a successful sign-in: this attempt is not a failure, and the pair starts afresh.
+/// The address and name counters keep their other failures.
+pub fn signed_in(store: &Store, reservation: &Reservation) -> Result<(), store::Error> {
+    store.refund_throttle_attempt(&reservation.keys[1..])?;
+    store.clear_throttle(&reservation.keys[0])
+}
+
+/// Reserves one code entry by a signed-in account from `ip`, or says how long it is locked.
+pub fn reserve_code_entry(
+    store: &Store,
+    limits: &Limits,
+    user_id: i64,
+    ip: &str,
+    now: Timestamp,
+) -> Result<Result<Reservation, Refusal>, store::Error> {
+    let address = ip
+        .parse::<IpAddr>()
+        .map_or_else(|_| ip.to_string(), address_key);
+    let keys = vec![
+        format!("{CODE_ACCOUNT}{user_id}"),
+        format!("{CODE_ADDRESS}{address}"),
+    ];
+    let now = now.secs();
+    let limits = *limits;
+    let reserved = store.reserve_throttle_attempt(&keys, now, limits.window, |w| {
+        let locked_until = |w: ThrottleWindow| (w.start + limits.window - now).max(1);
+        if w[0].failures >= limits.code_per_account {
+            return Err(Refusal::Locked(locked_until(w[0])));
+        }
+        if w[1].failures >= limits.code_per_address {
+            return Err(Refusal::Locked(locked_until(w[1])));
+        }
+        Ok(())
+    })?;
+    Ok(reserved.map(|counted| Reservation { keys, counted }))
+}
+
+/// After a wrong code: did this one just lock the account or the address?
+pub fn code_lock_started(limits: &Limits, reservation: &Reservation) -> bool {
+    match reservation.counted[..] {
+        [account, address] => {
+            account.failures == limits.code_per_account
+                || address.failures == limits.code_per_address
+        }
+        _ => false,
+    }
+}
+
+/// What `unlock` lifted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnlockTarget {
+    Name(String),
+    Address(String),
+}
+
+/// Lifts every lock and slow-down on a user name (all addresses) or on an address (its
+/// own counters and its pairs with every name; IPv6: its /64). Returns what it was taken
+/// as and how many counters were removed.
+pub fn unlock(store: &Store, target: &str) -> Result<(UnlockTarget, usize), store::Error> {
+    let mut keys = Vec::new();
+    let what = match target.trim().parse::<IpAddr>() {
+        Ok(ip) => {
+            let address = address_key(ip);
+            keys.push(format!("{SIGN_IN_ADDRESS}{address}"));
+            keys.push(format!("{CODE_ADDRESS}{address}"));
+            keys.extend(store.list_throttle_keys(&format!("{SIGN_IN_PAIR}{address}|"))?);
+            UnlockTarget::Address(address)
+        }
+        Err(_) => {
+            let name = counted_name(target);
+            keys.push(format!("{SIGN_IN_NAME}{name}"));
+            // Pair keys are `<address>|<name>`; an address never contains `|`.
+            keys.extend(
+                store
+                    .list_throttle_keys(SIGN_IN_PAIR)?
+                    .into_iter()
+                    .filter(|key| key.split_once('|').is_some_and(|(_, n)| n == name)),
+            );
+            UnlockTarget::Name(name)
+        }
+    };
+    Ok((what, store.delete_throttles(&keys)?))
+}
+
+/// Clears an account's code-entry counter (the admin CLI's `unlock NAME` also needs this).
+pub fn unlock_code_account(store: &Store, user_id: i64) -> Result<usize, store::Error> {
+    store.delete_throttles(&[format!("{CODE_ACCOUNT}{user_id}")])
 }
 
 /// "N minutes", rounded up, for the lockout page.
@@ -111,5 +254,51 @@ pub fn minutes_text(secs: i64) -> String {
         "1 minute".into()
     } else {
         format!("{minutes} minutes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(start: i64, failures: u32) -> ThrottleWindow {
+        ThrottleWindow { start, failures }
+    }
+
+    #[test]
+    fn a_name_failing_elsewhere_slows_only_addresses_that_failed_too() {
+        let limits = Limits::default();
+        let name = w(1000, 20);
+        // A clean address is never held up by the name's count.
+        assert_eq!(sign_in_allowed(&limits, w(1000, 0), w(1000, 0), name, 1001), Ok(()));
+        // One that failed for it waits, at most `backoff` seconds.
+        match sign_in_allowed(&limits, w(1000, 1), w(1000, 1), name, 1001) {
+            Err(Refusal::SlowDown(s)) => assert!((1..=limits.sign_in_backoff).contains(&s)),
+            other => panic!("{other:?}"),
+        }
+        // Once enough time has passed, it may try again.
+        assert_eq!(
+            sign_in_allowed(&limits, w(1000, 1), w(1000, 1), name, 1000 + 16 * 5),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn pairs_and_addresses_lock_until_the_window_closes() {
+        let limits = Limits::default();
+        assert_eq!(
+            sign_in_allowed(&limits, w(1000, 5), w(1000, 5), w(1000, 5), 1100),
+            Err(Refusal::Locked(500))
+        );
+        assert_eq!(
+            sign_in_allowed(&limits, w(1000, 0), w(1000, 30), w(1000, 0), 1100),
+            Err(Refusal::Locked(500))
+        );
+    }
+
+    #[test]
+    fn names_are_folded_and_stripped_of_control_characters() {
+        assert_eq!(counted_name("Ad\u{1b}[31mMIN\n"), "ad[31mmin");
+        assert_eq!(counted_name(&"x".repeat(100)).len(), 64);
     }
 }

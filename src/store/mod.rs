@@ -20,6 +20,7 @@ pub use grants::{
     AccessTokenRow, GrantRow, IssuedTokens, RedeemOutcome, RefreshOutcome, RefreshTokenRow,
 };
 pub use sessions::SessionRow;
+pub use throttles::ThrottleWindow;
 pub use users::User;
 
 use std::path::Path;
