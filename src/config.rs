@@ -255,8 +255,14 @@ impl Config {
                 self.sign_in_failures_per_address,
             ),
             ("--sign-in-backoff-after", self.sign_in_backoff_after),
-            ("--code-failures-per-account", self.code_failures_per_account),
-            ("--code-failures-per-address", self.code_failures_per_address),
+            (
+                "--code-failures-per-account",
+                self.code_failures_per_account,
+            ),
+            (
+                "--code-failures-per-address",
+                self.code_failures_per_address,
+            ),
         ] {
             if !(1..=100_000).contains(&value) {
                 problems.push(format!("{flag}: must be between 1 and 100000"));

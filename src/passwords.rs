@@ -200,7 +200,12 @@ mod tests {
     #[test]
     fn malformed_stored_strings_never_match() {
         let pool = pool();
-        for phc in ["", "x", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ", "$scrypt$ln=1$aa$bb"] {
+        for phc in [
+            "",
+            "x",
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ",
+            "$scrypt$ln=1$aa$bb",
+        ] {
             assert_eq!(pool.verify("", Some(phc)), Ok(false), "{phc}");
         }
     }

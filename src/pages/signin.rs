@@ -41,9 +41,8 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
             );
         }
         Ok(SignIn::SlowDown(wait)) => {
-            let message = format!(
-                "Too many failed attempts for this name. Try again in {wait} seconds."
-            );
+            let message =
+                format!("Too many failed attempts for this name. Try again in {wait} seconds.");
             return html(
                 429,
                 views::sign_in(&frame, &session, &next, Some(&message), username),

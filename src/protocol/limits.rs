@@ -7,9 +7,10 @@
 //! live in fixed windows of `Limits::window` seconds.
 //!
 //! - Sign-in: per (name, address) and per address a failure count **locks** (that pair, or
-//!   that address); per name, from all addresses together, it only **slows down**: an
-//!   address that already failed for the name gets one further attempt per `backoff`
-//!   seconds, and an address that has not failed for it is never held up. So strangers
+//!   that address); per name, from all addresses together, it only **slows down**: past
+//!   `backoff_after` failures, addresses that already failed for the name share one attempt
+//!   per `backoff` seconds (a wait never longer than that), and an address that has not
+//!   failed for it is never held up. So strangers
 //!   cannot lock anyone out, and the right password from a clean address signs in.
 //! - Code entry: per account and per address, each locks; only submitted codes count.
 //!
@@ -26,6 +27,8 @@ use crate::store::{self, Store, ThrottleWindow};
 const SIGN_IN_PAIR: &str = "sign-in-pair:";
 const SIGN_IN_ADDRESS: &str = "sign-in-address:";
 const SIGN_IN_NAME: &str = "sign-in-name:";
+/// Attempts on a name in the current `backoff`-second slot.
+const SIGN_IN_SLOT: &str = "sign-in-slot:";
 const CODE_ACCOUNT: &str = "code-account:";
 const CODE_ADDRESS: &str = "code-address:";
 
@@ -73,14 +76,24 @@ pub enum Refusal {
 /// An attempt that was counted in advance; `refund` it if it was right or never made.
 #[derive(Debug)]
 pub struct Reservation {
-    keys: Vec<String>,
+    keys: Vec<(String, i64)>,
     /// The counts including this attempt, in the order of `keys`.
     counted: Vec<ThrottleWindow>,
 }
 
 impl Reservation {
     pub fn refund(&self, store: &Store) -> Result<(), store::Error> {
-        store.refund_throttle_attempt(&self.keys)
+        store.refund_throttle_attempt(&self.key_names(..))
+    }
+
+    fn key_names(
+        &self,
+        range: impl std::slice::SliceIndex<[(String, i64)], Output = [(String, i64)]>,
+    ) -> Vec<String> {
+        self.keys[range]
+            .iter()
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 }
 
@@ -104,26 +117,30 @@ pub fn reserve_sign_in(
     now: Timestamp,
 ) -> Result<Result<Reservation, Refusal>, store::Error> {
     let (name, address) = (counted_name(username), address_key(ip));
+    let window = limits.window;
     let keys = vec![
-        format!("{SIGN_IN_PAIR}{address}|{name}"),
-        format!("{SIGN_IN_ADDRESS}{address}"),
-        format!("{SIGN_IN_NAME}{name}"),
+        (format!("{SIGN_IN_PAIR}{address}|{name}"), window),
+        (format!("{SIGN_IN_ADDRESS}{address}"), window),
+        (format!("{SIGN_IN_NAME}{name}"), window),
+        (format!("{SIGN_IN_SLOT}{name}"), limits.sign_in_backoff),
     ];
     let now = now.secs();
     let limits = *limits;
-    let reserved = store.reserve_throttle_attempt(&keys, now, limits.window, |w| {
-        sign_in_allowed(&limits, w[0], w[1], w[2], now)
+    let reserved = store.reserve_throttle_attempt(&keys, now, |w| {
+        sign_in_allowed(&limits, w[0], w[1], w[2], w[3], now)
     })?;
     Ok(reserved.map(|counted| Reservation { keys, counted }))
 }
 
 /// The sign-in rule on the counts before this attempt: pair and address lock, the name
-/// only slows down addresses that have failed for it themselves.
+/// only slows down addresses that have failed for it themselves, to one attempt per
+/// `slot` (a window of `sign_in_backoff` seconds).
 fn sign_in_allowed(
     limits: &Limits,
     pair: ThrottleWindow,
     address: ThrottleWindow,
     name: ThrottleWindow,
+    slot: ThrottleWindow,
     now: i64,
 ) -> Result<(), Refusal> {
     let locked_until = |w: ThrottleWindow| (w.start + limits.window - now).max(1);
@@ -133,16 +150,9 @@ fn sign_in_allowed(
     if address.failures >= limits.sign_in_per_address {
         return Err(Refusal::Locked(locked_until(address)));
     }
-    if pair.failures > 0 && name.failures >= limits.sign_in_backoff_after {
-        // Past the threshold, one more attempt per `backoff` seconds since the window
-        // opened: the k-th extra attempt may start at start + k·backoff.
-        let extra = i64::from(name.failures - limits.sign_in_backoff_after) + 1;
-        let next = name.start + extra.saturating_mul(limits.sign_in_backoff);
-        if next > now {
-            return Err(Refusal::SlowDown(
-                (next - now).clamp(1, limits.sign_in_backoff),
-            ));
-        }
+    if pair.failures > 0 && name.failures >= limits.sign_in_backoff_after && slot.failures > 0 {
+        let wait = slot.start + limits.sign_in_backoff - now;
+        return Err(Refusal::SlowDown(wait.clamp(1, limits.sign_in_backoff)));
     }
     Ok(())
 }
@@ -161,8 +171,8 @@ pub fn sign_in_lock_started(limits: &Limits, reservation: &Reservation) -> Optio
 /// After a successful sign-in: this attempt is not a failure, and the pair starts afresh.
 /// The address and name counters keep their other failures.
 pub fn signed_in(store: &Store, reservation: &Reservation) -> Result<(), store::Error> {
-    store.refund_throttle_attempt(&reservation.keys[1..])?;
-    store.clear_throttle(&reservation.keys[0])
+    store.refund_throttle_attempt(&reservation.key_names(1..))?;
+    store.clear_throttle(&reservation.keys[0].0)
 }
 
 /// Reserves one code entry by a signed-in account from `ip`, or says how long it is locked.
@@ -177,12 +187,12 @@ pub fn reserve_code_entry(
         .parse::<IpAddr>()
         .map_or_else(|_| ip.to_string(), address_key);
     let keys = vec![
-        format!("{CODE_ACCOUNT}{user_id}"),
-        format!("{CODE_ADDRESS}{address}"),
+        (format!("{CODE_ACCOUNT}{user_id}"), limits.window),
+        (format!("{CODE_ADDRESS}{address}"), limits.window),
     ];
     let now = now.secs();
     let limits = *limits;
-    let reserved = store.reserve_throttle_attempt(&keys, now, limits.window, |w| {
+    let reserved = store.reserve_throttle_attempt(&keys, now, |w| {
         let locked_until = |w: ThrottleWindow| (w.start + limits.window - now).max(1);
         if w[0].failures >= limits.code_per_account {
             return Err(Refusal::Locked(locked_until(w[0])));
@@ -229,6 +239,7 @@ pub fn unlock(store: &Store, target: &str) -> Result<(UnlockTarget, usize), stor
         Err(_) => {
             let name = counted_name(target);
             keys.push(format!("{SIGN_IN_NAME}{name}"));
+            keys.push(format!("{SIGN_IN_SLOT}{name}"));
             // Pair keys are `<address>|<name>`; an address never contains `|`.
             keys.extend(
                 store
@@ -268,17 +279,21 @@ mod tests {
     #[test]
     fn a_name_failing_elsewhere_slows_only_addresses_that_failed_too() {
         let limits = Limits::default();
-        let name = w(1000, 20);
+        let (name, busy_slot, free_slot) = (w(1000, 20), w(1001, 3), w(1001, 0));
         // A clean address is never held up by the name's count.
-        assert_eq!(sign_in_allowed(&limits, w(1000, 0), w(1000, 0), name, 1001), Ok(()));
-        // One that failed for it waits, at most `backoff` seconds.
-        match sign_in_allowed(&limits, w(1000, 1), w(1000, 1), name, 1001) {
-            Err(Refusal::SlowDown(s)) => assert!((1..=limits.sign_in_backoff).contains(&s)),
-            other => panic!("{other:?}"),
-        }
-        // Once enough time has passed, it may try again.
+        let clean = w(1001, 0);
         assert_eq!(
-            sign_in_allowed(&limits, w(1000, 1), w(1000, 1), name, 1000 + 16 * 5),
+            sign_in_allowed(&limits, clean, clean, name, busy_slot, 1002),
+            Ok(())
+        );
+        // One that failed for it waits for the next slot: at most `backoff` seconds.
+        let dirty = w(1000, 1);
+        assert_eq!(
+            sign_in_allowed(&limits, dirty, dirty, name, busy_slot, 1002),
+            Err(Refusal::SlowDown(4))
+        );
+        assert_eq!(
+            sign_in_allowed(&limits, dirty, dirty, name, free_slot, 1006),
             Ok(())
         );
     }
@@ -287,11 +302,25 @@ mod tests {
     fn pairs_and_addresses_lock_until_the_window_closes() {
         let limits = Limits::default();
         assert_eq!(
-            sign_in_allowed(&limits, w(1000, 5), w(1000, 5), w(1000, 5), 1100),
+            sign_in_allowed(
+                &limits,
+                w(1000, 5),
+                w(1000, 5),
+                w(1000, 5),
+                w(1100, 0),
+                1100
+            ),
             Err(Refusal::Locked(500))
         );
         assert_eq!(
-            sign_in_allowed(&limits, w(1000, 0), w(1000, 30), w(1000, 0), 1100),
+            sign_in_allowed(
+                &limits,
+                w(1000, 0),
+                w(1000, 30),
+                w(1000, 0),
+                w(1100, 0),
+                1100
+            ),
             Err(Refusal::Locked(500))
         );
     }

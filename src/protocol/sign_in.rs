@@ -60,8 +60,7 @@ pub fn sign_in(
             return Err(e);
         }
     };
-    let password_ok = match pool.verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-    {
+    let password_ok = match pool.verify(password, user.as_ref().map(|u| u.password_hash.as_str())) {
         Ok(ok) => ok,
         Err(Busy) => {
             reservation.refund(store)?;

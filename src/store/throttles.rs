@@ -27,15 +27,14 @@ impl Store {
     }
 
     /// Check and count in one step: in one `IMMEDIATE` transaction, reads every key's open
-    /// window (`window` seconds long), hands them to `decide`, and only if it answers `Ok`
-    /// counts one failure against every key. Returns the windows as counted, or `decide`'s
+    /// window (each `(key, window)` with its own length in seconds), hands them to
+    /// `decide`, and only if it answers `Ok` counts one failure against every key. Returns the windows as counted, or `decide`'s
     /// refusal (nothing written). Concurrent callers take turns, so no two of them see the
     /// same count.
     pub fn reserve_throttle_attempt<R>(
         &self,
-        keys: &[String],
+        keys: &[(String, i64)],
         now: i64,
-        window: i64,
         decide: impl FnOnce(&[ThrottleWindow]) -> std::result::Result<(), R>,
     ) -> Result<std::result::Result<Vec<ThrottleWindow>, R>> {
         let _writing = self.shared.write_turn();
@@ -51,7 +50,7 @@ impl Store {
                 "SELECT window_start, failures FROM throttles \
                  WHERE key = ?1 AND window_start > ?2",
             )?;
-            for key in keys {
+            for (key, window) in keys {
                 let open = read
                     .query_row(params![key, now - window], |r| {
                         Ok(ThrottleWindow {
@@ -75,7 +74,7 @@ impl Store {
                  ON CONFLICT (key) DO UPDATE SET \
                  window_start = excluded.window_start, failures = excluded.failures",
             )?;
-            for (key, counted) in keys.iter().zip(windows.iter_mut()) {
+            for ((key, _), counted) in keys.iter().zip(windows.iter_mut()) {
                 counted.failures = counted.failures.saturating_add(1);
                 write.execute(params![key, counted.start, counted.failures])?;
             }

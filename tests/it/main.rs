@@ -15,5 +15,6 @@ mod operations;
 mod pages;
 mod resilience;
 mod secrets_at_rest;
+mod sign_in_limits;
 mod support;
 mod token_polling;
