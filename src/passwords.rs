@@ -5,7 +5,10 @@
 //! a flood of failed sign-ins left hundreds of MiB with the allocator (one arena per
 //! worker thread, never given back). Here a `PasswordPool` owns one buffer per permit;
 //! `verify` waits a short, configured time for a permit and answers `Busy` past it, so the
-//! caller can say 503 with `Retry-After` instead of queueing without bound.
+//! caller can say 503 with `Retry-After` instead of queueing without bound. Only a bounded
+//! number of callers may wait at all (the server leaves at least one worker free of
+//! password work, so `/healthz`, polls and pages still move during a sign-in flood);
+//! past that, `Busy` at once.
 //!
 //! The crypto is the `argon2` crate's (`hash_password_into_with_memory`); this module only
 //! parses the stored PHC string (algorithm, version, parameters, salt, output), recomputes
@@ -33,20 +36,32 @@ pub struct Busy;
 
 /// A fixed number of argon2 working buffers; one verification at a time per buffer.
 pub struct PasswordPool {
-    /// Free buffers. Each starts empty and grows once to the size the stored hashes need
-    /// (19 MiB, 19456 blocks, for the default parameters), then keeps that size.
-    free: Mutex<Vec<Vec<Block>>>,
+    state: Mutex<State>,
     returned: Condvar,
     wait: Duration,
+    max_waiting: usize,
+}
+
+struct State {
+    /// Free buffers. Each starts empty and grows once to the size the stored hashes need
+    /// (19 MiB, 19456 blocks, for the default parameters), then keeps that size.
+    free: Vec<Vec<Block>>,
+    /// Callers waiting for a buffer now.
+    waiting: usize,
 }
 
 impl PasswordPool {
-    /// `permits` buffers (at least 1); a caller waits at most `wait` for one.
-    pub fn new(permits: usize, wait: Duration) -> PasswordPool {
+    /// `permits` buffers (at least 1); a caller waits at most `wait` for one, and at most
+    /// `max_waiting` callers wait at once (others are `Busy` at once).
+    pub fn new(permits: usize, wait: Duration, max_waiting: usize) -> PasswordPool {
         PasswordPool {
-            free: Mutex::new((0..permits.max(1)).map(|_| Vec::new()).collect()),
+            state: Mutex::new(State {
+                free: (0..permits.max(1)).map(|_| Vec::new()).collect(),
+                waiting: 0,
+            }),
             returned: Condvar::new(),
             wait,
+            max_waiting,
         }
     }
 
@@ -65,27 +80,36 @@ impl PasswordPool {
     }
 
     fn take(&self) -> Result<Permit<'_>, Busy> {
+        let mut state = self.lock();
+        if let Some(blocks) = state.free.pop() {
+            return Ok(Permit { pool: self, blocks });
+        }
+        if state.waiting >= self.max_waiting {
+            return Err(Busy);
+        }
+        state.waiting += 1;
         let deadline = Instant::now() + self.wait;
-        let mut free = self.lock();
-        loop {
-            if let Some(blocks) = free.pop() {
-                return Ok(Permit { pool: self, blocks });
+        let taken = loop {
+            if let Some(blocks) = state.free.pop() {
+                break Ok(blocks);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Busy);
+                break Err(Busy);
             }
-            free = self
+            state = self
                 .returned
-                .wait_timeout(free, left)
+                .wait_timeout(state, left)
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
-        }
+        };
+        state.waiting -= 1;
+        taken.map(|blocks| Permit { pool: self, blocks })
     }
 
     /// A panic while holding the lock leaves whole buffers in the list: still usable.
-    fn lock(&self) -> MutexGuard<'_, Vec<Vec<Block>>> {
-        self.free
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -100,7 +124,7 @@ struct Permit<'a> {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         let blocks = std::mem::take(&mut self.blocks);
-        self.pool.lock().push(blocks);
+        self.pool.lock().free.push(blocks);
         self.pool.returned.notify_one();
     }
 }
@@ -160,7 +184,7 @@ mod tests {
     use argon2::password_hash::{PasswordHasher, SaltString};
 
     fn pool() -> PasswordPool {
-        PasswordPool::new(1, Duration::from_secs(5))
+        PasswordPool::new(1, Duration::from_secs(5), 1)
     }
 
     #[test]
@@ -194,7 +218,7 @@ mod tests {
             assert_eq!(pool.verify("pw 2", Some(&phc)), Ok(false), "{phc}");
         }
         // The buffer grew to the largest need (32 MiB) and is kept for reuse.
-        assert_eq!(pool.lock()[0].len(), 32 * 1024);
+        assert_eq!(pool.lock().free[0].len(), 32 * 1024);
     }
 
     #[test]
@@ -212,10 +236,28 @@ mod tests {
 
     #[test]
     fn no_free_buffer_within_the_wait_is_busy() {
-        let pool = PasswordPool::new(1, Duration::from_millis(10));
+        let pool = PasswordPool::new(1, Duration::from_millis(10), 1);
         let held = pool.take().expect("first permit");
         assert!(matches!(pool.take(), Err(Busy)));
         drop(held);
         assert!(pool.take().is_ok());
+    }
+
+    #[test]
+    fn a_returned_buffer_goes_to_a_waiter_and_extra_waiters_are_busy_at_once() {
+        let pool = PasswordPool::new(1, Duration::from_secs(30), 1);
+        let held = pool.take().expect("first permit");
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| pool.take().map(|_| ()));
+            while pool.lock().waiting == 0 {
+                std::thread::yield_now();
+            }
+            // The one place in the queue is taken: no wait for this one.
+            let started = Instant::now();
+            assert!(matches!(pool.take(), Err(Busy)));
+            assert!(started.elapsed() < Duration::from_secs(5));
+            drop(held);
+            assert_eq!(waiter.join().expect("waiter"), Ok(()));
+        });
     }
 }

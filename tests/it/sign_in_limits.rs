@@ -376,7 +376,7 @@ struct Running(Option<std::process::Child>);
 
 impl Running {
     fn stop(&mut self) -> String {
-        let mut child = self.0.take().unwrap();
+        let child = self.0.take().unwrap();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
