@@ -3,13 +3,11 @@
 //!
 //! The approver's identity is an argument here; callers take it only from a server-side
 //! session or the operator's own terminal, never from a request body. Look-ups by a person
-//! are brute-force limited (see `limits`): each submitted code is counted against their
-//! account and their address (IPv6: its /64) before the look-up, and refunded when it was
-//! a real code, so only malformed or unknown codes stay counted; a locked-out person cannot
-//! look up or decide. Callers make these look-ups only for codes a person submitted (a POST),
+//! are brute-force limited (see `limits`): a malformed or unknown code counts against their
+//! account and their address (IPv6: its /64); a locked-out person cannot look up or decide. Callers make these look-ups only for codes a person submitted (a POST),
 //! never for a page view.
 
-use super::limits::{self, Limits, Refusal};
+use super::limits::{self, Limits};
 use crate::clock::Timestamp;
 use crate::secrets::{self, UserCodeError};
 use crate::store::{self, DeviceCode, DeviceCodeStatus, Store};
@@ -90,20 +88,17 @@ pub fn find_pending(
     actor: Actor<'_>,
     now: Timestamp,
 ) -> Result<DeviceCode, ApprovalError> {
-    let reservation = match actor {
-        Actor::Operator => None,
-        Actor::Person {
-            user_id,
-            ip,
-            limits,
-        } => match limits::reserve_code_entry(store, &limits, user_id, ip, now)? {
-            Ok(reservation) => Some((reservation, limits)),
-            Err(Refusal::Locked(wait) | Refusal::SlowDown(wait)) => {
-                crate::metrics::Metrics::count(&crate::metrics::METRICS.lockouts);
-                return Err(ApprovalError::Locked(wait));
-            }
-        },
-    };
+    if let Actor::Person {
+        user_id,
+        ip,
+        limits,
+    } = actor
+    {
+        if let Some(wait) = limits::code_entry_locked(store, &limits, user_id, ip, now)? {
+            crate::metrics::Metrics::count(&crate::metrics::METRICS.lockouts);
+            return Err(ApprovalError::Locked(wait));
+        }
+    }
     let found = match secrets::normalize_user_code(typed) {
         Ok(user_code) => store
             .find_device_code_by_user_code(&user_code)?
@@ -114,11 +109,14 @@ pub fn find_pending(
         Ok(code) => code,
         Err(problem) => {
             // RFC 8628 §5.1: malformed input stays counted too; never log the code itself.
-            if let (Actor::Person { user_id, ip, .. }, Some((reservation, limits))) =
-                (actor, &reservation)
+            if let Actor::Person {
+                user_id,
+                ip,
+                limits,
+            } = actor
             {
                 log::warn!("failed user code entry by user {user_id} from {ip}");
-                if limits::code_lock_started(limits, reservation) {
+                if limits::record_wrong_code(store, &limits, user_id, ip, now)? {
                     log::warn!(
                         "code entry locked for user {user_id} from {ip} for {} s",
                         limits.window
@@ -128,10 +126,6 @@ pub fn find_pending(
             return Err(problem.into());
         }
     };
-    // A real code (whatever its state) is not a wrong guess.
-    if let Some((reservation, _)) = &reservation {
-        reservation.refund(store)?;
-    }
     match why_not_pending(&code, now) {
         Some(problem) => Err(problem.into()),
         None => Ok(code),

@@ -14,8 +14,9 @@
 //!   cannot lock anyone out, and the right password from a clean address signs in.
 //! - Code entry: per account and per address, each locks; only submitted codes count.
 //!
-//! An attempt is counted *before* the check it buys (reserved); an attempt that turns out
-//! right, or is never made, is refunded. A success never clears a per-address counter (an
+//! A sign-in attempt is counted *before* the password check it buys (reserved); one that
+//! turns out right, or is never made, is refunded. A code look-up is cheap, so code entry
+//! is checked first and counted after a wrong code. A success never clears a per-address counter (an
 //! attacker with an account must not "launder" failures); it clears only its own pair.
 
 use std::net::IpAddr;
@@ -175,45 +176,53 @@ pub fn signed_in(store: &Store, reservation: &Reservation) -> Result<(), store::
     store.clear_throttle(&reservation.keys[0].0)
 }
 
-/// Reserves one code entry by a signed-in account from `ip`, or says how long it is locked.
-pub fn reserve_code_entry(
+/// The counters one code entry by `user_id` from `ip` is held to, with their limits.
+fn code_counters(limits: &Limits, user_id: i64, ip: &str) -> [(String, u32); 2] {
+    let address = ip
+        .parse::<IpAddr>()
+        .map_or_else(|_| ip.to_string(), address_key);
+    [
+        (format!("{CODE_ACCOUNT}{user_id}"), limits.code_per_account),
+        (format!("{CODE_ADDRESS}{address}"), limits.code_per_address),
+    ]
+}
+
+/// Seconds until code entry by `user_id` from `ip` is allowed again; `None` when it is now.
+/// Code entry is checked first and counted after the look-up (a look-up is cheap and a
+/// code has ~38.5 bits, so the few look-ups that can race past a limit do not matter, and
+/// a right code costs no write).
+pub fn code_entry_locked(
     store: &Store,
     limits: &Limits,
     user_id: i64,
     ip: &str,
     now: Timestamp,
-) -> Result<Result<Reservation, Refusal>, store::Error> {
-    let address = ip
-        .parse::<IpAddr>()
-        .map_or_else(|_| ip.to_string(), address_key);
-    let keys = vec![
-        (format!("{CODE_ACCOUNT}{user_id}"), limits.window),
-        (format!("{CODE_ADDRESS}{address}"), limits.window),
-    ];
-    let now = now.secs();
-    let limits = *limits;
-    let reserved = store.reserve_throttle_attempt(&keys, now, |w| {
-        let locked_until = |w: ThrottleWindow| (w.start + limits.window - now).max(1);
-        if w[0].failures >= limits.code_per_account {
-            return Err(Refusal::Locked(locked_until(w[0])));
+) -> Result<Option<i64>, store::Error> {
+    let mut wait = None;
+    for (key, max) in code_counters(limits, user_id, ip) {
+        if let Some((start, failures)) = store.throttle_window(&key, now.secs(), limits.window)? {
+            if failures >= max {
+                let remaining = (start + limits.window - now.secs()).max(1);
+                wait = Some(wait.map_or(remaining, |w: i64| w.max(remaining)));
+            }
         }
-        if w[1].failures >= limits.code_per_address {
-            return Err(Refusal::Locked(locked_until(w[1])));
-        }
-        Ok(())
-    })?;
-    Ok(reserved.map(|counted| Reservation { keys, counted }))
+    }
+    Ok(wait)
 }
 
-/// After a wrong code: did this one just lock the account or the address?
-pub fn code_lock_started(limits: &Limits, reservation: &Reservation) -> bool {
-    match reservation.counted[..] {
-        [account, address] => {
-            account.failures == limits.code_per_account
-                || address.failures == limits.code_per_address
-        }
-        _ => false,
+/// Counts one wrong code; `true` when this one started a lock.
+pub fn record_wrong_code(
+    store: &Store,
+    limits: &Limits,
+    user_id: i64,
+    ip: &str,
+    now: Timestamp,
+) -> Result<bool, store::Error> {
+    let mut started = false;
+    for (key, max) in code_counters(limits, user_id, ip) {
+        started |= store.record_throttle_failure(&key, now.secs(), limits.window)? == max;
     }
+    Ok(started)
 }
 
 /// What `unlock` lifted.

@@ -104,18 +104,19 @@ impl Store {
     }
 
     /// Counts one failure: in the open window, or in a new one starting now. One statement,
-    /// so concurrent failures all count.
-    pub fn record_throttle_failure(&self, key: &str, now: i64, window: i64) -> Result<()> {
+    /// so concurrent failures all count. Returns the count including this one.
+    pub fn record_throttle_failure(&self, key: &str, now: i64, window: i64) -> Result<u32> {
         let _writing = self.shared.write_turn();
-        self.conn
+        Ok(self
+            .conn
             .prepare_cached(
                 "INSERT INTO throttles (key, window_start, failures) VALUES (?1, ?2, 1) \
                  ON CONFLICT (key) DO UPDATE SET \
                  failures = CASE WHEN window_start <= ?2 - ?3 THEN 1 ELSE failures + 1 END, \
-                 window_start = CASE WHEN window_start <= ?2 - ?3 THEN ?2 ELSE window_start END",
+                 window_start = CASE WHEN window_start <= ?2 - ?3 THEN ?2 ELSE window_start END \
+                 RETURNING failures",
             )?
-            .execute(params![key, now, window])?;
-        Ok(())
+            .query_row(params![key, now, window], |r| r.get(0))?)
     }
 
     pub fn clear_throttle(&self, key: &str) -> Result<()> {
