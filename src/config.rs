@@ -395,6 +395,22 @@ mod tests {
     }
 
     #[test]
+    fn limits_and_the_password_pool_are_validated() {
+        let config = Config {
+            password_hash_concurrency: 0,
+            password_hash_wait_ms: 0,
+            limit_window: 5,
+            sign_in_failures_per_name_address: 0,
+            sign_in_backoff: 0,
+            code_failures_per_address: 0,
+            ..Config::default()
+        };
+        let problems = config.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert!((2..=4).contains(&default_password_hash_concurrency()));
+    }
+
+    #[test]
     fn listening_beyond_loopback_needs_an_issuer() {
         let open = Config {
             listen: "0.0.0.0:8080".into(),

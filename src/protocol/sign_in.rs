@@ -73,9 +73,11 @@ pub fn sign_in(
             Ok(SignIn::SignedIn(user))
         }
         None => {
-            let name = limits::counted_name(username);
-            log::warn!("failed sign-in for `{name}` from {ip}");
+            // The name only with a lockout: a failed sign-in's "name" is sometimes a
+            // password typed into the wrong field.
+            log::warn!("failed sign-in from {ip}");
             if let Some(secs) = limits::sign_in_lock_started(limits, &reservation) {
+                let name = limits::counted_name(username);
                 log::warn!("sign-in locked for `{name}` from {ip} for {secs} s");
             }
             Ok(SignIn::WrongCredentials)
