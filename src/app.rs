@@ -2,7 +2,9 @@
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
+use crate::passwords::PasswordPool;
 use crate::protocol::authorize_limits::AuthorizeLimits;
+use crate::protocol::limits::Limits;
 use crate::protocol::polls::PollTracker;
 use crate::protocol::Settings;
 use crate::session;
@@ -18,6 +20,10 @@ pub struct App {
     pub polls: PollTracker,
     /// Rate limits on device authorization, per address and per client.
     pub authorize_limits: AuthorizeLimits,
+    /// Sign-in and code-entry limits.
+    pub limits: Limits,
+    /// The bounded password verifications every worker shares.
+    pub passwords: PasswordPool,
 }
 
 /// Seconds an expired device code is kept, so a late poll still hears `expired_token`
@@ -47,8 +53,9 @@ impl App {
             SWEEP_BATCH,
         )? == SWEEP_BATCH as usize
         {}
-        // Windows are at most 10 minutes; an hour-old one is certainly closed.
-        while store.delete_old_throttles(now - 3600, SWEEP_BATCH)? == SWEEP_BATCH as usize {}
+        // A window that opened a whole window ago is closed.
+        let closed = now - self.limits.window;
+        while store.delete_old_throttles(closed, SWEEP_BATCH)? == SWEEP_BATCH as usize {}
         while store.delete_expired_tokens(now, SWEEP_BATCH)? >= SWEEP_BATCH as usize {}
         Ok(total)
     }

@@ -30,6 +30,18 @@ pub const DEFAULT_AUTHORIZE_LIMIT_PER_ADDRESS: u32 = 120;
 pub const DEFAULT_AUTHORIZE_LIMIT_PER_CLIENT: u32 = 1200;
 /// The most either authorize limit may be set to (per minute).
 pub const MAX_AUTHORIZE_LIMIT: u32 = 1_000_000;
+/// Password verifications (argon2id, 19 MiB each) running at once: the CPU cores, at
+/// least 2 and at most 4 (see `default_password_hash_concurrency`).
+const MIN_PASSWORD_HASHES: usize = 2;
+const MAX_DEFAULT_PASSWORD_HASHES: usize = 4;
+pub const DEFAULT_PASSWORD_HASH_WAIT_MS: u64 = 2000;
+pub const DEFAULT_LIMIT_WINDOW: u64 = 600;
+pub const DEFAULT_SIGN_IN_FAILURES_PER_NAME_ADDRESS: u32 = 5;
+pub const DEFAULT_SIGN_IN_FAILURES_PER_ADDRESS: u32 = 30;
+pub const DEFAULT_SIGN_IN_BACKOFF_AFTER: u32 = 5;
+pub const DEFAULT_SIGN_IN_BACKOFF: u64 = 5;
+pub const DEFAULT_CODE_FAILURES_PER_ACCOUNT: u32 = 5;
+pub const DEFAULT_CODE_FAILURES_PER_ADDRESS: u32 = 50;
 
 #[derive(Clone)]
 pub struct Config {
@@ -79,6 +91,35 @@ pub struct Config {
     /// bursts of up to as many; past it: 429 `temporarily_unavailable` with `Retry-After`.
     /// Default: 1200.
     pub authorize_limit_per_client: u32,
+    /// Password verifications that may run at once (each holds a reused 19 MiB buffer).
+    /// Default: `default_password_hash_concurrency()`, the CPU cores, between 2 and 4.
+    pub password_hash_concurrency: usize,
+    /// Milliseconds a sign-in waits for a free password verification before it is answered
+    /// 503 with `Retry-After`. Default: 2000.
+    pub password_hash_wait_ms: u64,
+    /// Seconds of the fixed window every brute-force counter counts failures in.
+    /// Default: 600.
+    pub limit_window: u64,
+    /// Failed sign-ins for one user name from one address (IPv6: its /64) before that
+    /// name is locked for that address (only) until the window closes. Default: 5.
+    pub sign_in_failures_per_name_address: u32,
+    /// Failed sign-ins from one address (IPv6: its /64), any names, before the address is
+    /// locked until the window closes. Default: 30.
+    pub sign_in_failures_per_address: u32,
+    /// Failed sign-ins for one user name from all addresses before that name is slowed
+    /// down (never locked): past it, an address that already failed for the name waits
+    /// `sign_in_backoff` seconds per further attempt. Default: 5.
+    pub sign_in_backoff_after: u32,
+    /// Seconds between further sign-in attempts for a slowed-down name (see
+    /// `sign_in_backoff_after`); also the longest wait it ever asks for. Default: 5.
+    pub sign_in_backoff: u64,
+    /// Wrong user codes one signed-in account may submit before it is locked until the
+    /// window closes (RFC 8628 §5.1). Default: 5.
+    pub code_failures_per_account: u32,
+    /// Wrong user codes submitted from one address (IPv6: its /64), all accounts, before
+    /// the address is locked until the window closes; sized for a classroom behind one NAT.
+    /// Default: 50.
+    pub code_failures_per_address: u32,
 }
 
 impl Default for Config {
@@ -102,6 +143,15 @@ impl Default for Config {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             authorize_limit_per_address: DEFAULT_AUTHORIZE_LIMIT_PER_ADDRESS,
             authorize_limit_per_client: DEFAULT_AUTHORIZE_LIMIT_PER_CLIENT,
+            password_hash_concurrency: default_password_hash_concurrency(),
+            password_hash_wait_ms: DEFAULT_PASSWORD_HASH_WAIT_MS,
+            limit_window: DEFAULT_LIMIT_WINDOW,
+            sign_in_failures_per_name_address: DEFAULT_SIGN_IN_FAILURES_PER_NAME_ADDRESS,
+            sign_in_failures_per_address: DEFAULT_SIGN_IN_FAILURES_PER_ADDRESS,
+            sign_in_backoff_after: DEFAULT_SIGN_IN_BACKOFF_AFTER,
+            sign_in_backoff: DEFAULT_SIGN_IN_BACKOFF,
+            code_failures_per_account: DEFAULT_CODE_FAILURES_PER_ACCOUNT,
+            code_failures_per_address: DEFAULT_CODE_FAILURES_PER_ADDRESS,
         }
     }
 }
@@ -124,6 +174,21 @@ impl std::fmt::Debug for Config {
             .field("trust_proxy", &self.trust_proxy)
             .field("io_timeout", &self.io_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("password_hash_concurrency", &self.password_hash_concurrency)
+            .field("password_hash_wait_ms", &self.password_hash_wait_ms)
+            .field("limit_window", &self.limit_window)
+            .field(
+                "sign_in_failures_per_name_address",
+                &self.sign_in_failures_per_name_address,
+            )
+            .field(
+                "sign_in_failures_per_address",
+                &self.sign_in_failures_per_address,
+            )
+            .field("sign_in_backoff_after", &self.sign_in_backoff_after)
+            .field("sign_in_backoff", &self.sign_in_backoff)
+            .field("code_failures_per_account", &self.code_failures_per_account)
+            .field("code_failures_per_address", &self.code_failures_per_address)
             .field(
                 "authorize_limit_per_address",
                 &self.authorize_limit_per_address,
@@ -212,6 +277,41 @@ impl Config {
                     "{flag}: must be between 1 and {MAX_AUTHORIZE_LIMIT} a minute"
                 ));
             }
+        }
+        if !(1..=64).contains(&self.password_hash_concurrency) {
+            problems.push("--password-hash-concurrency: must be between 1 and 64".into());
+        }
+        if !(1..=30_000).contains(&self.password_hash_wait_ms) {
+            problems.push("--password-hash-wait-ms: must be between 1 and 30000".into());
+        }
+        if !(10..=86_400).contains(&self.limit_window) {
+            problems.push("--limit-window: must be between 10 and 86400 seconds".into());
+        }
+        for (flag, value) in [
+            (
+                "--sign-in-failures-per-name-address",
+                self.sign_in_failures_per_name_address,
+            ),
+            (
+                "--sign-in-failures-per-address",
+                self.sign_in_failures_per_address,
+            ),
+            ("--sign-in-backoff-after", self.sign_in_backoff_after),
+            (
+                "--code-failures-per-account",
+                self.code_failures_per_account,
+            ),
+            (
+                "--code-failures-per-address",
+                self.code_failures_per_address,
+            ),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                problems.push(format!("{flag}: must be between 1 and 100000"));
+            }
+        }
+        if !(1..=60).contains(&self.sign_in_backoff) {
+            problems.push("--sign-in-backoff: must be between 1 and 60 seconds".into());
         }
         if self.sweep_interval == 0 {
             problems.push("sweep interval must be at least 1 second".into());
@@ -306,6 +406,14 @@ pub fn default_workers() -> usize {
     (cores * WORKERS_PER_CORE).max(MIN_DEFAULT_WORKERS)
 }
 
+/// The CPU cores, at least 2 and at most 4: argon2 is CPU-bound, so more at once only
+/// adds memory (19 MiB each) without answering sooner, and 2 keep one slow sign-in from
+/// holding up everyone else's.
+pub fn default_password_hash_concurrency() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.clamp(MIN_PASSWORD_HASHES, MAX_DEFAULT_PASSWORD_HASHES)
+}
+
 /// The host of a URL with its scheme already removed (`host:port/path` or `[v6]:port/…`).
 fn url_host(without_scheme: &str) -> &str {
     let authority = without_scheme.split('/').next().unwrap_or_default();
@@ -354,6 +462,22 @@ mod tests {
         };
         let problems = config.validate().expect_err("invalid");
         assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn limits_and_the_password_pool_are_validated() {
+        let config = Config {
+            password_hash_concurrency: 0,
+            password_hash_wait_ms: 0,
+            limit_window: 5,
+            sign_in_failures_per_name_address: 0,
+            sign_in_backoff: 0,
+            code_failures_per_address: 0,
+            ..Config::default()
+        };
+        let problems = config.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert!((2..=4).contains(&default_password_hash_concurrency()));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
+pub mod passwords;
 pub mod protocol;
 pub mod router;
 pub mod secrets;

@@ -116,7 +116,19 @@ impl Server {
         for warning in config.proxy_warnings(local_addr, &issuer) {
             log::warn!("{warning}");
         }
+        // Waiting sign-ins hold workers too: leave at least one worker free of password
+        // work, so health checks, polls and pages keep moving during a sign-in flood.
+        let max_waiting = config
+            .workers
+            .saturating_sub(config.password_hash_concurrency + 1);
+        let passwords = crate::passwords::PasswordPool::new(
+            config.password_hash_concurrency,
+            Duration::from_millis(config.password_hash_wait_ms),
+            max_waiting,
+        );
         let app = App {
+            limits: crate::protocol::limits::Limits::from(&config),
+            passwords,
             settings: Settings::from(&config),
             issuer,
             authorize_limits: AuthorizeLimits::new(

@@ -40,6 +40,7 @@ pub fn campus_approve(ctx: &mut Ctx<'_>, req: &Request) -> Response {
     let actor = Actor::Person {
         user_id: user.user_id,
         ip: &ip,
+        limits: ctx.app.limits,
     };
     let typed = params.get("user_code").unwrap_or_default();
     let decision = Decision::Approve {

@@ -13,6 +13,7 @@ use super::{backup, clients, users, Command, GrantCommand, ServeArgs};
 use crate::clock::{Clock, Timestamp};
 use crate::logging::printable;
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
+use crate::protocol::limits::{self, UnlockTarget};
 use crate::secrets::{self, UserCodeError};
 use crate::store::{self, Store};
 
@@ -180,12 +181,30 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Unlock { target } => unlock(&store, &target),
         Command::Backup { file, force } => {
             backup::run(&store, &file, force)?;
             println!("backed up to {}", file.display());
             Ok(())
         }
     }
+}
+
+/// `unlock NAME|IP`: lifts sign-in locks and slow-downs on a user name (and that user's
+/// code-entry lock), or sign-in and code-entry locks on an address (IPv6: its /64).
+fn unlock(store: &Store, target: &str) -> Result<(), Failure> {
+    let (what, mut removed) = limits::unlock(store, target)?;
+    let shown = match &what {
+        UnlockTarget::Name(name) => {
+            if let Some(user) = store.find_user_by_name(target)? {
+                removed += limits::unlock_code_account(store, user.id)?;
+            }
+            format!("user name `{name}`")
+        }
+        UnlockTarget::Address(address) => format!("address {address}"),
+    };
+    println!("unlocked {shown} ({removed} counter(s) cleared)");
+    Ok(())
 }
 
 /// `check`: every configuration problem at once (exit 2), then the database's integrity.

@@ -80,6 +80,11 @@ pub enum Command {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Lift sign-in and code-entry locks for a user name or an address (IPv6: its /64)
+    Unlock {
+        /// A user name, or an IP address
+        target: String,
+    },
     /// Revoke this device's tokens at the server and forget them
     Logout {
         /// The server's base URL [default: the only saved server]
@@ -132,6 +137,33 @@ pub struct ServeArgs {
     /// Device authorizations one client may start per minute from all addresses together, in bursts of up to as many (then 429)
     #[arg(long, env = "DEVICEGATE_AUTHORIZE_LIMIT_PER_CLIENT", default_value_t = config::DEFAULT_AUTHORIZE_LIMIT_PER_CLIENT)]
     pub authorize_limit_per_client: u32,
+    /// Password verifications running at once (19 MiB each) [default: CPU cores, 2 to 4]
+    #[arg(long, env = "DEVICEGATE_PASSWORD_HASH_CONCURRENCY", default_value_t = config::default_password_hash_concurrency(), hide_default_value = true)]
+    pub password_hash_concurrency: usize,
+    /// Milliseconds a sign-in waits for a free password verification before a 503
+    #[arg(long, env = "DEVICEGATE_PASSWORD_HASH_WAIT_MS", default_value_t = config::DEFAULT_PASSWORD_HASH_WAIT_MS)]
+    pub password_hash_wait_ms: u64,
+    /// Seconds of the window that sign-in and code-entry failures are counted in
+    #[arg(long, env = "DEVICEGATE_LIMIT_WINDOW", default_value_t = config::DEFAULT_LIMIT_WINDOW)]
+    pub limit_window: u64,
+    /// Failed sign-ins for one name from one address (IPv6: /64) before that pair is locked
+    #[arg(long, env = "DEVICEGATE_SIGN_IN_FAILURES_PER_NAME_ADDRESS", default_value_t = config::DEFAULT_SIGN_IN_FAILURES_PER_NAME_ADDRESS)]
+    pub sign_in_failures_per_name_address: u32,
+    /// Failed sign-ins from one address (IPv6: /64), any names, before the address is locked
+    #[arg(long, env = "DEVICEGATE_SIGN_IN_FAILURES_PER_ADDRESS", default_value_t = config::DEFAULT_SIGN_IN_FAILURES_PER_ADDRESS)]
+    pub sign_in_failures_per_address: u32,
+    /// Failed sign-ins for one name from all addresses before that name is slowed down (never locked)
+    #[arg(long, env = "DEVICEGATE_SIGN_IN_BACKOFF_AFTER", default_value_t = config::DEFAULT_SIGN_IN_BACKOFF_AFTER)]
+    pub sign_in_backoff_after: u32,
+    /// Seconds between further attempts for a slowed-down name (the longest wait asked)
+    #[arg(long, env = "DEVICEGATE_SIGN_IN_BACKOFF", default_value_t = config::DEFAULT_SIGN_IN_BACKOFF)]
+    pub sign_in_backoff: u64,
+    /// Wrong user codes one account may submit before it is locked for the window
+    #[arg(long, env = "DEVICEGATE_CODE_FAILURES_PER_ACCOUNT", default_value_t = config::DEFAULT_CODE_FAILURES_PER_ACCOUNT)]
+    pub code_failures_per_account: u32,
+    /// Wrong user codes submitted from one address (IPv6: /64) before it is locked for the window
+    #[arg(long, env = "DEVICEGATE_CODE_FAILURES_PER_ADDRESS", default_value_t = config::DEFAULT_CODE_FAILURES_PER_ADDRESS)]
+    pub code_failures_per_address: u32,
     /// Log level: off, error, warn, info, debug
     #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
     pub log_level: String,
@@ -160,6 +192,15 @@ impl ServeArgs {
             shutdown_grace: self.shutdown_grace,
             authorize_limit_per_address: self.authorize_limit_per_address,
             authorize_limit_per_client: self.authorize_limit_per_client,
+            password_hash_concurrency: self.password_hash_concurrency,
+            password_hash_wait_ms: self.password_hash_wait_ms,
+            limit_window: self.limit_window,
+            sign_in_failures_per_name_address: self.sign_in_failures_per_name_address,
+            sign_in_failures_per_address: self.sign_in_failures_per_address,
+            sign_in_backoff_after: self.sign_in_backoff_after,
+            sign_in_backoff: self.sign_in_backoff,
+            code_failures_per_account: self.code_failures_per_account,
+            code_failures_per_address: self.code_failures_per_address,
             ..Config::default()
         }
     }

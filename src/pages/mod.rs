@@ -29,7 +29,10 @@ pub use signin::{login, logout};
 
 const STYLESHEET: &str = include_str!("style.css");
 
-/// `GET /oauth/device`, `?user_code=`, and `/oauth/device/<user_code>`.
+/// `GET /oauth/device`, `?user_code=`, and `/oauth/device/<user_code>`. A code in the URL
+/// (RFC 8628 §3.3.1 `verification_uri_complete`) is only shown, prefilled, for the person
+/// to confirm: a page view never looks a code up, so it never counts against the limits
+/// and cannot be used to probe codes; the POST of the form does both.
 pub fn verification(
     ctx: &mut Ctx<'_>,
     req: &Request,
@@ -65,18 +68,16 @@ pub fn verification(
             };
             html(200, views::sign_in(&frame, &session, &next, None, ""))
         }
-        Some(user) => match typed {
-            None => html(200, views::code_entry(&frame, &session, None, "")),
-            Some(typed) => match lookup(ctx, req, user, &typed) {
-                Ok(code) => consent(ctx, req, &frame, &session, &code),
-                Err(e) => approval_failure(&frame, &session, &typed, e),
-            },
-        },
+        Some(_) => {
+            let typed: String = typed.unwrap_or_default().chars().take(32).collect();
+            html(200, views::code_entry(&frame, &session, None, &typed))
+        }
     };
     with_cookie(response, new_cookie)
 }
 
-/// `POST /oauth/device`: the code form. A valid code leads to the consent page.
+/// `POST /oauth/device`: the code form. A valid code shows the consent page; a wrong one
+/// counts against the person's and the address's limits.
 pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
     let (session, user, params) = match signed_in_form(ctx, req, prefix, VERIFICATION_PATH) {
         Ok(found) => found,
@@ -88,11 +89,7 @@ pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response
     };
     let typed = params.get("user_code").unwrap_or_default();
     match lookup(ctx, req, &user, typed) {
-        Ok(code) => Response::redirect(&format!(
-            "{}{VERIFICATION_PATH}?user_code={}",
-            prefix.as_str(),
-            secrets::display_user_code(&code.user_code)
-        )),
+        Ok(code) => consent(ctx, req, &frame, &session, &code),
         Err(e) => approval_failure(&frame, &session, typed, e),
     }
 }
@@ -124,6 +121,7 @@ pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
     let actor = Actor::Person {
         user_id: user.user_id,
         ip: &ip,
+        limits: ctx.app.limits,
     };
     match approval::decide(ctx.store, typed, decision, actor, ctx.now) {
         Ok(code) => {
@@ -173,6 +171,7 @@ fn lookup(
     let actor = Actor::Person {
         user_id: user.user_id,
         ip: &ip,
+        limits: ctx.app.limits,
     };
     approval::find_pending(ctx.store, typed, actor, ctx.now)
 }

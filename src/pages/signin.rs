@@ -1,13 +1,12 @@
-//! Signing in and out. Sign-in replaces the session with a new one (no fixation); failures
-//! are limited per user name and per IP, and one message covers every failure.
+//! Signing in and out: renders `protocol::sign_in`'s decision. Sign-in replaces the
+//! session with a new one (no fixation), and one message covers every wrong credential.
 
 use super::layout::Frame;
 use super::{form_session, html, locked, secure_cookies, store_failure, views};
 use crate::app::Ctx;
 use crate::http::{Request, Response};
-use crate::protocol::limits::{self, Counter};
+use crate::protocol::sign_in::{self, SignIn};
 use crate::router::{Prefix, VERIFICATION_PATH};
-use crate::secrets;
 use crate::session::{self, SignedIn};
 
 /// `POST /login`. One message for every failure, so it does not reveal who exists.
@@ -23,36 +22,44 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
     let next = safe_next(params.get("next"), prefix);
     let username = params.get("username").unwrap_or_default();
     let password = params.get("password").unwrap_or_default();
-    let ip = req.remote_ip.to_string();
-    let counters = [Counter::login_username(username), Counter::login_ip(&ip)];
-    match limits::locked_for(ctx.store, &counters, ctx.now) {
-        Ok(Some(wait)) => return locked(&frame, wait),
-        Ok(None) => {}
-        Err(e) => return store_failure(prefix, Some(&session), e),
-    }
-    let user = match ctx.store.find_user_by_name(username) {
-        Ok(user) => user,
-        Err(e) => return store_failure(prefix, Some(&session), e),
-    };
-    // Verify even for unknown users, so timing does not reveal who exists.
-    let password_ok =
-        secrets::verify_password(password, user.as_ref().map(|u| u.password_hash.as_str()));
-    let user = user.filter(|u| password_ok && !u.disabled);
-    let Some(user) = user else {
-        log::warn!("failed sign-in from {ip}");
-        if let Err(e) = limits::record_failure(ctx.store, &counters, ctx.now) {
-            return store_failure(prefix, Some(&session), e);
+    let decision = sign_in::sign_in(
+        ctx.store,
+        &ctx.app.passwords,
+        &ctx.app.limits,
+        username,
+        password,
+        req.remote_ip,
+        ctx.now,
+    );
+    let user = match decision {
+        Ok(SignIn::SignedIn(user)) => user,
+        Ok(SignIn::WrongCredentials) => {
+            let message = "That user name and password do not match.";
+            return html(
+                401,
+                views::sign_in(&frame, &session, &next, Some(message), username),
+            );
         }
-        let message = "That user name and password do not match.";
-        return html(
-            401,
-            views::sign_in(&frame, &session, &next, Some(message), username),
-        );
+        Ok(SignIn::SlowDown(wait)) => {
+            let message =
+                format!("Too many failed attempts for this name. Try again in {wait} seconds.");
+            return html(
+                429,
+                views::sign_in(&frame, &session, &next, Some(&message), username),
+            )
+            .with_header("Retry-After", wait.to_string());
+        }
+        Ok(SignIn::Locked(wait)) => return locked(&frame, wait),
+        Ok(SignIn::Busy) => {
+            let message = "The server is busy signing people in. Try again in a moment.";
+            return html(
+                503,
+                views::sign_in(&frame, &session, &next, Some(message), username),
+            )
+            .with_header("Retry-After", BUSY_RETRY_AFTER);
+        }
+        Err(e) => return store_failure(prefix, Some(&session), e),
     };
-    // A success clears this name's counter, never the IP's.
-    if let Err(e) = ctx.store.clear_throttle(&counters[0].key) {
-        return store_failure(prefix, Some(&session), e);
-    }
     let signed_in = SignedIn {
         user_id: user.id,
         username: user.username,
@@ -63,6 +70,9 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
         Err(e) => store_failure(prefix, Some(&session), e),
     }
 }
+
+/// Seconds a sign-in refused for a busy password pool is asked to wait.
+const BUSY_RETRY_AFTER: &str = "2";
 
 /// `POST /logout`.
 pub fn logout(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {

@@ -49,7 +49,11 @@ pub fn code_entry(
         "Connect a device",
         html! {
             h1 { "Connect a device" }
-            p { "Enter the code shown on your device or in your terminal." }
+            @if error.is_none() && !typed.is_empty() {
+                p { "Check that this is the code your device or terminal shows, then continue." }
+            } @else {
+                p { "Enter the code shown on your device or in your terminal." }
+            }
             @if let Some(error) = error { p.error role="alert" { (error) } }
             form method="post" action={ (frame.prefix.as_str()) (VERIFICATION_PATH) } {
                 (csrf_field(session))

@@ -3,10 +3,11 @@
 //!
 //! The approver's identity is an argument here; callers take it only from a server-side
 //! session or the operator's own terminal, never from a request body. Look-ups by a person
-//! are brute-force limited (see `limits`): a malformed or unknown code counts as a failure
-//! against their account and their IP, and a locked-out person cannot look up or decide.
+//! are brute-force limited (see `limits`): a malformed or unknown code counts against their
+//! account and their address (IPv6: its /64); a locked-out person cannot look up or decide. Callers make these look-ups only for codes a person submitted (a POST),
+//! never for a page view.
 
-use super::limits::{self, Counter};
+use super::limits::{self, Limits};
 use crate::clock::Timestamp;
 use crate::secrets::{self, UserCodeError};
 use crate::store::{self, DeviceCode, DeviceCodeStatus, Store};
@@ -57,7 +58,12 @@ impl From<CodeProblem> for ApprovalError {
 #[derive(Debug, Clone, Copy)]
 pub enum Actor<'a> {
     Operator,
-    Person { user_id: i64, ip: &'a str },
+    /// A signed-in person at `ip` (the address stored with a decision), held to `limits`.
+    Person {
+        user_id: i64,
+        ip: &'a str,
+        limits: Limits,
+    },
 }
 
 impl Actor<'_> {
@@ -82,12 +88,16 @@ pub fn find_pending(
     actor: Actor<'_>,
     now: Timestamp,
 ) -> Result<DeviceCode, ApprovalError> {
-    let counters = match actor {
-        Actor::Operator => Vec::new(),
-        Actor::Person { user_id, ip } => vec![Counter::code_account(user_id), Counter::code_ip(ip)],
-    };
-    if let Some(wait) = limits::locked_for(store, &counters, now)? {
-        return Err(ApprovalError::Locked(wait));
+    if let Actor::Person {
+        user_id,
+        ip,
+        limits,
+    } = actor
+    {
+        if let Some(wait) = limits::code_entry_locked(store, &limits, user_id, ip, now)? {
+            crate::metrics::Metrics::count(&crate::metrics::METRICS.lockouts);
+            return Err(ApprovalError::Locked(wait));
+        }
     }
     let found = match secrets::normalize_user_code(typed) {
         Ok(user_code) => store
@@ -98,10 +108,20 @@ pub fn find_pending(
     let code = match found {
         Ok(code) => code,
         Err(problem) => {
-            // RFC 8628 §5.1: count malformed input too; never log the code itself.
-            limits::record_failure(store, &counters, now)?;
-            if let Actor::Person { user_id, ip } = actor {
+            // RFC 8628 §5.1: malformed input stays counted too; never log the code itself.
+            if let Actor::Person {
+                user_id,
+                ip,
+                limits,
+            } = actor
+            {
                 log::warn!("failed user code entry by user {user_id} from {ip}");
+                if limits::record_wrong_code(store, &limits, user_id, ip, now)? {
+                    log::warn!(
+                        "code entry locked for user {user_id} from {ip} for {} s",
+                        limits.window
+                    );
+                }
             }
             return Err(problem.into());
         }

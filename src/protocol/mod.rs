@@ -14,6 +14,7 @@ pub mod polls;
 pub mod refresh;
 pub mod resource;
 pub mod scope;
+pub mod sign_in;
 pub mod token;
 
 pub use errors::{oauth, Error, ErrorCode, OAuthError};

@@ -21,6 +21,7 @@ pub use grants::{
     RefreshStep, RefreshTokenRow,
 };
 pub use sessions::SessionRow;
+pub use throttles::ThrottleWindow;
 pub use users::User;
 
 use std::path::Path;

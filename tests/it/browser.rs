@@ -249,9 +249,11 @@ fn a_person_denies_in_chromium_and_the_device_hears_access_denied() {
     let app = TestApp::spawn();
     app.add_user("alice");
     let codes = app.device_authorize("guest");
-    // The complete URI: sign-in, then straight to the consent page, code still shown.
+    // The complete URI: sign-in, then the code shown prefilled to confirm, then consent.
     driver.goto(codes.body["verification_uri_complete"].as_str().unwrap());
     sign_in(&driver);
+    driver.wait_for("Check that this is the code");
+    driver.click(r#"form[action$="/oauth/device"] button"#);
     let consent = driver.wait_for("Approve this device?");
     assert!(consent.contains(&codes.user_code), "{consent}");
     driver.click("button[value=deny]");

@@ -19,6 +19,7 @@ mod refresh_grace;
 mod resilience;
 mod response_headers;
 mod secrets_at_rest;
+mod sign_in_limits;
 mod support;
 mod token_polling;
 mod unauthenticated_writes;

@@ -86,7 +86,7 @@ fn behind_a_trusted_proxy_the_forwarded_address_and_scheme_count() {
     );
     let user_code = resp.json()["user_code"].as_str().unwrap().to_string();
     let browser = Browser::signed_in(&app, "alice");
-    let consent = browser.get(&format!("/oauth/device?user_code={user_code}"));
+    let consent = browser.enter_code(&user_code);
     assert!(consent.body.contains("203.0.113.77"));
     assert!(consent.body.contains("different network"));
     let https = app.request(

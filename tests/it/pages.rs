@@ -73,7 +73,8 @@ fn sign_in_returns_to_the_consent_page_with_the_code_kept() {
     assert_eq!(resp.status, 303);
     assert_eq!(resp.header("location"), Some(path.as_str()));
     assert!(browser.cookie().is_some(), "a new session id on sign-in");
-    let consent = browser.get(&path);
+    // Back at the page: the code is shown prefilled; confirming it leads to consent.
+    let consent = browser.confirm_code(&path);
     assert_eq!(consent.status, 200);
     assert_html_security_headers(&consent);
     for expected in [
@@ -101,7 +102,7 @@ fn code_in_the_path_works_under_the_campus_prefix() {
     app.add_user("alice");
     let codes = app.device_authorize("guest");
     let browser = Browser::signed_in(&app, "alice");
-    let page = browser.get(&format!("/auth/v1/oauth/device/{}", codes.user_code));
+    let page = browser.confirm_code(&format!("/auth/v1/oauth/device/{}", codes.user_code));
     assert_eq!(page.status, 200);
     assert!(page.body.contains(&codes.user_code));
     assert!(page
@@ -176,11 +177,9 @@ fn code_form_accepts_lower_case_without_dash_and_with_spaces() {
                 ("user_code", &typed(&codes.user_code)),
             ],
         );
-        assert_eq!(resp.status, 303, "{}", resp.body);
-        assert_eq!(
-            resp.header("location").unwrap(),
-            format!("/oauth/device?user_code={}", codes.user_code)
-        );
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert!(resp.body.contains(">Approve<"), "{}", resp.body);
+        assert!(resp.body.contains(&codes.user_code));
     }
 }
 
@@ -222,7 +221,7 @@ fn approving_reaches_the_device_and_the_back_button_cannot_reuse_the_code() {
         assert_eq!(again.status, 409, "{decision}");
         assert!(again.body.contains("already used"));
     }
-    let page = browser.get(&format!("/oauth/device?user_code={}", codes.user_code));
+    let page = browser.confirm_code(&format!("/oauth/device?user_code={}", codes.user_code));
     assert_eq!(page.status, 409);
 }
 
@@ -252,12 +251,12 @@ fn unknown_and_expired_codes_get_clear_pages() {
     let app = TestApp::spawn();
     app.add_user("alice");
     let browser = Browser::signed_in(&app, "alice");
-    let unknown = browser.get("/oauth/device?user_code=BCDF-GHJK");
+    let unknown = browser.enter_code("BCDF-GHJK");
     assert_eq!(unknown.status, 404);
     assert!(unknown.body.contains("could not find that code"));
     let codes = app.device_authorize("guest");
     app.advance(601.0);
-    let expired = browser.get(&format!("/oauth/device?user_code={}", codes.user_code));
+    let expired = browser.enter_code(&codes.user_code);
     assert_eq!(expired.status, 410);
     assert!(expired.body.contains("expired"));
     assert_eq!(browser.decide(&codes.user_code, "approve").status, 410);
@@ -313,18 +312,18 @@ fn post_without_or_with_another_sessions_csrf_token_is_403_and_changes_nothing()
 }
 
 #[test]
-fn failed_code_entries_lock_the_account_and_the_ip_for_a_while() {
+fn failed_code_entries_lock_the_account_for_a_while() {
     let app = TestApp::spawn();
     app.add_user("alice");
     app.add_user("bob");
     let browser = Browser::signed_in(&app, "alice");
     for _ in 0..5 {
-        let resp = browser.get("/oauth/device?user_code=BCDF-GHJK");
+        let resp = browser.enter_code("BCDF-GHJK");
         assert_eq!(resp.status, 404);
     }
-    // Now even a valid code is refused, on GET, on the form, and on the decision.
+    // Now even a valid code is refused, on the form and on the decision.
     let codes = app.device_authorize("guest");
-    let locked = browser.get(&format!("/oauth/device?user_code={}", codes.user_code));
+    let locked = browser.enter_code(&codes.user_code);
     assert_eq!(locked.status, 429);
     assert!(
         locked.body.contains("try again in 10 minutes"),
@@ -333,13 +332,9 @@ fn failed_code_entries_lock_the_account_and_the_ip_for_a_while() {
     );
     assert!(locked.header("retry-after").is_some());
     assert_eq!(browser.decide(&codes.user_code, "approve").status, 429);
-    // Another account from the same IP is locked too (the per-IP counter).
+    // Another account at the same address is not (a classroom shares one address).
     let bob = Browser::signed_in(&app, "bob");
-    assert_eq!(
-        bob.get(&format!("/oauth/device?user_code={}", codes.user_code))
-            .status,
-        429
-    );
+    assert_eq!(bob.enter_code(&codes.user_code).status, 200);
     assert_eq!(
         app.poll("guest", &codes.device_code).json()["error"],
         "authorization_pending"
@@ -347,32 +342,22 @@ fn failed_code_entries_lock_the_account_and_the_ip_for_a_while() {
     // The window passes.
     app.advance(601.0);
     let codes = app.device_authorize("guest");
-    assert_eq!(
-        browser
-            .get(&format!("/oauth/device?user_code={}", codes.user_code))
-            .status,
-        200
-    );
+    assert_eq!(browser.enter_code(&codes.user_code).status, 200);
 }
 
 #[test]
-fn malformed_codes_count_as_failures_and_success_does_not_reset_the_ip_counter() {
+fn malformed_codes_count_as_failures_and_success_does_not_reset_the_counter() {
     let app = TestApp::spawn();
     app.add_user("alice");
     let browser = Browser::signed_in(&app, "alice");
     for bad in ["AAAA-AAAA", "x", "BCDF-GHJK", "<script>"] {
-        assert!(
-            browser
-                .get(&format!("/oauth/device?user_code={bad}"))
-                .status
-                >= 400
-        );
+        assert!(browser.enter_code(bad).status >= 400);
     }
     let good = app.device_authorize("guest");
     assert_eq!(browser.decide(&good.user_code, "approve").status, 200);
     // One more failure makes five: locked, the success in between notwithstanding.
-    assert_eq!(browser.get("/oauth/device?user_code=BCDF-GHJK").status, 404);
-    assert_eq!(browser.get("/oauth/device?user_code=BCDF-GHJK").status, 429);
+    assert_eq!(browser.enter_code("BCDF-GHJK").status, 404);
+    assert_eq!(browser.enter_code("BCDF-GHJK").status, 429);
 }
 
 #[test]
@@ -466,15 +451,23 @@ fn hostile_user_codes_are_escaped_and_refused() {
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("<script>"));
     browser.sign_in("alice", "password123");
-    let resp = browser.get("/oauth/device?user_code=%3Cscript%3Ealert(1)%3C/script%3E%22");
+    // Signed in, it is shown prefilled (escaped) for confirmation; submitting it is a 400.
+    let page = browser.get("/oauth/device?user_code=%3Cscript%3Ealert(1)%3C/script%3E%22");
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<script>"));
+    assert!(page.body.contains("&lt;"));
+    let resp = browser.confirm_code("/oauth/device?user_code=%3Cscript%3Ealert(1)%3C/script%3E%22");
     assert_eq!(resp.status, 400);
     assert!(!resp.body.contains("<script>"));
     assert!(resp.body.contains("&lt;"));
-    let huge = format!("/oauth/device?user_code={}", "A".repeat(10 * 1024));
-    let resp = browser.get(&huge);
+    let huge = "A".repeat(10 * 1024);
+    let resp = browser.enter_code(&huge);
     assert_eq!(resp.status, 400);
     assert!(resp.body.len() < 5000);
-    let resp = browser.get("/oauth/device/%22%3E%3Cimg%20src=x%3E");
+    let page = browser.get(&format!("/oauth/device?user_code={huge}"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.len() < 5000);
+    let resp = browser.confirm_code("/oauth/device/%22%3E%3Cimg%20src=x%3E");
     assert!(resp.status == 400 || resp.status == 429);
     assert!(!resp.body.contains("<img"));
 }
@@ -485,7 +478,7 @@ fn a_request_from_another_network_is_flagged_and_deny_is_suggested() {
     app.add_user("alice");
     let browser = Browser::signed_in(&app, "alice");
     let remote = code_from(&app, "203.0.113.7");
-    let page = browser.get(&format!("/oauth/device?user_code={remote}"));
+    let page = browser.enter_code(&remote);
     assert_eq!(page.status, 200);
     assert!(page.body.contains("different network"), "{}", page.body);
     assert!(page.body.contains("203.0.113.7"));
@@ -494,7 +487,7 @@ fn a_request_from_another_network_is_flagged_and_deny_is_suggested() {
     let approve = page.body.find(">Approve<").unwrap();
     assert!(deny < approve, "Deny comes first when the networks differ");
     let local = code_from(&app, "127.0.0.1");
-    let page = browser.get(&format!("/oauth/device?user_code={local}"));
+    let page = browser.enter_code(&local);
     assert!(!page.body.contains("different network"));
 }
 

@@ -61,7 +61,7 @@ fn the_proxys_appended_forwarded_for_line_wins_over_the_clients_own() {
     // So the consent page, seen from this (loopback) browser, still says the device is
     // elsewhere: the forged first line does not silence the warning.
     let browser = Browser::signed_in(&app, "alice");
-    let consent = browser.get(&format!("/oauth/device?user_code={user_code}"));
+    let consent = browser.confirm_code(&format!("/oauth/device?user_code={user_code}"));
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains("198.51.100.7"), "{}", consent.body);
     assert!(

@@ -493,6 +493,30 @@ impl<'a> Browser<'a> {
         )
     }
 
+    /// Submits the code form with `typed`, as a person would: the consent page, or why not.
+    pub fn enter_code(&self, typed: &str) -> TestResponse {
+        let csrf = self.csrf();
+        self.post(
+            "/oauth/device",
+            &[("csrf_token", &csrf), ("user_code", typed)],
+        )
+    }
+
+    /// Opens a URL carrying a code (`/oauth/device?user_code=…`, `/oauth/device/<code>`,
+    /// also under `/auth/v1`), which only shows it prefilled, and submits that form
+    /// unchanged: the consent page, or why not.
+    pub fn confirm_code(&self, path: &str) -> TestResponse {
+        let page = self.get(path);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let csrf = csrf_token(&page.body);
+        let typed = input_value(&page.body, "user_code");
+        let action = match path.split_once('?') {
+            Some((action, _)) => action,
+            None => path.rsplit_once('/').unwrap().0,
+        };
+        self.post(action, &[("csrf_token", &csrf), ("user_code", &typed)])
+    }
+
     /// The current session's CSRF token, read from a freshly loaded page.
     pub fn csrf(&self) -> String {
         csrf_token(&self.get("/oauth/device").body)
@@ -511,6 +535,24 @@ impl<'a> Browser<'a> {
             ],
         )
     }
+}
+
+/// The value of the input named `name` in an HTML page, unescaped.
+pub fn input_value(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field in: {html}"))
+        + marker.len();
+    html[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 /// The `csrf_token` hidden field's value in an HTML page.
