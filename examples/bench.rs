@@ -8,7 +8,7 @@
 //! Scenarios: `poll` (device-code token requests spread over the live pending codes,
 //! ignoring the interval on purpose, so the server answers authorization_pending and
 //! slow_down), `authorize` (a device authorization, one durable write each), `page` (the
-//! consent page for a signed-in session), `ceiling`, `poll-100k` (peak RSS with 100,000 live
+//! consent page: a signed-in session submits a pending code), `ceiling`, `poll-100k` (peak RSS with 100,000 live
 //! codes), `poll+idle` (poll while 1,000 idle connections are open) and `instructions`
 //! (instructions per request under callgrind, the one figure that does not drift with the
 //! machine; needs valgrind). In every round,
@@ -175,13 +175,13 @@ fn instructions_per_request(name: &str, requests: usize, work: &Path) -> f64 {
             "authorize" => agent
                 .post(&format!("{base}/oauth/device_authorize"))
                 .send_form(&[("client_id", "guest")]),
-            _ => agent
-                .get(&format!(
-                    "{base}/oauth/device?user_code={}",
-                    seeded.user_codes[n]
-                ))
-                .set("Cookie", cookie.as_deref().unwrap_or_default())
-                .call(),
+            _ => {
+                let (cookie, csrf) = cookie.as_ref().expect("signed in");
+                agent
+                    .post(&format!("{base}/oauth/device"))
+                    .set("Cookie", cookie)
+                    .send_form(&[("csrf_token", csrf), ("user_code", &seeded.user_codes[n])])
+            }
         };
         match response {
             Ok(r) | Err(ureq::Error::Status(_, r)) => {
@@ -223,7 +223,10 @@ fn scenario(opt: &Options, work: &Path, db_name: &str, name: &str) -> Run {
     let script = match name {
         "poll" => lua_poll(work, &seeded),
         "authorize" => lua_authorize(work),
-        _ => lua_page(work, &seeded, &sign_in(&addr, &db)),
+        _ => {
+            let (cookie, csrf) = sign_in(&addr, &db);
+            lua_page(work, &seeded, &cookie, &csrf)
+        }
     };
     let run = wrk(opt, &addr, Some(&script), &child);
     stop(child);
@@ -446,8 +449,8 @@ fn seed(addr: &str, n: usize) -> Seeded {
     seeded
 }
 
-/// A signed-in session cookie, through the real sign-in form.
-fn sign_in(addr: &str, db: &Path) -> String {
+/// A signed-in session cookie, through the real sign-in form, and the session's CSRF token.
+fn sign_in(addr: &str, db: &Path) -> (String, String) {
     let store = devicegate::store::Store::open(db).expect("store");
     let hash = devicegate::secrets::hash_password("bench-password").expect("hash");
     let _ = store.create_user("bench", &hash, 0);
@@ -479,13 +482,23 @@ fn sign_in(addr: &str, db: &Path) -> String {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
         Err(e) => panic!("sign-in: {e}"),
     };
-    response
+    let session = response
         .header("set-cookie")
         .expect("session")
         .split(';')
         .next()
         .expect("c")
-        .to_string()
+        .to_string();
+    let page = agent
+        .get(&format!("http://{addr}/oauth/device"))
+        .set("Cookie", &session)
+        .call()
+        .expect("signed-in page")
+        .into_string()
+        .expect("html");
+    let start = page.find(marker).expect("session csrf") + marker.len();
+    let csrf = page[start..].split('"').next().expect("csrf").to_string();
+    (session, csrf)
 }
 
 fn write_lines(path: &Path, lines: &[String]) {
@@ -528,7 +541,9 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
     script
 }
 
-fn lua_page(dir: &Path, seeded: &Seeded, cookie: &str) -> PathBuf {
+/// The consent page: a signed-in person submits a pending code (`POST /oauth/device`), as
+/// the code form does; a right code counts against no limit.
+fn lua_page(dir: &Path, seeded: &Seeded, cookie: &str, csrf: &str) -> PathBuf {
     let codes = dir.join("user-codes.txt");
     let sample: Vec<String> = seeded.user_codes.iter().take(1000).cloned().collect();
     write_lines(&codes, &sample);
@@ -538,9 +553,9 @@ fn lua_page(dir: &Path, seeded: &Seeded, cookie: &str) -> PathBuf {
         format!(
             r#"local codes = {{}}
 for line in io.lines("{}") do codes[#codes + 1] = line end
-local headers = {{ ["Cookie"] = "{cookie}" }}
+local headers = {{ ["Cookie"] = "{cookie}", ["Content-Type"] = "application/x-www-form-urlencoded" }}
 request = function()
-  return wrk.format("GET", "/oauth/device?user_code=" .. codes[math.random(#codes)], headers)
+  return wrk.format("POST", "/oauth/device", headers, "csrf_token={csrf}&user_code=" .. codes[math.random(#codes)])
 end
 "#,
             codes.display()
