@@ -319,6 +319,8 @@ fn serve(db: &str, workers: &str) {
         listen: "127.0.0.1:0".into(),
         workers: workers.parse().unwrap_or(8),
         metrics_token: Some(METRICS_TOKEN.into()),
+        // All load comes from 127.0.0.1: the per-address cap would refuse `--idle 1000`.
+        max_connections_per_ip: 0,
         ..devicegate::Config::default()
     };
     let server = devicegate::Server::bind(config).expect("bind");
@@ -332,6 +334,7 @@ fn ceiling(workers: &str) {
     let config = devicegate::Config {
         listen: "127.0.0.1:0".into(),
         workers: workers.parse().unwrap_or(8),
+        max_connections_per_ip: 0,
         ..devicegate::Config::default()
     };
     let server = std::sync::Arc::new(devicegate::server::listen(&config).expect("listen"));
