@@ -35,6 +35,45 @@ fn connect_from(local: &str, addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// `n` connections from `local` that the server admitted (each answered one keep-alive
+/// request), kept open. Connections the server has not yet seen closed may still count
+/// against the address for a moment: retried until then.
+fn hold_admitted(local: &str, addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let started = std::time::Instant::now();
+    let mut held = Vec::new();
+    while held.len() < n {
+        let mut stream = connect_from(local, addr);
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut status = String::new();
+        let _ = std::io::BufRead::read_line(&mut reader, &mut status);
+        if status.starts_with("HTTP/1.1 200") {
+            // The rest of the answer: headers, then a body of Content-Length bytes.
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            held.push(stream);
+        } else {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never admitted: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    held
+}
+
 /// Everything the server sends until it closes; panics if it does not close (a timeout or
 /// a reset instead of a clean end).
 fn read_until_closed(stream: &mut TcpStream) -> String {
@@ -459,9 +498,7 @@ fn shutdown_is_not_held_up_by_trickling_clients() {
 fn an_address_over_its_connection_limit_gets_503_while_others_are_served() {
     let app = TestApp::spawn_with(|c| c.max_connections_per_ip = 3);
     let addr = addr_of(&app);
-    let held: Vec<TcpStream> = (0..3).map(|_| connect_from("127.0.0.1", addr)).collect();
-    // Give the accept thread a moment to count them.
-    std::thread::sleep(Duration::from_millis(200));
+    let held = hold_admitted("127.0.0.1", addr, 3);
     let mut crowded = connect_from("127.0.0.1", addr);
     let answer = read_until_closed(&mut crowded);
     assert_refused(&answer, 503, "temporarily_unavailable");
@@ -472,7 +509,7 @@ fn an_address_over_its_connection_limit_gets_503_while_others_are_served() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     assert_eq!(status_of(&read_until_closed(&mut other)), 200);
-    // The held connections themselves are served.
+    // The held connections are still served.
     for mut stream in held {
         stream
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -494,8 +531,7 @@ fn ipv4_addresses_seen_over_ipv6_are_counted_as_ipv4() {
     let port = addr_of(&app).port();
     let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
-    let _held: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.1", v4)).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let _held = hold_admitted("127.0.0.1", v4, 2);
     let mut crowded = connect_from("127.0.0.1", v4);
     assert_eq!(status_of(&read_until_closed(&mut crowded)), 503);
     for (local, target) in [("127.0.0.2", v4), ("::1", v6)] {
@@ -589,18 +625,29 @@ fn four_endings(addr: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
+/// A server process that is stopped however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn refusals_are_logged() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
-    let mut server = crate::support::serve_binary(
+    let mut server = KillOnDrop(crate::support::serve_binary(
         &dir.path().join("d.db"),
         &listen,
         // Room for the start-up health check, the two refusals below and one more, even if
         // the server has not yet seen any of them closed.
         &["--log-level", "info", "--max-connections-per-ip", "3"],
         std::process::Stdio::piped(),
-    );
+    ));
+    let mut stderr = server.0.stderr.take().unwrap();
     let addr: SocketAddr = listen.parse().unwrap();
     let long = format!(
         "GET /healthz HTTP/1.1\r\nX-Big: {}\r\n\r\n",
@@ -612,20 +659,13 @@ fn refusals_are_logged() {
         "0\r\n\r\n",
     );
     assert_eq!(status_of(&exchange(addr, &smuggle)), 400);
-    let held: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let held = hold_admitted("127.0.0.1", addr, 3);
     assert_eq!(status_of(&read_until_closed(&mut connect(addr))), 503);
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
-    let _ = server.kill();
+    drop(server);
     let mut log = String::new();
-    server
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    let _ = server.wait();
+    stderr.read_to_string(&mut log).unwrap();
     for expected in [
         "127.0.0.1 431 header line too long: refused",
         "127.0.0.1 400 both Transfer-Encoding and Content-Length: refused",

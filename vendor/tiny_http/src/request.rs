@@ -24,15 +24,10 @@ use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 /// Tiny-http automatically reorders the responses so that you don't need to worry about the order
 /// in which you call `respond` or `into_writer`.
 ///
-/// This mechanic is disabled if:
-///
-///  - The body of a request is large enough (handling requires pipelining requires storing the
-///    body of the request in a buffer ; if the body is too big, tiny-http will avoid doing that)
-///  - A request sends a `Expect: 100-continue` header (which means that the client waits to
-///    know whether its body will be processed before sending it)
-///  - A request sends a `Connection: close` header or `Connection: upgrade` header (used for
-///    websockets), which indicates that this is the last request that will be received on this
-///    connection
+/// devicegate patch: every body is read whole (within `ConnectionLimits::max_body`) before
+/// its request is handed out, so pipelining is disabled only by `Connection: close` (or an
+/// HTTP/1.0 request without keep-alive), the last request on that connection.
+/// `Connection: upgrade` is refused before a request is built.
 ///
 /// # Automatic cleanup
 ///
