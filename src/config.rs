@@ -326,6 +326,23 @@ mod tests {
     }
 
     #[test]
+    fn deadlines_and_the_connection_cap_are_bounded() {
+        let config = Config {
+            head_timeout: 0,
+            body_timeout: 301,
+            max_connections_per_ip: 5000,
+            ..Config::default()
+        };
+        let problems = config.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let off = Config {
+            max_connections_per_ip: 0,
+            ..Config::default()
+        };
+        assert!(off.validate().is_ok(), "0 turns the cap off");
+    }
+
+    #[test]
     fn listening_beyond_loopback_needs_an_issuer() {
         let open = Config {
             listen: "0.0.0.0:8080".into(),
