@@ -326,6 +326,8 @@ fn serve(db: &str, workers: &str) {
         // authorization run (their cost is measured) at a rate they never refuse.
         authorize_limit_per_address: devicegate::config::MAX_AUTHORIZE_LIMIT,
         authorize_limit_per_client: devicegate::config::MAX_AUTHORIZE_LIMIT,
+        // All load comes from 127.0.0.1: the per-address cap would refuse `--idle 1000`.
+        max_connections_per_ip: 0,
         ..devicegate::Config::default()
     };
     let server = devicegate::Server::bind(config).expect("bind");
@@ -339,6 +341,7 @@ fn ceiling(workers: &str) {
     let config = devicegate::Config {
         listen: "127.0.0.1:0".into(),
         workers: workers.parse().unwrap_or(8),
+        max_connections_per_ip: 0,
         ..devicegate::Config::default()
     };
     let server = std::sync::Arc::new(devicegate::server::listen(&config).expect("listen"));

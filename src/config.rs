@@ -21,6 +21,17 @@ pub const DEFAULT_REFRESH_GRACE: u64 = 0;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SWEEP_INTERVAL: u64 = 60;
 pub const DEFAULT_IO_TIMEOUT: u64 = 10;
+/// RFC 9110 §15.5.9 leaves the wait to us: a phone on a poor connection sends a head of a
+/// few hundred bytes well within 10 s.
+pub const DEFAULT_HEAD_TIMEOUT: u64 = 10;
+/// Bodies are at most 64 KiB (`http::MAX_BODY`), a form or a JSON object in practice.
+pub const DEFAULT_BODY_TIMEOUT: u64 = 10;
+/// A classroom behind one NAT: 30 people × (a browser's 6 connections + 2 devices), rounded
+/// up. Connection threads are sized so that 64 always remain for other addresses.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Each connection an address may hold can take a connection thread; more than this many
+/// threads for one address is never what an operator wants.
+const MAX_CONNECTIONS_PER_IP_LIMIT: usize = 4096;
 pub const DEFAULT_SHUTDOWN_GRACE: u64 = 1;
 /// Device authorizations per minute (and burst) from one address or IPv6 /64: a classroom
 /// of 60 behind one NAT each starting two logins within the minute.
@@ -75,9 +86,20 @@ pub struct Config {
     pub trust_proxy: bool,
     /// Bearer token that `GET /metrics` requires; `None` turns metrics off. Default: off.
     pub metrics_token: Option<String>,
-    /// Seconds a connection may stay silent (idle keep-alive, slow sender) before it is
-    /// closed. Default: 10.
+    /// Seconds a connection may stay silent: an idle keep-alive connection is closed after
+    /// it, and it bounds every single read and write (a request stalled that long mid-way
+    /// gets 408). Default: 10.
     pub io_timeout: u64,
+    /// Seconds within which a request's line and header fields must arrive, counted from
+    /// its first byte; past it: 408, connection closed. Default: 10.
+    pub head_timeout: u64,
+    /// Seconds within which a request's whole body (at most 64 KiB) must arrive, counted
+    /// from the end of its head; past it: 408, connection closed. Default: 10.
+    pub body_timeout: u64,
+    /// The most connections one client address (IPv6: one /64) may hold open; a new one
+    /// past it gets 503 with `Retry-After` and is closed. 0: no limit. Not applied with
+    /// `trust_proxy` (every connection then comes from the proxy). Default: 256.
+    pub max_connections_per_ip: usize,
     /// After SIGINT/SIGTERM, keep answering until no request has arrived for this many
     /// seconds (at most 10 s in all). Default: 1.
     pub shutdown_grace: u64,
@@ -139,6 +161,9 @@ impl Default for Config {
             trust_proxy: false,
             metrics_token: None,
             io_timeout: DEFAULT_IO_TIMEOUT,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             authorize_limit_per_address: DEFAULT_AUTHORIZE_LIMIT_PER_ADDRESS,
@@ -173,6 +198,9 @@ impl std::fmt::Debug for Config {
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("trust_proxy", &self.trust_proxy)
             .field("io_timeout", &self.io_timeout)
+            .field("head_timeout", &self.head_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("password_hash_concurrency", &self.password_hash_concurrency)
             .field("password_hash_wait_ms", &self.password_hash_wait_ms)
@@ -258,6 +286,17 @@ impl Config {
         }
         if !(1..=300).contains(&self.io_timeout) {
             problems.push("--io-timeout: must be between 1 and 300 seconds".into());
+        }
+        if !(1..=300).contains(&self.head_timeout) {
+            problems.push("--head-timeout: must be between 1 and 300 seconds".into());
+        }
+        if !(1..=300).contains(&self.body_timeout) {
+            problems.push("--body-timeout: must be between 1 and 300 seconds".into());
+        }
+        if self.max_connections_per_ip > MAX_CONNECTIONS_PER_IP_LIMIT {
+            problems.push(format!(
+                "--max-connections-per-ip: at most {MAX_CONNECTIONS_PER_IP_LIMIT} (0: no limit)"
+            ));
         }
         if self.shutdown_grace > 10 {
             problems.push("--shutdown-grace: at most 10 seconds".into());
@@ -478,6 +517,23 @@ mod tests {
         let problems = config.validate().expect_err("invalid");
         assert_eq!(problems.len(), 6, "{problems:?}");
         assert!((2..=4).contains(&default_password_hash_concurrency()));
+    }
+
+    #[test]
+    fn deadlines_and_the_connection_cap_are_bounded() {
+        let config = Config {
+            head_timeout: 0,
+            body_timeout: 301,
+            max_connections_per_ip: 5000,
+            ..Config::default()
+        };
+        let problems = config.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let off = Config {
+            max_connections_per_ip: 0,
+            ..Config::default()
+        };
+        assert!(off.validate().is_ok(), "0 turns the cap off");
     }
 
     #[test]

@@ -34,6 +34,8 @@ const CONNECTION_THREADS_PER_WORKER: usize = 64;
 /// parking it: long enough for a browser's follow-up or a busy client, short enough that
 /// a CLI polling every few seconds does not hold a thread between polls.
 const CONNECTION_LINGER: Duration = Duration::from_millis(25);
+/// Connection threads beyond what one address may hold (`--max-connections-per-ip`).
+const OTHER_ADDRESSES_THREADS: usize = 64;
 
 #[derive(Debug)]
 pub enum Error {
@@ -217,19 +219,34 @@ pub fn listen(config: &Config) -> Result<tiny_http::Server, Error> {
 }
 
 /// Threads that read requests off connections: enough that every worker always has requests
-/// queued, bounded so that many clients cannot make the server start a thread each. A quiet
-/// keep-alive connection waits in tiny_http's poller (see vendor/tiny_http/PATCHES.md).
+/// queued, bounded so that many clients cannot make the server start a thread each, and at
+/// least `OTHER_ADDRESSES_THREADS` more than one address may hold connections, so that one
+/// address never has them all. A quiet keep-alive connection waits in tiny_http's poller.
+/// Each request, head and body, is read whole on those threads within its deadlines before
+/// a worker sees it: a worker never waits on a client. See vendor/tiny_http/PATCHES.md.
 fn connection_limits(config: &Config) -> tiny_http::ConnectionLimits {
+    // Behind a proxy every connection comes from the proxy: the proxy limits per client.
+    let per_ip = match config.max_connections_per_ip {
+        0 => None,
+        _ if config.trust_proxy => None,
+        n => Some(n),
+    };
+    let per_worker = (config.workers * CONNECTION_THREADS_PER_WORKER).max(64);
     tiny_http::ConnectionLimits {
-        max_threads: (config.workers * CONNECTION_THREADS_PER_WORKER).max(64),
+        max_threads: per_ip.map_or(per_worker, |n| per_worker.max(n + OTHER_ADDRESSES_THREADS)),
         linger: CONNECTION_LINGER,
+        head_timeout: Duration::from_secs(config.head_timeout),
+        body_timeout: Duration::from_secs(config.body_timeout),
+        max_body: http::MAX_BODY,
+        max_connections_per_ip: per_ip.unwrap_or(usize::MAX),
+        error_body: Some(http::connection_error_body),
     }
 }
 
 /// The listening socket, with options that accepted connections inherit on Linux:
-/// read/write timeouts (without them a slow client would hold a connection thread, and
-/// mid-body one of our workers, forever; a silent keep-alive connection is closed after
-/// the same time) and `TCP_NODELAY` (a response over tiny_http's 8 KiB buffer leaves in
+/// read/write timeouts (a silent keep-alive connection is closed after that time, and no
+/// single read or write waits longer; the total for a request's head and body is bounded
+/// by `--head-timeout` and `--body-timeout`) and `TCP_NODELAY` (a response over tiny_http's 8 KiB buffer leaves in
 /// several writes; Nagle's algorithm would hold the last back ~40 ms on keep-alive
 /// connections).
 fn bind_listener(addr: &str, io_timeout: Duration) -> std::io::Result<std::net::TcpListener> {

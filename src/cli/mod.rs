@@ -125,9 +125,18 @@ pub struct ServeArgs {
     /// Serve GET /metrics to callers presenting this bearer token [default: metrics off]
     #[arg(long, env = "DEVICEGATE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
-    /// Seconds a connection may stay silent (idle keep-alive, slow sender) before it is closed
+    /// Seconds a connection may stay silent (an idle keep-alive connection, or a stall within any one read or write) before it is closed
     #[arg(long, env = "DEVICEGATE_IO_TIMEOUT", default_value_t = config::DEFAULT_IO_TIMEOUT)]
     pub io_timeout: u64,
+    /// Seconds within which a request's line and headers must arrive (else 408 and close)
+    #[arg(long, env = "DEVICEGATE_HEAD_TIMEOUT", default_value_t = config::DEFAULT_HEAD_TIMEOUT)]
+    pub head_timeout: u64,
+    /// Seconds within which a request's body must arrive after its headers (else 408 and close)
+    #[arg(long, env = "DEVICEGATE_BODY_TIMEOUT", default_value_t = config::DEFAULT_BODY_TIMEOUT)]
+    pub body_timeout: u64,
+    /// The most connections one client address (IPv6: one /64) may hold open; past it, 503 and close (0: no limit; not applied with --trust-proxy)
+    #[arg(long, env = "DEVICEGATE_MAX_CONNECTIONS_PER_IP", default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
     /// After SIGINT/SIGTERM, keep answering until no request has arrived for this many seconds (at most 10)
     #[arg(long, env = "DEVICEGATE_SHUTDOWN_GRACE", default_value_t = config::DEFAULT_SHUTDOWN_GRACE)]
     pub shutdown_grace: u64,
@@ -189,6 +198,9 @@ impl ServeArgs {
             trust_proxy: self.trust_proxy,
             metrics_token: self.metrics_token,
             io_timeout: self.io_timeout,
+            head_timeout: self.head_timeout,
+            body_timeout: self.body_timeout,
+            max_connections_per_ip: self.max_connections_per_ip,
             shutdown_grace: self.shutdown_grace,
             authorize_limit_per_address: self.authorize_limit_per_address,
             authorize_limit_per_client: self.authorize_limit_per_client,

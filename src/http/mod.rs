@@ -14,8 +14,39 @@ use crate::logging::printable;
 pub use params::{Params, ParamsError};
 pub use response::{send, Response};
 
-/// RFC 6749 bodies are tiny; anything larger is refused with 413 before it is read.
+/// RFC 6749 bodies are tiny; anything larger is refused with 413 before it is read (by
+/// tiny_http, on the connection's thread: see `connection_error_body`).
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// The body of the answers tiny_http gives by itself before a request reaches a worker
+/// (a malformed, oversized or too slow request, or an address over its connection limit):
+/// RFC 6749 §5.2's JSON error, like every other refusal of ours. Shape: `(content type,
+/// body)`.
+pub fn connection_error_body(status: u16) -> (&'static str, Vec<u8>) {
+    let (error, description) = match status {
+        408 => ("invalid_request", "the request did not arrive in time"),
+        413 => (
+            "invalid_request",
+            "the request body is larger than 65536 bytes",
+        ),
+        414 | 431 => ("invalid_request", "the request head is too large"),
+        417 => (
+            "invalid_request",
+            "only the 100-continue expectation is supported",
+        ),
+        501 => (
+            "invalid_request",
+            "only the chunked transfer coding is supported, and no protocol upgrade",
+        ),
+        503 => (
+            "temporarily_unavailable",
+            "too many open connections from this address; retry later",
+        ),
+        _ => ("invalid_request", "malformed request"),
+    };
+    let body = serde_json::json!({"error": error, "error_description": description});
+    ("application/json", body.to_string().into_bytes())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -46,7 +77,10 @@ pub enum BodyError {
 }
 
 impl Request {
-    /// Reads the head and at most `MAX_BODY` bytes of the body.
+    /// The head and the body, which tiny_http has already read whole (at most `MAX_BODY`
+    /// bytes, within `--body-timeout`): nothing here waits on the client. Header values are
+    /// text; bytes that are not UTF-8 (RFC 9110 §5.5 lets them through as opaque data)
+    /// become U+FFFD.
     pub fn read(rq: &mut tiny_http::Request) -> Request {
         let headers: Vec<(String, String)> = rq
             .headers()
@@ -54,7 +88,7 @@ impl Request {
             .map(|h| {
                 (
                     h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.to_string(),
+                    h.value.as_str().to_string(),
                 )
             })
             .collect();
@@ -76,9 +110,9 @@ impl Request {
         let body = if declared_too_large {
             Err(BodyError::TooLarge)
         } else {
-            // Sized from Content-Length (already capped), not grown a few bytes at a time.
+            // Sized from the body's length (already capped), not grown a few bytes at a time.
             let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0) + 1);
-            // Read one byte past the cap to tell "exactly the cap" from "more".
+            // A reader over memory; one byte past the cap tells "exactly the cap" from "more".
             match rq
                 .as_reader()
                 .take(MAX_BODY as u64 + 1)

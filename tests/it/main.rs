@@ -8,6 +8,7 @@ mod cli;
 mod device_authorization;
 mod durability;
 mod fuzz;
+mod hostile_http;
 mod lifecycle;
 mod metadata;
 mod oauth2_client;

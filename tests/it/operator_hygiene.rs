@@ -202,40 +202,52 @@ fn credentials_are_written_through_a_fresh_private_temp_file() {
 
 /// A user agent that clears the screen, retitles the terminal, recolours and backspaces.
 const HOSTILE_AGENT: &str = "evil\x1b[2J\x1b]0;pwned\x07\x1b[31mred\x08\x7f";
+/// What still passes the HTTP layer (header values are opaque bytes beyond ASCII): a C1
+/// control sequence introducer (a CSI to 8-bit terminals) and a right-to-left override that
+/// would reverse what follows on screen.
+const HOSTILE_UTF8_AGENT: &str = "evil\u{9b}2J\u{9d}0;pwned\u{202e}der";
 
-#[test]
-fn pending_shows_a_devices_user_agent_without_terminal_escapes() {
-    let app = TestApp::spawn();
+fn authorize_with_agent(app: &TestApp, agent: &str) -> String {
     let addr = app.base.trim_start_matches("http://");
     let body = "client_id=guest";
-    let response = raw_http(
+    raw_http(
         addr,
         format!(
             "POST /oauth/device_authorize HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             User-Agent: {HOSTILE_AGENT}\r\n\
+             User-Agent: {agent}\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
-    );
+    )
+}
+
+#[test]
+fn pending_shows_a_devices_user_agent_without_terminal_escapes() {
+    let app = TestApp::spawn();
+    // C0 controls never get past the HTTP layer (RFC 9110 §5.5: not in a field value).
+    let refused = authorize_with_agent(&app, HOSTILE_AGENT);
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    let response = authorize_with_agent(&app, HOSTILE_UTF8_AGENT);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     for args in [&["pending"][..], &["pending", "--json"]] {
         let (code, out, err) = run(&app.db_path, args, None);
         assert_eq!(code, 0, "{err}");
         assert!(
-            !out.bytes()
-                .any(|b| b.is_ascii_control() && b != b'\n' && b != b'\t'),
-            "{args:?} printed control bytes: {out:?}"
+            !out.chars()
+                .any(|c| (c.is_control() && c != '\n' && c != '\t')
+                    || ('\u{202a}'..='\u{202e}').contains(&c)),
+            "{args:?} printed control characters: {out:?}"
         );
         assert!(out.contains("evil"), "{out}");
     }
     // The JSON still carries the exact value, escaped the JSON way.
     let (_, json, _) = run(&app.db_path, &["pending", "--json"], None);
     let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(rows[0]["device_user_agent"], HOSTILE_AGENT);
+    assert_eq!(rows[0]["device_user_agent"], HOSTILE_UTF8_AGENT);
     let (_, table, _) = run(&app.db_path, &["pending"], None);
     assert!(
-        table.contains("evil\\x1b[2J\\x1b]0;pwned\\x07\\x1b[31mred\\x08\\x7f"),
+        table.contains("evil\\u{9b}2J\\u{9d}0;pwned\\u{202e}der"),
         "{table}"
     );
 }
@@ -268,6 +280,12 @@ fn request_log_lines_escape_control_bytes_in_the_path_and_the_method() {
             .any(|b| b.is_ascii_control() && *b != b'\n'),
         "control bytes in the log: {log:?}"
     );
-    assert!(log.contains("GET /x\\x1b[2J\\x1b[31mred\\x07 "), "{log}");
-    assert!(log.contains("G\\x1b[2JET /healthz "), "{log}");
+    // Both are refused at the HTTP layer (a request line is visible ASCII), and the
+    // refusals are logged, without the bytes.
+    assert!(path_response.starts_with("HTTP/1.1 400"), "{path_response}");
+    assert!(
+        method_response.starts_with("HTTP/1.1 400"),
+        "{method_response}"
+    );
+    assert!(log.matches("400 ").count() >= 2, "{log}");
 }

@@ -85,7 +85,11 @@ fn a_slow_body_sender_is_cut_off_and_others_are_served_meanwhile() {
 
 #[test]
 fn idle_connections_do_not_stop_other_clients() {
-    let app = TestApp::spawn_with(|c| c.workers = 2);
+    // All from 127.0.0.1: no per-address limit here (hostile_http.rs tests that one).
+    let app = TestApp::spawn_with(|c| {
+        c.workers = 2;
+        c.max_connections_per_ip = 0;
+    });
     let addr = app.base.trim_start_matches("http://");
     // 300 here (the test process shares its file descriptors with the in-process server);
     // the benchmark holds 1,000.
@@ -194,7 +198,15 @@ fn idle_connections_do_not_cost_a_thread_each() {
     let mut server = crate::support::serve_binary(
         &dir.path().join("d.db"),
         &listen,
-        &["--workers", "1", "--log-level", "warn"],
+        // All from 127.0.0.1: no per-address limit here (hostile_http.rs tests that one).
+        &[
+            "--workers",
+            "1",
+            "--log-level",
+            "warn",
+            "--max-connections-per-ip",
+            "0",
+        ],
         std::process::Stdio::null(),
     );
     let base = format!("http://{listen}");

@@ -1,37 +1,36 @@
-use ascii::AsciiString;
-
-use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
-use std::net::SocketAddr;
-use std::str::FromStr;
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
 
-use crate::common::{HTTPVersion, Method};
+use crate::addresses::AddressSlot;
+use crate::common::{HTTPVersion, Header};
+use crate::framing::{self, Body, Failure, Phase};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{ConnectionLimits, Request};
 
-/// devicegate patch: the longest request or header line accepted, in bytes.
-const MAX_LINE: usize = 16 * 1024;
-/// devicegate patch: the most header lines accepted in one request.
-const MAX_HEADERS: usize = 100;
+/// devicegate patch: after refusing a request, how long the connection's unread input is
+/// drained (at most `LINGER_CLOSE_BYTES`) before it is closed, so that closing with unread
+/// bytes does not reset the connection and destroy the response before the client reads it
+/// (RFC 9112 §9.6).
+const LINGER_CLOSE: Duration = Duration::from_millis(1000);
+const LINGER_CLOSE_BYTES: usize = 256 * 1024;
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
 pub struct ClientConnection {
     // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
-
-    // sequence of Readers to the stream, so that the data is not read in
-    //  the wrong order
-    source: SequentialReaderBuilder<BufReader<RefinedTcpStream>>,
+    remote_addr: Option<SocketAddr>,
 
     // sequence of Writers to the stream, to avoid writing response #2 before
     //  response #1
     sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
 
-    // Reader to read the next header from
+    // devicegate patch: where requests are read from. Upstream handed each request's handler
+    // this reader to read the body from, and built a new one for the next request; the body
+    // is now read here, so one reader serves the whole connection.
     next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
 
     // set to true if we know that the previous request is the last one
@@ -41,7 +40,14 @@ pub struct ClientConnection {
     secure: bool,
 
     // devicegate patch: the socket's read timeout, read once (None: none, or over TLS)
-    read_timeout: Option<std::time::Duration>,
+    read_timeout: Option<Duration>,
+
+    // devicegate patch: deadlines and the body limit
+    limits: ConnectionLimits,
+
+    // devicegate patch: this connection's place in its address's count; freed on drop,
+    // whichever way the connection ends.
+    _slot: Option<AddressSlot>,
 }
 
 /// devicegate patch: what a connection has for us between requests.
@@ -55,23 +61,17 @@ pub(crate) enum Input {
     Closed,
 }
 
-/// Error that can happen when reading a request.
-#[derive(Debug)]
-enum ReadError {
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
-    ReadIoError(IoError),
-}
-
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: ConnectionLimits,
+        slot: Option<AddressSlot>,
     ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
+        // devicegate patch: a peer gone before we asked has no address (upstream panicked
+        // on the first request).
+        let remote_addr = read_socket.peer_addr().ok().flatten();
         let secure = read_socket.secure();
         let read_timeout = read_socket
             .plain()
@@ -79,10 +79,10 @@ impl ClientConnection {
             .flatten();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
+        // SequentialReaderBuilder::next always yields a reader.
         let first_header = source.next().unwrap();
 
         ClientConnection {
-            source,
             // devicegate patch: room for a whole page (headers and body) so a response
             // leaves in one send, not one for the headers and one for the body.
             sink: SequentialWriterBuilder::new(BufWriter::with_capacity(8192, write_socket)),
@@ -91,6 +91,8 @@ impl ClientConnection {
             no_more_requests: false,
             secure,
             read_timeout,
+            limits,
+            _slot: slot,
         }
     }
 
@@ -99,11 +101,11 @@ impl ClientConnection {
         self.secure
     }
 
-    /// devicegate patch: waits for the previous request to release the stream, then up to
-    /// `linger` for the next request's first bytes, without consuming them. Upstream blocked
-    /// in `read` for as long as the client kept the connection open, one thread per idle
-    /// connection; `Idle` lets the caller park the connection instead.
-    pub(crate) fn wait_for_input(&mut self, linger: std::time::Duration) -> Input {
+    /// devicegate patch: waits up to `linger` for the next request's first bytes, without
+    /// consuming them. Upstream blocked in `read` for as long as the client kept the
+    /// connection open, one thread per idle connection; `Idle` lets the caller park the
+    /// connection instead.
+    pub(crate) fn wait_for_input(&mut self, linger: Duration) -> Input {
         use std::io::BufRead;
         if self.no_more_requests {
             return Input::Closed;
@@ -112,24 +114,16 @@ impl ClientConnection {
         if !reader.buffer().is_empty() {
             return Input::Ready;
         }
-        let connection = match reader.get_ref().plain() {
-            Some(connection) => connection,
-            None => return Input::Ready, // TLS: block in read as upstream does
-        };
+        if reader.get_ref().plain().is_none() {
+            return Input::Ready; // TLS: block in read as upstream does
+        }
         if linger.is_zero() {
             return Input::Idle;
         }
-        let usual = self.read_timeout;
-        if connection.set_read_timeout(Some(linger)).is_err() {
-            return Input::Closed;
-        }
-        let waited = reader.fill_buf().map(|bytes| bytes.is_empty());
-        if let Some(connection) = reader.get_ref().plain() {
-            if connection.set_read_timeout(usual).is_err() {
-                return Input::Closed;
-            }
-        }
-        match waited {
+        reader
+            .get_mut()
+            .set_deadline(Some(Instant::now() + linger), None);
+        match reader.fill_buf().map(|bytes| bytes.is_empty()) {
             Ok(false) => Input::Ready,
             Ok(true) => Input::Closed, // end of stream
             Err(e)
@@ -146,119 +140,130 @@ impl ClientConnection {
 
     /// devicegate patch: the descriptor a poller watches while the connection is parked, and
     /// how long it may stay silent (its read timeout). None over TLS.
-    pub(crate) fn parking_info(
-        &mut self,
-    ) -> Option<(std::os::unix::io::RawFd, Option<std::time::Duration>)> {
+    pub(crate) fn parking_info(&mut self) -> Option<(std::os::unix::io::RawFd, Option<Duration>)> {
         use std::os::unix::io::AsRawFd;
         let reader = self.next_header_source.wait_turn();
         let connection = reader.get_ref().plain()?;
         Some((connection.as_raw_fd(), self.read_timeout))
     }
 
-    /// Reads the next line from self.next_header_source.
-    ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
+    /// devicegate patch: reads a request, head and whole body, each within its deadline
+    /// (`ConnectionLimits::head_timeout`, `body_timeout`), every single read also within the
+    /// socket's read timeout. Upstream read the head with a per-read timeout only (a byte
+    /// every few seconds held the thread forever) and left the body to the handler.
+    fn read(&mut self) -> Result<Request, Failure> {
+        let limits = self.limits;
+        let idle = self.read_timeout;
+        let reader = self.next_header_source.wait_turn();
+        reader
+            .get_mut()
+            .set_deadline(Some(Instant::now() + limits.head_timeout), idle);
+        let head = framing::read_head(reader)?;
+        let body = framing::body_framing(&head.version, &head.headers, limits.max_body)?;
 
-        loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            // devicegate patch: bound a request or header line (upstream #56: a client could
-            // send gigabytes without a newline and exhaust memory).
-            if buf.len() >= MAX_LINE {
-                return Err(IoError::new(ErrorKind::InvalidData, "line too long"));
+        // RFC 9110 §10.1.1: only `100-continue` is defined; ignored from HTTP/1.0 clients.
+        let mut send_continue = false;
+        if let Some(expect) = head.headers.iter().find(|h| h.field.equiv("Expect")) {
+            if !expect.value.as_str().eq_ignore_ascii_case("100-continue") {
+                return Err(Failure::Refuse {
+                    status: 417,
+                    reason: "unsupported Expect",
+                });
             }
+            send_continue = head.version >= HTTPVersion(1, 1) && body != Body::None;
+        }
+        // A protocol upgrade would hand the handler the raw stream: refused (RFC 9110 §7.8
+        // lets a server decline; we close rather than guess what the client sends next).
+        if head
+            .headers
+            .iter()
+            .filter(|h| h.field.equiv("Connection"))
+            .any(|h| has_token(h.value.as_str(), "upgrade"))
+        {
+            return Err(Failure::Refuse {
+                status: 501,
+                reason: "protocol upgrade requested",
+            });
+        }
 
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+        // SequentialWriterBuilder::next always yields a writer.
+        let mut writer = self.sink.next().unwrap();
+        if send_continue {
+            // Only if the body is not already on its way (it usually is, with curl's 1 s
+            // wait, or not at all).
+            let buffered = self.next_header_source.wait_turn().buffer().len();
+            if buffered == 0 {
+                let sent = writer
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .and_then(|_| writer.flush());
+                if let Err(e) = sent {
+                    return Err(Failure::Gone(e));
+                }
             }
+        }
+        let reader = self.next_header_source.wait_turn();
+        reader
+            .get_mut()
+            .set_deadline(Some(Instant::now() + limits.body_timeout), idle);
+        let data = framing::read_body(reader, body, limits.max_body)?;
 
-            prev_byte_was_cr = byte == b'\r';
+        Ok(crate::request::new_request(
+            self.secure,
+            head.method,
+            head.path,
+            head.version,
+            head.headers,
+            self.remote_addr,
+            data,
+            writer,
+        ))
+    }
 
-            buf.push(byte);
+    /// devicegate patch: answers `status` with `Connection: close`, logs why, and closes
+    /// the connection gracefully: output shut down, pending input drained for a moment (a
+    /// close with unread input resets the connection, which can destroy the response).
+    fn refuse(&mut self, status: u16, reason: &str) {
+        let from = match self.remote_addr {
+            Some(addr) => addr.ip().to_string(),
+            None => "local socket".to_string(),
+        };
+        log::info!("{} {} {}: refused, connection closed", from, status, reason);
+        // SequentialWriterBuilder::next always yields a writer; it waits for the answers to
+        // earlier pipelined requests to be written.
+        let mut writer = self.sink.next().unwrap();
+        let written = writer
+            .write_all(&crate::refusal(status, &self.limits))
+            .and_then(|_| writer.flush());
+        drop(writer);
+        self.no_more_requests = true;
+        if written.is_err() {
+            return;
+        }
+        let reader = self.next_header_source.wait_turn();
+        let connection = match reader.get_ref().plain() {
+            Some(connection) => connection,
+            None => return,
+        };
+        let _ = connection.shutdown(Shutdown::Write);
+        reader
+            .get_mut()
+            .set_deadline(Some(Instant::now() + LINGER_CLOSE), None);
+        let mut scratch = [0u8; 4096];
+        let mut drained = 0;
+        while drained < LINGER_CLOSE_BYTES {
+            match reader.read(&mut scratch) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
         }
     }
+}
 
-    /// Reads a request from the stream.
-    /// Blocks until the header has been read.
-    fn read(&mut self) -> Result<Request, ReadError> {
-        let (method, path, version, headers) = {
-            // reading the request line
-            let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
-
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
-            };
-
-            // getting all headers
-            let headers = {
-                let mut headers = Vec::new();
-                loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
-
-                    if line.is_empty() {
-                        break;
-                    };
-                    // devicegate patch: bound the number of header lines too.
-                    if headers.len() >= MAX_HEADERS {
-                        return Err(ReadError::WrongHeader(version));
-                    }
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
-                }
-
-                headers
-            };
-
-            (method, path, version, headers)
-        };
-
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
-
-        // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
-        std::mem::swap(&mut self.next_header_source, &mut data_source);
-
-        // building the next reader
-        let request = crate::request::new_request(
-            self.secure,
-            method,
-            path,
-            version.clone(),
-            headers,
-            *self.remote_addr.as_ref().unwrap(),
-            data_source,
-            writer,
-        )
-        .map_err(|e| {
-            use crate::request;
-            match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
-                }
-            }
-        })?;
-
-        // return the request
-        Ok(request)
-    }
+/// devicegate patch: does a comma-separated header value contain `token` (any case)?
+fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
+        .any(|part| part.trim().eq_ignore_ascii_case(token))
 }
 
 impl Iterator for ClientConnection {
@@ -277,43 +282,13 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                // devicegate patch: every refusal is answered, logged and closes the
+                // connection: we no longer know where a next request would start.
+                Err(Failure::Refuse { status, reason }) => {
+                    self.refuse(status, reason);
+                    return None;
                 }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
+                Err(Failure::Gone(_)) => return None,
                 Ok(rq) => rq,
             };
 
@@ -341,7 +316,6 @@ impl Iterator for ClientConnection {
 
             match lowercase {
                 Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
                 Some(ref val)
                     if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
                 {
@@ -354,48 +328,5 @@ impl Iterator for ClientConnection {
             // returning the request
             return Some(rq);
         }
-    }
-}
-
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
-    };
-
-    Ok(HTTPVersion(major, minor))
-}
-
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
-}
-
-#[cfg(test)]
-mod test {
-    #[test]
-    fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
-
-        assert!(method == crate::Method::Get);
-        assert!(path == "/hello");
-        assert!(ver == crate::common::HTTPVersion(1, 1));
-
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
     }
 }

@@ -151,7 +151,78 @@ impl PartialOrd<StatusCode> for u16 {
 #[derive(Debug, Clone)]
 pub struct Header {
     pub field: HeaderField,
-    pub value: AsciiString,
+    /// devicegate patch: a `HeaderValue` (was `AsciiString`), so that a request's header
+    /// value may carry bytes over 0x7F (RFC 9110 §5.5: opaque data). Upstream closed the
+    /// connection, without a response, on any such byte.
+    pub value: HeaderValue,
+}
+
+/// devicegate patch: a header field value. From a request: the bytes as sent (without
+/// surrounding whitespace; never CR, LF, NUL or another control but HTAB). Built with
+/// `Header::from_bytes` (responses): ASCII only, as upstream.
+///
+/// `as_str` gives the value as text: the bytes themselves when they are UTF-8, otherwise
+/// with each invalid sequence replaced by U+FFFD; `as_bytes` gives the bytes as sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeaderValue {
+    text: String,
+    /// The bytes as sent, kept only when they are not UTF-8 (`text` is then lossy).
+    raw: Option<Box<[u8]>>,
+}
+
+impl HeaderValue {
+    /// A value from the bytes as received.
+    pub fn from_bytes(bytes: Vec<u8>) -> HeaderValue {
+        match String::from_utf8(bytes) {
+            Ok(text) => HeaderValue { text, raw: None },
+            Err(e) => {
+                let raw = e.into_bytes().into_boxed_slice();
+                HeaderValue {
+                    text: String::from_utf8_lossy(&raw).into_owned(),
+                    raw: Some(raw),
+                }
+            }
+        }
+    }
+
+    /// The value as text (lossy UTF-8 when the bytes are not UTF-8).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The value's bytes, exactly as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.raw {
+            Some(raw) => raw,
+            None => self.text.as_bytes(),
+        }
+    }
+
+    /// True when every byte is ASCII.
+    pub fn is_ascii(&self) -> bool {
+        self.raw.is_none() && self.text.is_ascii()
+    }
+}
+
+impl From<AsciiString> for HeaderValue {
+    fn from(value: AsciiString) -> HeaderValue {
+        HeaderValue {
+            text: value.into(),
+            raw: None,
+        }
+    }
+}
+
+impl Display for HeaderValue {
+    fn fmt(&self, formatter: &mut Formatter<'_>) -> Result<(), fmt::Error> {
+        formatter.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, formatter: &mut Formatter<'_>) -> Result<(), fmt::Error> {
+        fmt::Debug::fmt(&self.text, formatter)
+    }
 }
 
 impl Header {
@@ -184,7 +255,7 @@ impl Header {
 
         Ok(Header {
             field: header,
-            value,
+            value: value.into(),
         })
     }
 }
@@ -201,7 +272,10 @@ impl FromStr for Header {
             .and_then(|v| AsciiString::from_ascii(v.trim()).ok())
             .ok_or(())?;
 
-        Ok(Header { field, value })
+        Ok(Header {
+            field,
+            value: value.into(),
+        })
     }
 }
 

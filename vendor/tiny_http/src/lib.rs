@@ -112,15 +112,17 @@ use client::ClientConnection;
 use connection::Connection;
 use util::MessagesQueue;
 
-pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
+pub use common::{HTTPVersion, Header, HeaderField, HeaderValue, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+mod addresses;
 mod client;
 mod common;
 mod connection;
+mod framing;
 mod parking;
 mod request;
 mod response;
@@ -148,14 +150,31 @@ pub struct Server {
     connections: Arc<Connections>,
 }
 
-/// devicegate patch: how many threads read connections, and how long one of them waits on a
-/// quiet keep-alive connection before parking it with the poller.
+/// devicegate patch: how many threads read connections, how long one of them waits on a
+/// quiet keep-alive connection before parking it with the poller, and what a client may
+/// send and hold.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// The most threads reading requests at once. Connections beyond that wait their turn.
     pub max_threads: usize,
     /// How long a thread waits for a connection's next request before parking it.
     pub linger: Duration,
+    /// The request line and header fields must arrive within this time of the request's
+    /// first byte; past it: `408 Request Timeout`, connection closed. Default: 10 s.
+    pub head_timeout: Duration,
+    /// The whole body must arrive within this time of the end of the head; past it: 408,
+    /// connection closed. The body is read before the request is handed out. Default: 10 s.
+    pub body_timeout: Duration,
+    /// The largest request body in bytes (`Content-Length` or chunked); larger: `413`,
+    /// connection closed, the body not read. Default: 1 MiB.
+    pub max_body: usize,
+    /// The most connections one client address may hold open at once (IPv6 counted by
+    /// /64); a new connection past it gets `503` with `Retry-After` and is closed.
+    /// `usize::MAX`: no limit. Default: no limit.
+    pub max_connections_per_ip: usize,
+    /// The body of the responses a connection answers by itself (400, 408, 413, 414, 417,
+    /// 431, 501, 503), from the status: `(content type, body)`. None: empty bodies.
+    pub error_body: Option<fn(u16) -> (&'static str, Vec<u8>)>,
 }
 
 impl Default for ConnectionLimits {
@@ -163,6 +182,64 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             max_threads: 128,
             linger: Duration::from_millis(25),
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_body: 1024 * 1024,
+            max_connections_per_ip: usize::MAX,
+            error_body: None,
+        }
+    }
+}
+
+/// devicegate patch: the whole answer to a request refused before it reached a handler
+/// (`status`, the body from `ConnectionLimits::error_body`, `Connection: close`; a 503 also
+/// `Retry-After`, RFC 9110 §10.2.3). Written here rather than with `Response`, which
+/// leaves out `Connection`.
+pub(crate) fn refusal(status: u16, limits: &ConnectionLimits) -> Vec<u8> {
+    let (content_type, body) = match limits.error_body {
+        Some(error_body) => error_body(status),
+        None => ("text/plain", Vec::new()),
+    };
+    let retry_after = if status == 503 {
+        "Retry-After: 5\r\n"
+    } else {
+        ""
+    };
+    let mut response = format!(
+        "HTTP/1.1 {} {}\r\n{}Connection: close\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        status,
+        StatusCode(status).default_reason_phrase(),
+        retry_after,
+        content_type,
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    response
+}
+
+/// devicegate patch: what a new connection from an address over its limit is told (RFC 9110
+/// §15.6.4) before it is closed.
+fn refuse_crowded(connection: Connection, group: std::net::IpAddr, limits: &ConnectionLimits) {
+    log::info!(
+        "{} 503 over {} open connections from one address: refused, connection closed",
+        group,
+        limits.max_connections_per_ip
+    );
+    if let Connection::Tcp(mut stream) = connection {
+        use std::io::{Read, Write};
+        // Never wait on this client: what fits in the socket buffer is sent, what it has
+        // already sent is read and dropped (a close with unread input resets the
+        // connection, destroying the answer), then the connection is closed.
+        let _ = stream.set_nonblocking(true);
+        let _ = stream.write_all(&refusal(503, limits));
+        let _ = stream.shutdown(Shutdown::Write);
+        let mut scratch = [0u8; 4096];
+        for _ in 0..4 {
+            match stream.read(&mut scratch) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
         }
     }
 }
@@ -418,14 +495,24 @@ impl Server {
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         let inside_connections = connections.clone();
+        let addresses = addresses::Addresses::new(limits.max_connections_per_ip);
         thread::Builder::new()
             .name("accept".into())
             .spawn(move || {
                 log::debug!("Running accept thread");
                 while !inside_close_trigger.load(Relaxed) {
                     let new_client = match server.accept() {
-                        Ok((sock, _)) => {
+                        Ok((sock, peer)) => {
                             use util::RefinedTcpStream;
+                            // devicegate patch: one address holds at most so many.
+                            let slot = match peer.map(|peer| addresses.admit(peer.ip())) {
+                                Some(Ok(slot)) => slot,
+                                Some(Err(group)) => {
+                                    refuse_crowded(sock, group, &limits);
+                                    continue;
+                                }
+                                None => None,
+                            };
                             let (read_closable, write_closable) = match ssl {
                                 None => RefinedTcpStream::new(sock),
                                 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -443,7 +530,12 @@ impl Server {
                                 Some(ref _ssl) => unreachable!(),
                             };
 
-                            Ok(ClientConnection::new(write_closable, read_closable))
+                            Ok(ClientConnection::new(
+                                write_closable,
+                                read_closable,
+                                limits,
+                                slot,
+                            ))
                         }
                         Err(e) => Err(e),
                     };

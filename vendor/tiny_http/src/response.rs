@@ -651,7 +651,7 @@ mod tests {
     fn raw_header(name: &str, value: &str) -> Header {
         Header {
             field: HeaderField::from_bytes(name).unwrap(),
-            value: AsciiString::from_ascii(value).unwrap(),
+            value: AsciiString::from_ascii(value).unwrap().into(),
         }
     }
 

@@ -61,7 +61,9 @@ impl From<TestRequest> for Request {
         {
             mock.headers.push(Header {
                 field: HeaderField::from_str("Content-Length").unwrap(),
-                value: AsciiString::from_ascii(mock.body.len().to_string()).unwrap(),
+                value: AsciiString::from_ascii(mock.body.len().to_string())
+                    .unwrap()
+                    .into(),
             });
         }
         new_request(
@@ -71,10 +73,9 @@ impl From<TestRequest> for Request {
             mock.http_version,
             mock.headers,
             Some(mock.remote_addr),
-            mock.body.as_bytes(),
+            mock.body.as_bytes().to_vec(),
             std::io::sink(),
         )
-        .unwrap()
     }
 }
 

@@ -173,6 +173,7 @@ mod prompt_responses {
     };
 
     #[test]
+    #[ignore = "devicegate patch 11: a body is read whole (up to the body limit) before the handler sees the request, so a handler cannot answer before a slow body arrives; see PATCHES.md"]
     fn content_length_http11() {
         assert_responds_promptly(PROMPT, move |wr| {
             write!(wr, "GET / HTTP/1.1\r\n").unwrap();
@@ -182,6 +183,7 @@ mod prompt_responses {
     }
 
     #[test]
+    #[ignore = "devicegate patch 11: a body is read whole (up to the body limit) before the handler sees the request, so a handler cannot answer before a slow body arrives; see PATCHES.md"]
     fn content_length_http10() {
         assert_responds_promptly(PROMPT, move |wr| {
             write!(wr, "GET / HTTP/1.0\r\n").unwrap();
@@ -201,6 +203,7 @@ mod prompt_responses {
     }
 
     #[test]
+    #[ignore = "devicegate patch 11: a body is read whole (up to the body limit) before the handler sees the request, so a handler cannot answer before a slow body arrives; see PATCHES.md"]
     fn chunked() {
         assert_responds_promptly(PROMPT, move |wr| {
             write!(wr, "GET / HTTP/1.1\r\n").unwrap();

@@ -38,7 +38,8 @@ fn a_header_value_with_crlf_becomes_a_500_and_the_connection_stays_in_step() {
     let forged = tiny_http::Header {
         field: "Location".parse().unwrap(),
         value: ascii::AsciiString::from_ascii("/x\r\nSet-Cookie: evil=1\r\n\r\nforged body")
-            .unwrap(),
+            .unwrap()
+            .into(),
     };
     rq.respond(tiny_http::Response::from_string("first").with_header(forged))
         .unwrap();

@@ -86,6 +86,10 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    // devicegate patch: reads fail with `TimedOut` past this instant, and each read waits at
+    // most `deadline - now` (and at most `idle`): a total deadline, not a per-read timeout.
+    deadline: Option<std::time::Instant>,
+    idle: Option<std::time::Duration>,
 }
 
 impl RefinedTcpStream {
@@ -101,12 +105,16 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            deadline: None,
+            idle: None,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            deadline: None,
+            idle: None,
         };
 
         (read, write)
@@ -133,6 +141,45 @@ impl RefinedTcpStream {
     }
 }
 
+impl RefinedTcpStream {
+    /// devicegate patch: from now on every read ends by `deadline` (None: no deadline, the
+    /// socket's own timeout applies), and waits at most `idle` for bytes to arrive. Plain
+    /// connections only; over TLS this does nothing.
+    pub(crate) fn set_deadline(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+        idle: Option<std::time::Duration>,
+    ) {
+        self.deadline = deadline;
+        self.idle = idle;
+    }
+
+    /// devicegate patch: gives the socket a read timeout of what is left before the deadline
+    /// (one `setsockopt`, only when a read is about to block: buffered bytes never get here).
+    fn arm_deadline(&self) -> IoResult<()> {
+        let deadline = match self.deadline {
+            Some(deadline) => deadline,
+            None => return Ok(()),
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "deadline passed",
+            ));
+        }
+        let wait = match self.idle {
+            Some(idle) if idle < left => idle,
+            _ => left,
+        };
+        match &self.stream {
+            Stream::Http(connection) => connection.set_read_timeout(Some(wait)),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+}
+
 impl Drop for RefinedTcpStream {
     fn drop(&mut self) {
         if self.close_read {
@@ -147,7 +194,15 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.stream.read(buf)
+        self.arm_deadline()?;
+        // devicegate patch: a socket timeout reads as `WouldBlock` on Unix; past a deadline
+        // it is a timeout, whatever the platform calls it.
+        match self.stream.read(buf) {
+            Err(e) if self.deadline.is_some() && e.kind() == std::io::ErrorKind::WouldBlock => Err(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out"),
+            ),
+            other => other,
+        }
     }
 }
 

@@ -1,0 +1,676 @@
+//! Hostile HTTP over raw sockets (issue #12 items 1–3): total deadlines for a request's head
+//! and body, bodies read whole before a worker sees them, a per-address connection limit,
+//! and RFC 9112 framing with no smuggling. Every refusal is answered (status, JSON error,
+//! `Connection: close`) and then the connection is closed; nothing behind it is served.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::support::TestApp;
+
+fn addr_of(app: &TestApp) -> SocketAddr {
+    app.base.trim_start_matches("http://").parse().unwrap()
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// A connection from a chosen local address (Linux routes all of 127/8 to loopback).
+fn connect_from(local: &str, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let local = SocketAddr::new(local.parse().unwrap(), 0);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// `n` connections from `local` that the server admitted (each answered one keep-alive
+/// request), kept open. Connections the server has not yet seen closed may still count
+/// against the address for a moment: retried until then.
+fn hold_admitted(local: &str, addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let started = std::time::Instant::now();
+    let mut held = Vec::new();
+    while held.len() < n {
+        let mut stream = connect_from(local, addr);
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut status = String::new();
+        let _ = std::io::BufRead::read_line(&mut reader, &mut status);
+        if status.starts_with("HTTP/1.1 200") {
+            // The rest of the answer: headers, then a body of Content-Length bytes.
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            held.push(stream);
+        } else {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never admitted: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    held
+}
+
+/// Everything the server sends until it closes; panics if it does not close (a timeout or
+/// a reset instead of a clean end).
+fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap_or_else(|e| {
+        panic!(
+            "no clean close ({e}) after {:?}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends `bytes` on a new connection and returns all the server answers before closing.
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = connect(addr);
+    stream.write_all(bytes).unwrap();
+    read_until_closed(&mut stream)
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+fn header_of<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// One answer, `status` with a JSON `error` of `code` and `Connection: close`, and then the
+/// connection closed.
+fn assert_refused(response: &str, status: u16, code: &str) {
+    assert_eq!(
+        response.matches("HTTP/1.1 ").count(),
+        1,
+        "exactly one response: {response}"
+    );
+    assert_eq!(status_of(response), status, "{response}");
+    assert_eq!(
+        header_of(response, "connection"),
+        Some("close"),
+        "{response}"
+    );
+    assert_eq!(
+        header_of(response, "content-type"),
+        Some("application/json"),
+        "{response}"
+    );
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["error"], code, "{response}");
+    assert!(json["error_description"].is_string());
+}
+
+const FORM: &str = "client_id=guest";
+
+fn post(headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST /oauth/device_authorize HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n{headers}\r\n{body}"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn transfer_codings_other_than_chunked_get_501_and_a_close() {
+    let app = TestApp::spawn();
+    for coding in [
+        "gzip",
+        "chunked, gzip",
+        "gzip, chunked",
+        "xchunked",
+        "chunked;x",
+        "identity",
+    ] {
+        let request = post(
+            &format!("Transfer-Encoding: {coding}\r\n"),
+            "f\r\nclient_id=guest\r\n0\r\n\r\n",
+        );
+        let answer = exchange(addr_of(&app), &request);
+        assert_refused(&answer, 501, "invalid_request");
+    }
+    // Two lines of `chunked` are chunked applied twice: not one we decode.
+    let twice = post(
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "0\r\n\r\n",
+    );
+    assert_refused(&exchange(addr_of(&app), &twice), 501, "invalid_request");
+}
+
+#[test]
+fn malformed_or_conflicting_lengths_get_400_and_a_close() {
+    let app = TestApp::spawn();
+    let mut requests: Vec<Vec<u8>> = ["+15", "15,15", "15,16", "0xf", "", "1 5", "-1"]
+        .iter()
+        .map(|value| post(&format!("Content-Length: {value}\r\n"), FORM))
+        .collect();
+    requests.push(post("Content-Length: 15\r\nContent-Length: 16\r\n", FORM));
+    requests.push(post(
+        "Content-Length: 15\r\nTransfer-Encoding: chunked\r\n",
+        "f\r\nclient_id=guest\r\n0\r\n\r\n",
+    ));
+    // Chunked in HTTP/1.0 (RFC 9112 §6.1: faulty framing).
+    requests.push(
+        b"POST /oauth/device_authorize HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            .to_vec(),
+    );
+    for request in requests {
+        let answer = exchange(addr_of(&app), &request);
+        assert_refused(&answer, 400, "invalid_request");
+    }
+}
+
+#[test]
+fn identical_repeated_lengths_are_one_length() {
+    // RFC 9110 §8.6: a recipient may take repeated identical values as one.
+    let app = TestApp::spawn();
+    let request = post(
+        "Content-Length: 15\r\nContent-Length: 15\r\nConnection: close\r\n",
+        FORM,
+    );
+    let answer = exchange(addr_of(&app), &request);
+    assert_eq!(status_of(&answer), 200, "{answer}");
+}
+
+#[test]
+fn malformed_header_lines_get_400_and_a_close() {
+    let app = TestApp::spawn();
+    for request in [
+        &b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n"[..],
+        b"GET /healthz HTTP/1.1\r\nHost\t: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\n\tHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nNo colon here\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\rX-Bare-CR: 1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: a\x00b\r\n\r\n",
+        b"GET /he\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET  /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+    ] {
+        let answer = exchange(addr_of(&app), request);
+        assert_refused(&answer, 400, "invalid_request");
+    }
+}
+
+#[test]
+fn oversized_heads_get_414_or_431_and_a_close() {
+    let app = TestApp::spawn();
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
+    assert_refused(
+        &exchange(addr_of(&app), long_target.as_bytes()),
+        414,
+        "invalid_request",
+    );
+    let long_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_refused(
+        &exchange(addr_of(&app), long_header.as_bytes()),
+        431,
+        "invalid_request",
+    );
+    let many: String = (0..101).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let many = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    assert_refused(
+        &exchange(addr_of(&app), many.as_bytes()),
+        431,
+        "invalid_request",
+    );
+    // Under the per-line limit, over the head's 64 KiB.
+    let big: String = (0..8)
+        .map(|i| format!("X-{i}: {}\r\n", "a".repeat(10_000)))
+        .collect();
+    let big = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{big}\r\n");
+    assert_refused(
+        &exchange(addr_of(&app), big.as_bytes()),
+        431,
+        "invalid_request",
+    );
+}
+
+#[test]
+fn a_body_over_the_limit_gets_413_before_it_is_read() {
+    let app = TestApp::spawn();
+    // Declared: refused from the head alone, though no byte of the body follows.
+    let declared = post("Content-Length: 65537\r\n", "");
+    assert_refused(&exchange(addr_of(&app), &declared), 413, "invalid_request");
+    let absurd = post("Content-Length: 99999999999999999999999999\r\n", "");
+    assert_refused(&exchange(addr_of(&app), &absurd), 413, "invalid_request");
+    // Chunked: refused at the chunk that crosses the limit.
+    let chunk = "a".repeat(40 * 1024);
+    let chunked = post(
+        "Transfer-Encoding: chunked\r\n",
+        &format!("a000\r\n{chunk}\r\na000\r\n{chunk}\r\n0\r\n\r\n"),
+    );
+    assert_refused(&exchange(addr_of(&app), &chunked), 413, "invalid_request");
+}
+
+#[test]
+fn a_chunked_body_is_served_like_any_other() {
+    let app = TestApp::spawn();
+    let request = post(
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n",
+        "5;ext=1\r\nclien\r\na\r\nt_id=guest\r\n0\r\nX-Trailer: dropped\r\n\r\n",
+    );
+    let answer = exchange(addr_of(&app), &request);
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(answer.contains("device_code"), "{answer}");
+}
+
+#[test]
+fn a_request_smuggled_in_a_body_is_never_served() {
+    // Both lengths: a proxy going by Content-Length forwards the whole thing as one
+    // request; a server going by chunked would serve the GET hidden after `0`.
+    let app = TestApp::spawn();
+    let hidden = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let body = format!("0\r\n\r\n{hidden}");
+    let request = post(
+        &format!(
+            "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+            body.len()
+        ),
+        &body,
+    );
+    let answer = exchange(addr_of(&app), &request);
+    assert_refused(&answer, 400, "invalid_request");
+    // Differing lengths, the longer one hiding a request.
+    let body = format!("{FORM}{hidden}");
+    let request = post(
+        &format!("Content-Length: 15\r\nContent-Length: {}\r\n", body.len()),
+        &body,
+    );
+    assert_refused(&exchange(addr_of(&app), &request), 400, "invalid_request");
+    // A refused transfer coding, a request behind it.
+    let request = post("Transfer-Encoding: gzip\r\n", hidden);
+    assert_refused(&exchange(addr_of(&app), &request), 501, "invalid_request");
+}
+
+#[test]
+fn non_ascii_header_values_are_opaque_and_served() {
+    // RFC 9110 §5.5: bytes over 0x7F in a value are data. tiny_http 0.12 closed the
+    // connection without a word.
+    let app = TestApp::spawn();
+    let mut stream = connect(addr_of(&app));
+    stream
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: caf\xc3\xa9/1.0\r\ncf-region: S\xe3o Paulo\r\n\r\n",
+        )
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = read_until_closed(&mut stream);
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+    // And a device with such a User-Agent can start a login.
+    let mut request = post("Content-Length: 15\r\nConnection: close\r\n", FORM);
+    let at = request.windows(6).position(|w| w == b"Host: ").unwrap();
+    request.splice(
+        at..at,
+        b"User-Agent: Th\xe9r\xe8se's TV\r\n".iter().copied(),
+    );
+    let answer = exchange(addr_of(&app), &request);
+    assert_eq!(status_of(&answer), 200, "{answer}");
+}
+
+#[test]
+fn expect_100_continue_gets_a_continue_before_the_body() {
+    let app = TestApp::spawn();
+    let mut stream = connect(addr_of(&app));
+    stream
+        .write_all(&post(
+            "Content-Length: 15\r\nExpect: 100-continue\r\nConnection: close\r\n",
+            "",
+        ))
+        .unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(FORM.as_bytes()).unwrap();
+    let answer = read_until_closed(&mut stream);
+    assert_eq!(status_of(&answer), 200, "{answer}");
+
+    // Over the limit: 413 at once, no 100, nothing of the body read.
+    let request = post("Content-Length: 100000\r\nExpect: 100-continue\r\n", "");
+    assert_refused(&exchange(addr_of(&app), &request), 413, "invalid_request");
+    // An expectation we do not know: 417.
+    let request = post("Content-Length: 15\r\nExpect: teapot\r\n", FORM);
+    assert_refused(&exchange(addr_of(&app), &request), 417, "invalid_request");
+}
+
+#[test]
+fn a_protocol_upgrade_is_refused_and_the_connection_closed() {
+    // tiny_http 0.12 handed the handler the raw stream: reading the "body" blocked until
+    // the client closed, holding a worker.
+    let app = TestApp::spawn_with(|c| c.workers = 1);
+    for connection in ["Upgrade", "keep-alive, Upgrade"] {
+        let request = format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: {connection}\r\nUpgrade: websocket\r\n\r\n"
+        );
+        let mut stream = connect(addr_of(&app));
+        stream.write_all(request.as_bytes()).unwrap();
+        // The client keeps its side open: the server closes.
+        assert_refused(&read_until_closed(&mut stream), 501, "invalid_request");
+    }
+    assert_eq!(app.get("/healthz").status, 200);
+}
+
+/// Sends `head`, then one byte of `rest` every 200 ms, until the server closes or `rest`
+/// runs out; returns what the server answered.
+fn trickle(addr: SocketAddr, head: Vec<u8>, rest: Vec<u8>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut stream = connect(addr);
+        stream.write_all(&head).unwrap();
+        let reader = stream.try_clone().unwrap();
+        let answer = std::thread::spawn(move || {
+            let mut reader = reader;
+            let mut out = Vec::new();
+            let _ = reader.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        });
+        for byte in rest {
+            if answer.is_finished() || stream.write_all(&[byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        answer.join().unwrap()
+    })
+}
+
+fn healthz_answered(addr: SocketAddr) -> bool {
+    let mut stream = connect(addr);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out.starts_with(b"HTTP/1.1 200 OK")
+}
+
+#[test]
+fn a_trickled_head_gets_408_at_the_head_deadline() {
+    // A byte every 200 ms never trips the 10 s per-read timeout; the total deadline does.
+    let app = TestApp::spawn_with(|c| c.head_timeout = 1);
+    let head = b"GET /healthz HTTP/1.1\r\n".to_vec();
+    let rest = b"X-Slow: ".iter().chain(&[b'a'; 60]).copied().collect();
+    let answer = trickle(addr_of(&app), head, rest).join().unwrap();
+    assert_refused(&answer, 408, "invalid_request");
+}
+
+#[test]
+fn trickled_bodies_get_408_and_never_hold_a_worker() {
+    // Four bodies trickled at once against two workers: tiny_http 0.12 read bodies over
+    // 1 KiB on the worker, a byte at a time for as long as the client liked.
+    let app = TestApp::spawn_with(|c| {
+        c.workers = 2;
+        c.body_timeout = 1;
+    });
+    let body = format!("client_id=guest&pad={}", "a".repeat(2000));
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let head = post(&format!("Content-Length: {}\r\n", body.len()), "");
+            trickle(addr_of(&app), head, body.clone().into_bytes())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        assert!(healthz_answered(addr_of(&app)), "a worker is stuck");
+    }
+    for answer in slow {
+        assert_refused(&answer.join().unwrap(), 408, "invalid_request");
+    }
+}
+
+#[test]
+fn shutdown_is_not_held_up_by_trickling_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = devicegate::Config {
+        db_path: dir.path().join("d.db"),
+        listen: "127.0.0.1:0".into(),
+        workers: 2,
+        log_level: "off".into(),
+        shutdown_grace: 0,
+        // Deadlines far beyond this test: shutdown must not wait for them.
+        head_timeout: 120,
+        body_timeout: 120,
+        io_timeout: 120,
+        ..devicegate::Config::default()
+    };
+    let server = devicegate::Server::bind(config).unwrap();
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = server.run();
+        let _ = done.send(());
+    });
+    let slow_head = trickle(addr, b"GET /healthz HTTP/1.1\r\n".to_vec(), vec![b'a'; 150]);
+    let slow_body = trickle(addr, post("Content-Length: 2000\r\n", ""), vec![b'a'; 150]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(healthz_answered(addr));
+    handle.shutdown();
+    assert!(
+        stopped.recv_timeout(Duration::from_secs(20)).is_ok(),
+        "run() did not return while clients trickled"
+    );
+    drop((slow_head, slow_body));
+}
+
+#[test]
+fn an_address_over_its_connection_limit_gets_503_while_others_are_served() {
+    let app = TestApp::spawn_with(|c| c.max_connections_per_ip = 3);
+    let addr = addr_of(&app);
+    let held = hold_admitted("127.0.0.1", addr, 3);
+    let mut crowded = connect_from("127.0.0.1", addr);
+    let answer = read_until_closed(&mut crowded);
+    assert_refused(&answer, 503, "temporarily_unavailable");
+    assert_eq!(header_of(&answer, "retry-after"), Some("5"));
+    // Another address is served meanwhile.
+    let mut other = connect_from("127.0.0.2", addr);
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(status_of(&read_until_closed(&mut other)), 200);
+    // The held connections are still served.
+    for mut stream in held {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert_eq!(status_of(&read_until_closed(&mut stream)), 200);
+    }
+}
+
+#[test]
+fn ipv4_addresses_seen_over_ipv6_are_counted_as_ipv4() {
+    // Listening on [::] (dual stack), 127.0.0.1 arrives as ::ffff:127.0.0.1. It is counted
+    // as the IPv4 address it is (not as the /64 every mapped address shares), and ::1 is
+    // another address again.
+    let app = TestApp::spawn_with(|c| {
+        c.listen = "[::]:0".into();
+        c.issuer = Some("http://localhost".into());
+        c.max_connections_per_ip = 2;
+    });
+    let port = addr_of(&app).port();
+    let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let _held = hold_admitted("127.0.0.1", v4, 2);
+    let mut crowded = connect_from("127.0.0.1", v4);
+    assert_eq!(status_of(&read_until_closed(&mut crowded)), 503);
+    for (local, target) in [("127.0.0.2", v4), ("::1", v6)] {
+        let mut stream = connect_from(local, target);
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert_eq!(status_of(&read_until_closed(&mut stream)), 200, "{local}");
+    }
+}
+
+#[test]
+fn connections_that_end_in_any_way_give_their_place_back() {
+    // A leaked count would lock the address out for good.
+    let app = TestApp::spawn_with(|c| {
+        c.max_connections_per_ip = 4;
+        c.io_timeout = 1;
+        c.head_timeout = 1;
+    });
+    let addr = addr_of(&app);
+    let started = std::time::Instant::now();
+    let mut rounds = 0;
+    while rounds < 3 {
+        match four_endings(addr) {
+            Ok(()) => rounds += 1,
+            // The server has not seen the last round's client-side closes yet; it will.
+            Err(crowded) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "the address stays locked out: {crowded}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    // All twelve are gone: the address may hold four at once again.
+    let started = std::time::Instant::now();
+    let mut again = Vec::new();
+    while again.len() < 4 {
+        let mut stream = connect(addr);
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut status = [0u8; 12];
+        match stream.read_exact(&mut status) {
+            Ok(()) if &status == b"HTTP/1.1 200" => again.push(stream),
+            _ => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the address stays locked out"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Four connections at once, ending four ways: served then closed by the client, refused
+/// for bad framing, silent until the idle timeout, a head stalled past its deadline. `Err`
+/// when one was turned away as over the limit.
+fn four_endings(addr: SocketAddr) -> Result<(), String> {
+    let mut served = connect(addr);
+    let _ = served.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut refused = connect(addr);
+    let _ = refused.write_all(b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n");
+    let mut silent = connect(addr);
+    let mut stalled = connect(addr);
+    let _ = stalled.write_all(b"GET /healthz HTTP/1.1\r\n");
+    let mut first = [0u8; 12];
+    served.read_exact(&mut first).map_err(|e| e.to_string())?;
+    drop(served);
+    // Each closed as a client does on seeing the server's end. (A reset may follow a 503
+    // given at accept; `read_to_end` keeps what came before it.)
+    let read_all = |stream: &mut TcpStream| {
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let refused = read_all(&mut refused);
+    let stalled = read_all(&mut stalled);
+    let silent = read_all(&mut silent);
+    let answers = [&first[..], refused.as_bytes(), stalled.as_bytes()];
+    if answers.iter().any(|a| a.starts_with(b"HTTP/1.1 503")) {
+        return Err(format!("{refused} {stalled}"));
+    }
+    assert_eq!(&first, b"HTTP/1.1 200");
+    assert_eq!(status_of(&refused), 400);
+    assert_eq!(status_of(&stalled), 408);
+    assert!(
+        silent.is_empty() || silent.starts_with("HTTP/1.1 503"),
+        "{silent}"
+    );
+    Ok(())
+}
+
+/// A server process that is stopped however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn refusals_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
+    let mut server = KillOnDrop(crate::support::serve_binary(
+        &dir.path().join("d.db"),
+        &listen,
+        // Room for the start-up health check, the two refusals below and one more, even if
+        // the server has not yet seen any of them closed.
+        &["--log-level", "info", "--max-connections-per-ip", "3"],
+        std::process::Stdio::piped(),
+    ));
+    let mut stderr = server.0.stderr.take().unwrap();
+    let addr: SocketAddr = listen.parse().unwrap();
+    let long = format!(
+        "GET /healthz HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(status_of(&exchange(addr, long.as_bytes())), 431);
+    let smuggle = post(
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "0\r\n\r\n",
+    );
+    assert_eq!(status_of(&exchange(addr, &smuggle)), 400);
+    let held = hold_admitted("127.0.0.1", addr, 3);
+    assert_eq!(status_of(&read_until_closed(&mut connect(addr))), 503);
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    drop(server);
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    for expected in [
+        "127.0.0.1 431 header line too long: refused",
+        "127.0.0.1 400 both Transfer-Encoding and Content-Length: refused",
+        "127.0.0.1 503 over 3 open connections from one address: refused",
+    ] {
+        assert!(log.contains(expected), "no `{expected}` in the log:\n{log}");
+    }
+}
