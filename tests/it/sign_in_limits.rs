@@ -193,7 +193,7 @@ fn sixteen_simultaneous_wrong_passwords_get_only_the_limits_worth_of_checks() {
                             ("username", "admin"),
                             ("password", "guess-guess"),
                         ],
-                        &[("Cookie", &cookie)],
+                        &[("Cookie", cookie)],
                     )
                     .status
                 })
@@ -430,7 +430,7 @@ fn a_busy_password_pool_answers_503_with_retry_after_also_for_unknown_names() {
                                 ("username", &name),
                                 ("password", "guess-guess"),
                             ],
-                            &[("Cookie", &cookie)],
+                            &[("Cookie", cookie)],
                         )
                     })
                 })
