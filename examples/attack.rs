@@ -11,7 +11,8 @@
 //! table, and bytes of the file and its WAL). Every load goes only to 127.0.0.0/8 (sources
 //! 127.0.0.x are all loopback), is bounded in count and time, and stops by itself.
 //!
-//! The attacks: `slow-body` (bodies trickled one byte every 2 s), `upgrade` (`Connection:
+//! The attacks: `slow-body` (bodies trickled one byte every 2 s), `slow-reader` (6
+//! connections pipelining requests without ever reading an answer), `upgrade` (`Connection:
 //! Upgrade`, no body), `slowloris` (300 connections, one header line every 3 s),
 //! `lockout` (wrong passwords for `admin` from one address, then the right one from
 //! another), `sign-in-flood` (32 connections of wrong passwords from rotating addresses:
@@ -30,15 +31,16 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: cargo run --release --example attack -- [--phase-seconds 12]
        [--together-seconds 30] [--workers N] [--bin target/release/devicegate]
-       [--only slow-body,upgrade,slowloris,lockout,sign-in-flood,authorize-burst,page-views,framing,together]";
+       [--only slow-body,slow-reader,upgrade,slowloris,lockout,sign-in-flood,authorize-burst,page-views,framing,together]";
 
 const ADMIN_PASSWORD: &str = "attack-admin-password-1";
 /// The person's address: probes and the right password come from here.
 const PERSON: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// The attacker's main address.
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-const ATTACKS: [&str; 8] = [
+const ATTACKS: [&str; 9] = [
     "slow-body",
+    "slow-reader",
     "upgrade",
     "slowloris",
     "lockout",
@@ -417,6 +419,7 @@ fn phase(
 fn run_attack(name: &str, addr: SocketAddr, stop: &AtomicBool, tally: &Tally) {
     match name {
         "slow-body" => slow_connections(addr, stop, tally, 8, slow_body_head, b"x"),
+        "slow-reader" => slow_readers(addr, stop, tally),
         "upgrade" => slow_connections(addr, stop, tally, 8, upgrade_head, b""),
         "slowloris" => slow_connections(addr, stop, tally, 300, slowloris_head, b"X-a: b\r\n"),
         "lockout" => lockout(addr, stop, tally),
@@ -500,6 +503,50 @@ fn slow_connections(
         }
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// 6 connections that pipeline requests as fast as the server takes them and never read an
+/// answer (a 1-byte receive buffer): their responses pile up in the server's send buffers.
+/// A connection the server closes counts as refused and is opened again after a pause.
+fn slow_readers(addr: SocketAddr, stop: &AtomicBool, tally: &Tally) {
+    let burst = "GET /static/style.css HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50);
+    thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(stream) = connect_with(addr, ATTACKER, Duration::from_secs(1), |s| {
+                        s.set_recv_buffer_size(1)
+                    }) else {
+                        tally.add(&Outcome::Closed);
+                        thread::sleep(Duration::from_millis(200));
+                        continue;
+                    };
+                    let mut stream = stream;
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                    while !stop.load(Ordering::Relaxed) {
+                        match stream.write(burst.as_bytes()) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                tally
+                                    .sent
+                                    .fetch_add((n / (burst.len() / 50)) as u64, Ordering::Relaxed);
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    if !stop.load(Ordering::Relaxed) {
+                        tally.refused.fetch_add(1, Ordering::Relaxed);
+                        thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// 50 wrong passwords for `admin` from 127.0.0.3, then the right one from the person's
@@ -806,8 +853,19 @@ fn get_status(addr: SocketAddr, source: Ipv4Addr, path: &str) -> Option<u16> {
 
 /// A connection from `source` (any 127.x.y.z is this machine's loopback).
 fn connect(addr: SocketAddr, source: Ipv4Addr, timeout: Duration) -> Option<TcpStream> {
+    connect_with(addr, source, timeout, |_| Ok(()))
+}
+
+/// `connect`, with socket options set before connecting.
+fn connect_with(
+    addr: SocketAddr,
+    source: Ipv4Addr,
+    timeout: Duration,
+    options: impl Fn(&socket2::Socket) -> std::io::Result<()>,
+) -> Option<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    options(&socket).ok()?;
     socket.bind(&SocketAddr::from((source, 0)).into()).ok()?;
     socket.connect_timeout(&addr.into(), timeout).ok()?;
     let stream: TcpStream = socket.into();
