@@ -42,6 +42,10 @@ pub fn connection_error_body(status: u16) -> (&'static str, Vec<u8>) {
             "temporarily_unavailable",
             "too many open connections from this address; retry later",
         ),
+        505 => (
+            "invalid_request",
+            "only HTTP versions 1.0 and 1.1 are supported",
+        ),
         _ => ("invalid_request", "malformed request"),
     };
     let body = serde_json::json!({"error": error, "error_description": description});

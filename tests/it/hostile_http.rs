@@ -519,6 +519,29 @@ fn an_address_over_its_connection_limit_gets_503_while_others_are_served() {
 }
 
 #[test]
+fn other_http_versions_get_505_and_a_close_and_give_their_place_back() {
+    // Upstream answered these through a second writer while the request held the first:
+    // the connection's thread waited forever, keeping its per-address place. With a cap of
+    // 3, six of them in a row would lock the address out.
+    let app = TestApp::spawn_with(|c| c.max_connections_per_ip = 3);
+    let addr = addr_of(&app);
+    for request in [
+        &b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET /healthz HTTP/3.0\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/0.9\r\n\r\n",
+        b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n",
+    ] {
+        let mut stream = connect_from("127.0.0.1", addr);
+        stream.write_all(request).unwrap();
+        assert_refused(&read_until_closed(&mut stream), 505, "invalid_request");
+    }
+    let held = hold_admitted("127.0.0.1", addr, 3);
+    assert_eq!(held.len(), 3);
+}
+
+#[test]
 fn ipv4_addresses_seen_over_ipv6_are_counted_as_ipv4() {
     // Listening on [::] (dual stack), 127.0.0.1 arrives as ::ffff:127.0.0.1. It is counted
     // as the IPv4 address it is (not as the /64 every mapped address shares), and ::1 is

@@ -187,12 +187,19 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), Fail
     if target.is_empty() || !target.iter().all(|&b| (0x21..0x7f).contains(&b)) {
         return Err(bad());
     }
+    // devicegate patch: only HTTP/1.0 and 1.1 are spoken here. Any other well-formed
+    // version (HTTP/0.9, HTTP/2.0 as in the h2 preface `PRI * HTTP/2.0`, HTTP/3.0) is
+    // answered 505 and closed like every refusal (RFC 9110 §15.6.6). Upstream answered
+    // through a second writer while the request still held the first, which deadlocked the
+    // connection's thread for good (and with it its per-address slot).
     let version = match version {
-        b"HTTP/0.9" => HTTPVersion(0, 9),
         b"HTTP/1.0" => HTTPVersion(1, 0),
         b"HTTP/1.1" => HTTPVersion(1, 1),
-        b"HTTP/2.0" => HTTPVersion(2, 0),
-        b"HTTP/3.0" => HTTPVersion(3, 0),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            return Err(refuse(505, "unsupported HTTP version"))
+        }
         _ => return Err(bad()),
     };
     // Both are ASCII (checked above), so these conversions cannot fail.
