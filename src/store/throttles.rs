@@ -84,7 +84,7 @@ impl Store {
     }
 
     /// Takes back one counted failure from each key (an attempt that turned out right, or
-    /// was never made), never below zero.
+    /// was never made), never below zero; a counter back at zero is deleted.
     pub fn refund_throttle_attempt(&self, keys: &[String]) -> Result<()> {
         let _writing = self.shared.write_turn();
         let tx = rusqlite::Transaction::new_unchecked(
@@ -95,8 +95,13 @@ impl Store {
             let mut refund = tx.prepare_cached(
                 "UPDATE throttles SET failures = failures - 1 WHERE key = ?1 AND failures > 0",
             )?;
+            // A counter back at zero means nothing: gone, so that attempts refunded (a
+            // right password, a busy pool) leave no row behind.
+            let mut forget =
+                tx.prepare_cached("DELETE FROM throttles WHERE key = ?1 AND failures <= 0")?;
             for key in keys {
                 refund.execute([key])?;
+                forget.execute([key])?;
             }
         }
         tx.commit()?;

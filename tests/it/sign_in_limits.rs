@@ -451,4 +451,7 @@ fn a_busy_password_pool_answers_503_with_retry_after_also_for_unknown_names() {
     assert_eq!(busy.header("retry-after"), Some("2"));
     assert!(busy.body.contains("busy"), "{}", busy.body);
     assert!(busy.body.contains(r#"name="password""#), "the form again");
+    // Refused attempts are refunded whole: no counter rows left at zero (found in review:
+    // a busy pool left 3–4 rows per refused attempt, outside every limit).
+    assert_eq!(app.count_rows("throttles WHERE failures <= 0"), 0);
 }
