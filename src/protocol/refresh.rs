@@ -6,10 +6,12 @@
 //! devices on bad networks (a response lost after the rotation committed): within N seconds
 //! of the rotation, a spent token presented again is a *retry* and gets its own new pair,
 //! while the pair already handed out stays valid, so a replayed old token can never lock
-//! the real device out. It stays reuse (grant revoked) when presented after the window,
+//! the real device out. It stays reuse (grant revoked) when presented after the window, or
 //! after its successor was itself exchanged (T0 → T1 → T2, then T0: older than the last
-//! rotation), or after `MAX_GRACE_RETRIES` retries (else a leaked token would be a token
-//! factory for the window). The store reports the facts; `decide` is the rule.
+//! rotation). Inside the window a spent token gets at most `MAX_GRACE_RETRIES` pairs (else
+//! a leaked token would be a token factory for the window); past that it is refused
+//! (`invalid_grant`) without revoking anything, so a replay inside the window can never
+//! end the device's grant either. The store reports the facts; `decide` is the rule.
 
 use super::scope::narrow_scope;
 use super::token::{mint, TokenResponse};
@@ -22,18 +24,18 @@ use crate::store::{Client, RefreshFacts, RefreshOutcome, RefreshStep, Store};
 /// Retries answered per spent refresh token within the grace window; the next is reuse.
 pub const MAX_GRACE_RETRIES: i64 = 3;
 
-/// Rotate a live token; a spent one is a retry only inside the grace window (`grace_secs`,
-/// 0: none), while its successor is unspent and it has retries left; otherwise reuse.
+/// Rotate a live token. A spent one inside the grace window (`grace_secs`, 0: none) whose
+/// successor is unspent is a retry while it has retries left, and refused (nothing stored,
+/// nothing revoked) once they are used up; otherwise it is reuse.
 pub fn decide(facts: &RefreshFacts, grace_secs: i64, now: i64) -> RefreshStep {
     match facts.rotated_at {
         None => RefreshStep::Rotate,
-        Some(at)
-            if grace_secs > 0
-                && now - at <= grace_secs
-                && !facts.successor_rotated
-                && facts.grace_retries < MAX_GRACE_RETRIES =>
-        {
-            RefreshStep::Retry
+        Some(at) if grace_secs > 0 && now - at <= grace_secs && !facts.successor_rotated => {
+            if facts.grace_retries < MAX_GRACE_RETRIES {
+                RefreshStep::Retry
+            } else {
+                RefreshStep::Refuse
+            }
         }
         Some(_) => RefreshStep::Revoke,
     }
@@ -101,6 +103,18 @@ pub fn refresh(
                 "this refresh_token was already used; the grant has been revoked",
             )
         }
+        RefreshOutcome::Refused => {
+            log::warn!(
+                "refresh token presented again within --refresh-grace on grant {} (client {}) \
+                 after {MAX_GRACE_RETRIES} retries: refused, grant kept",
+                row.grant_id,
+                printable(&row.client_id)
+            );
+            oauth(
+                ErrorCode::InvalidGrant,
+                "this refresh_token was already used",
+            )
+        }
         RefreshOutcome::Invalid => oauth(
             ErrorCode::InvalidGrant,
             "the refresh_token is no longer valid",
@@ -144,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn older_than_the_last_rotation_or_out_of_retries_is_reuse() {
+    fn older_than_the_last_rotation_is_reuse_and_out_of_retries_is_refused() {
         assert_eq!(
             decide(&facts(Some(99), 0, true), 10, 100),
             RefreshStep::Revoke
@@ -154,8 +168,13 @@ mod tests {
             decide(&facts(Some(99), last, false), 10, 100),
             RefreshStep::Retry
         );
+        // Out of retries inside the window: refused, the grant kept; after it: reuse.
         assert_eq!(
             decide(&facts(Some(99), MAX_GRACE_RETRIES, false), 10, 100),
+            RefreshStep::Refuse
+        );
+        assert_eq!(
+            decide(&facts(Some(89), MAX_GRACE_RETRIES, false), 10, 100),
             RefreshStep::Revoke
         );
     }

@@ -187,6 +187,8 @@ pub enum RefreshStep {
     Retry,
     /// Reuse: revoke the whole grant and store nothing.
     Revoke,
+    /// Answer no: store nothing, revoke nothing.
+    Refuse,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -197,6 +199,8 @@ pub enum RefreshOutcome {
     Retried,
     /// `RefreshStep::Revoke` done: the grant and all its tokens are gone (RFC 9700 §4.14.2).
     Revoked,
+    /// `RefreshStep::Refuse`: nothing changed.
+    Refused,
     /// Unknown, expired, or its grant revoked or user disabled (checked again inside the
     /// transaction).
     Invalid,
@@ -298,6 +302,7 @@ impl Store {
                 tx.commit()?;
                 return Ok(RefreshOutcome::Revoked);
             }
+            RefreshStep::Refuse => return Ok(RefreshOutcome::Refused),
         };
         insert_token_pair(
             &tx,

@@ -99,7 +99,7 @@ fn reuse_after_the_window_revokes_the_grant() {
 }
 
 #[test]
-fn retries_of_one_token_are_bounded_then_it_is_reuse() {
+fn retries_of_one_token_are_bounded_then_refused_without_ending_the_grant() {
     let app = TestApp::spawn_with(|c| c.refresh_grace = 10);
     let t0 = app.login("alice");
     let device = refreshed(&app, &s(&t0, "refresh_token"));
@@ -109,13 +109,26 @@ fn retries_of_one_token_are_bounded_then_it_is_reuse() {
         refreshed(&app, &s(&t0, "refresh_token"));
     }
     assert_eq!(app.userinfo(&s(&device, "access_token")).status, 200);
-    // One more is no longer a retry: a token factory is not what the window is for.
+    // One more is no longer a retry (a token factory is not what the window is for), but
+    // inside the window it is only refused: a replay must not end the device's grant.
+    for _ in 0..3 {
+        assert_oauth_error(
+            &app.refresh("guest", &s(&t0, "refresh_token"), None),
+            400,
+            "invalid_grant",
+        );
+    }
+    assert_eq!(app.userinfo(&s(&device, "access_token")).status, 200);
+    let rotated = refreshed(&app, &s(&device, "refresh_token"));
+    assert_eq!(app.userinfo(&s(&rotated, "access_token")).status, 200);
+    // After the window the same token is reuse, and the grant ends.
+    app.advance(11.0);
     assert_oauth_error(
         &app.refresh("guest", &s(&t0, "refresh_token"), None),
         400,
         "invalid_grant",
     );
-    assert_revoked(&app, &device);
+    assert_revoked(&app, &rotated);
 }
 
 #[test]
