@@ -453,6 +453,16 @@ pub fn default_password_hash_concurrency() -> usize {
     cores.clamp(MIN_PASSWORD_HASHES, MAX_DEFAULT_PASSWORD_HASHES)
 }
 
+impl Config {
+    /// Password verifications that really run at once: as configured, but always leaving
+    /// at least one worker free of password work (with 1 worker: 1). A warning at start
+    /// says when it was lowered.
+    pub fn effective_password_hash_concurrency(&self) -> usize {
+        self.password_hash_concurrency
+            .min(self.workers.saturating_sub(1).max(1))
+    }
+}
+
 /// The host of a URL with its scheme already removed (`host:port/path` or `[v6]:port/…`).
 fn url_host(without_scheme: &str) -> &str {
     let authority = without_scheme.split('/').next().unwrap_or_default();
@@ -501,6 +511,19 @@ mod tests {
         };
         let problems = config.validate().expect_err("invalid");
         assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn password_work_always_leaves_a_worker_free() {
+        let config = |workers, password_hash_concurrency| Config {
+            workers,
+            password_hash_concurrency,
+            ..Config::default()
+        };
+        assert_eq!(config(4, 2).effective_password_hash_concurrency(), 2);
+        assert_eq!(config(2, 4).effective_password_hash_concurrency(), 1);
+        assert_eq!(config(1, 2).effective_password_hash_concurrency(), 1);
+        assert_eq!(config(8, 4).effective_password_hash_concurrency(), 4);
     }
 
     #[test]

@@ -63,8 +63,9 @@ thread_local! {
 /// Client-sent text made safe for a terminal or a log line: C0 controls (`\0`–`\x1f`,
 /// including CR, LF and TAB), DEL and C1 controls (U+0080–U+009F) become `\x1b`-style
 /// escapes, and the Unicode controls that reorder or break a line (bidi embeddings,
-/// overrides and isolates U+202A–U+202E, U+2066–U+2069; line and paragraph separators
-/// U+2028, U+2029) become `\u{202e}`-style escapes. Everything else passes unchanged, and
+/// overrides and isolates U+202A–U+202E, U+2066–U+2069, marks U+200E–U+200F and U+061C;
+/// line and paragraph separators U+2028, U+2029; invisible ones: zero-width U+200B–U+200D,
+/// U+2060–U+2064 and the byte-order mark U+FEFF) become `\u{202e}`-style escapes. Everything else passes unchanged, and
 /// text with nothing to escape is borrowed, not copied. Use it on every piece of text a
 /// device, a browser or a client sent (paths, methods, user agents, names, ids) before it
 /// reaches `log::` or a CLI table, so no escape sequence or forged line gets through.
@@ -91,7 +92,17 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 /// The characters `printable` escapes.
 pub(crate) fn needs_escape(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+        || matches!(
+            c,
+            '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{061c}'
+                | '\u{feff}'
+        )
 }
 
 #[cfg(test)]
@@ -109,5 +120,10 @@ mod tests {
         assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
         assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
         assert_eq!(printable("a\u{2028}b"), "a\\u{2028}b");
+        // Invisible: a byte-order mark, a zero-width space, a right-to-left mark.
+        assert_eq!(
+            printable("\u{feff}ad\u{200b}min\u{200f}"),
+            "\\u{feff}ad\\u{200b}min\\u{200f}"
+        );
     }
 }

@@ -120,11 +120,18 @@ impl Server {
         }
         // Waiting sign-ins hold workers too: leave at least one worker free of password
         // work, so health checks, polls and pages keep moving during a sign-in flood.
-        let max_waiting = config
-            .workers
-            .saturating_sub(config.password_hash_concurrency + 1);
+        let concurrency = config.effective_password_hash_concurrency();
+        if concurrency < config.password_hash_concurrency {
+            log::warn!(
+                "--password-hash-concurrency {} lowered to {concurrency}: with {} workers, one \
+                 must stay free of password work",
+                config.password_hash_concurrency,
+                config.workers
+            );
+        }
+        let max_waiting = config.workers.saturating_sub(concurrency + 1);
         let passwords = crate::passwords::PasswordPool::new(
-            config.password_hash_concurrency,
+            concurrency,
             Duration::from_millis(config.password_hash_wait_ms),
             max_waiting,
         );
