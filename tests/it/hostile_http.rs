@@ -542,6 +542,50 @@ fn other_http_versions_get_505_and_a_close_and_give_their_place_back() {
 }
 
 #[test]
+fn slow_requests_from_many_addresses_give_their_threads_up_while_others_wait() {
+    // Found in review: the per-address cap stops one address, but two or more trickling
+    // heads could hold every connection thread for the whole head deadline. Here 4 addresses
+    // hold 120 connections (the pool has 94 threads: 64 + the cap of 30), each sending a
+    // header line every 200 ms, and the deadlines are a minute long.
+    let app = TestApp::spawn_with(|c| {
+        c.workers = 1;
+        c.max_connections_per_ip = 30;
+        c.head_timeout = 60;
+        c.io_timeout = 60;
+    });
+    let addr = addr_of(&app);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            for n in 0..120 {
+                let mut stream = connect_from(&format!("127.0.0.{}", 11 + n % 4), addr);
+                let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+                held.push(stream);
+            }
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for stream in &mut held {
+                    let _ = stream.write_all(b"X-Slow: 1\r\n");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    // A person at another address is answered: while connections wait for a thread, a
+    // request must arrive within a second, so the trickling ones give their threads up.
+    let mut person = connect_from("127.0.0.2", addr);
+    person
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = read_until_closed(&mut person);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    attackers.join().unwrap();
+    assert_eq!(status_of(&answer), 200, "{answer}");
+}
+
+#[test]
 fn ipv4_addresses_seen_over_ipv6_are_counted_as_ipv4() {
     // Listening on [::] (dual stack), 127.0.0.1 arrives as ::ffff:127.0.0.1. It is counted
     // as the IPv4 address it is (not as the /64 every mapped address shares), and ::1 is

@@ -17,6 +17,11 @@ use crate::{ConnectionLimits, Request};
 /// (RFC 9112 §9.6).
 const LINGER_CLOSE: Duration = Duration::from_millis(1000);
 const LINGER_CLOSE_BYTES: usize = 256 * 1024;
+/// devicegate patch: while connections wait for a thread, how long a request's head, and
+/// then its body, may take to arrive (instead of `head_timeout` / `body_timeout`). A person's
+/// request arrives in one or two round trips; a connection trickling bytes gives its thread
+/// up this soon, so trickling from many addresses cannot hold every thread.
+const SQUEEZED_REQUEST: Duration = Duration::from_secs(1);
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -48,6 +53,9 @@ pub struct ClientConnection {
     // devicegate patch: this connection's place in its address's count; freed on drop,
     // whichever way the connection ends.
     _slot: Option<AddressSlot>,
+
+    // devicegate patch: whether other connections wait for a thread (see `squeeze`).
+    pressure: Option<crate::util::Pressure>,
 }
 
 /// devicegate patch: what a connection has for us between requests.
@@ -93,7 +101,22 @@ impl ClientConnection {
             read_timeout,
             limits,
             _slot: slot,
+            pressure: None,
         }
+    }
+
+    /// devicegate patch: from now on, while `pressure` is on, this connection's request head
+    /// and body must each arrive within `SQUEEZED_REQUEST` rather than their deadlines.
+    pub(crate) fn set_pressure(&mut self, pressure: crate::util::Pressure) {
+        self.pressure = Some(pressure);
+    }
+
+    /// devicegate patch: the early end of a request phase starting now, while threads are
+    /// scarce.
+    fn squeeze(&self) -> Option<(crate::util::Pressure, Instant)> {
+        self.pressure
+            .clone()
+            .map(|pressure| (pressure, Instant::now() + SQUEEZED_REQUEST))
     }
 
     /// true if the connection is HTTPS
@@ -154,10 +177,12 @@ impl ClientConnection {
     fn read(&mut self) -> Result<Request, Failure> {
         let limits = self.limits;
         let idle = self.read_timeout;
+        let squeeze = self.squeeze();
         let reader = self.next_header_source.wait_turn();
         reader
             .get_mut()
             .set_deadline(Some(Instant::now() + limits.head_timeout), idle);
+        reader.get_mut().set_squeeze(squeeze.clone());
         let head = framing::read_head(reader)?;
         let body = framing::body_framing(&head.version, &head.headers, limits.max_body)?;
 
@@ -201,10 +226,12 @@ impl ClientConnection {
                 }
             }
         }
+        let squeeze = self.squeeze();
         let reader = self.next_header_source.wait_turn();
         reader
             .get_mut()
             .set_deadline(Some(Instant::now() + limits.body_timeout), idle);
+        reader.get_mut().set_squeeze(squeeze);
         let data = framing::read_body(reader, body, limits.max_body)?;
 
         Ok(crate::request::new_request(

@@ -530,12 +530,15 @@ impl Server {
                                 Some(ref _ssl) => unreachable!(),
                             };
 
-                            Ok(ClientConnection::new(
+                            let mut client = ClientConnection::new(
                                 write_closable,
                                 read_closable,
                                 limits,
                                 slot,
-                            ))
+                            );
+                            // devicegate patch: slow requests yield while threads are scarce.
+                            client.set_pressure(inside_connections.pool.pressure());
+                            Ok(client)
                         }
                         Err(e) => Err(e),
                     };

@@ -90,7 +90,14 @@ pub struct RefinedTcpStream {
     // most `deadline - now` (and at most `idle`): a total deadline, not a per-read timeout.
     deadline: Option<std::time::Instant>,
     idle: Option<std::time::Duration>,
+    // devicegate patch: while `Pressure` is on, reads fail with `TimedOut` past this
+    // earlier instant instead (see `set_squeeze`).
+    squeeze: Option<(crate::util::Pressure, std::time::Instant)>,
 }
+
+/// devicegate patch: while threads are scarce, the longest a read waits before looking at
+/// the pressure again.
+const SQUEEZE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RefinedTcpStream {
     pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
@@ -107,6 +114,7 @@ impl RefinedTcpStream {
             close_write: false,
             deadline: None,
             idle: None,
+            squeeze: None,
         };
 
         let write = RefinedTcpStream {
@@ -115,6 +123,7 @@ impl RefinedTcpStream {
             close_write: true,
             deadline: None,
             idle: None,
+            squeeze: None,
         };
 
         (read, write)
@@ -143,8 +152,8 @@ impl RefinedTcpStream {
 
 impl RefinedTcpStream {
     /// devicegate patch: from now on every read ends by `deadline` (None: no deadline, the
-    /// socket's own timeout applies), and waits at most `idle` for bytes to arrive. Plain
-    /// connections only; over TLS this does nothing.
+    /// socket's own timeout applies), and waits at most `idle` for bytes to arrive; no
+    /// squeeze until `set_squeeze`. Plain connections only; over TLS this does nothing.
     pub(crate) fn set_deadline(
         &mut self,
         deadline: Option<std::time::Instant>,
@@ -152,6 +161,17 @@ impl RefinedTcpStream {
     ) {
         self.deadline = deadline;
         self.idle = idle;
+        self.squeeze = None;
+    }
+
+    /// devicegate patch: while `pressure` is on (connections wait for a thread), reads end
+    /// by `early` rather than the deadline, and a read that blocks looks at the pressure
+    /// every `SQUEEZE_CHECK`. None: the deadline alone applies.
+    pub(crate) fn set_squeeze(
+        &mut self,
+        squeeze: Option<(crate::util::Pressure, std::time::Instant)>,
+    ) {
+        self.squeeze = squeeze;
     }
 
     /// devicegate patch: gives the socket a read timeout of what is left before the deadline
@@ -161,17 +181,27 @@ impl RefinedTcpStream {
             Some(deadline) => deadline,
             None => return Ok(()),
         };
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
+        let now = std::time::Instant::now();
+        let left = deadline.saturating_duration_since(now);
+        let squeezed = match &self.squeeze {
+            Some((pressure, early)) if pressure.on() => {
+                Some(early.saturating_duration_since(now))
+            }
+            _ => None,
+        };
+        if left.is_zero() || squeezed.is_some_and(|left| left.is_zero()) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "deadline passed",
             ));
         }
-        let wait = match self.idle {
+        let mut wait = match self.idle {
             Some(idle) if idle < left => idle,
             _ => left,
         };
+        if self.squeeze.is_some() {
+            wait = wait.min(SQUEEZE_CHECK);
+        }
         match &self.stream {
             Stream::Http(connection) => connection.set_read_timeout(Some(wait)),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -194,14 +224,33 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.arm_deadline()?;
-        // devicegate patch: a socket timeout reads as `WouldBlock` on Unix; past a deadline
-        // it is a timeout, whatever the platform calls it.
-        match self.stream.read(buf) {
-            Err(e) if self.deadline.is_some() && e.kind() == std::io::ErrorKind::WouldBlock => Err(
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out"),
-            ),
-            other => other,
+        loop {
+            self.arm_deadline()?;
+            // devicegate patch: a socket timeout reads as `WouldBlock` on Unix; past a
+            // deadline it is a timeout, whatever the platform calls it. Under a squeeze the
+            // wait is cut into `SQUEEZE_CHECK` steps: a step that ends before the deadline
+            // (and the early one, if pressure came on) waits again.
+            match self.stream.read(buf) {
+                Err(e)
+                    if self.squeeze.is_some()
+                        && self.deadline.is_some()
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    continue
+                }
+                Err(e)
+                    if self.deadline.is_some() && e.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "read timed out",
+                    ))
+                }
+                other => return other,
+            }
         }
     }
 }

@@ -33,6 +33,26 @@ struct Sharing {
     queued: AtomicUsize,
 }
 
+impl Sharing {
+    fn has_backlog(&self) -> bool {
+        self.threads.load(Ordering::Acquire) >= self.max_threads
+            && self.queued.load(Ordering::Acquire) > self.waiting_tasks.load(Ordering::Acquire)
+    }
+}
+
+/// devicegate patch: whether connections are waiting for a thread right now. While they
+/// are, a request that is slow to arrive gives its thread up early (see
+/// `RefinedTcpStream::set_squeeze`), so connections trickling heads or bodies from many
+/// addresses cannot hold every thread for their whole deadlines.
+#[derive(Clone)]
+pub(crate) struct Pressure(Arc<Sharing>);
+
+impl Pressure {
+    pub(crate) fn on(&self) -> bool {
+        self.0.has_backlog()
+    }
+}
+
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
 
@@ -101,10 +121,13 @@ impl TaskPool {
     /// connection, so that every connection gets its turn. (Merely `queued > 0` is true for
     /// a moment at every hand-over, which made lingering threads park in a feedback loop.)
     pub fn has_backlog(&self) -> bool {
-        let sharing = &self.sharing;
-        sharing.threads.load(Ordering::Acquire) >= sharing.max_threads
-            && sharing.queued.load(Ordering::Acquire)
-                > sharing.waiting_tasks.load(Ordering::Acquire)
+        self.sharing.has_backlog()
+    }
+
+    /// devicegate patch: a handle a connection's reads can ask "are others waiting for a
+    /// thread?" (see `Pressure`).
+    pub(crate) fn pressure(&self) -> Pressure {
+        Pressure(self.sharing.clone())
     }
 
     /// devicegate patch: a thread that cannot be started (a process limit) is logged, not a
