@@ -194,15 +194,24 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
 /// code-entry lock), or sign-in and code-entry locks on an address (IPv6: its /64).
 fn unlock(store: &Store, target: &str) -> Result<(), Failure> {
     let (what, mut removed) = limits::unlock(store, target)?;
+    let mut known_user = false;
     let shown = match &what {
         UnlockTarget::Name(name) => {
             if let Some(user) = store.find_user_by_name(target)? {
+                known_user = true;
                 removed += limits::unlock_code_account(store, user.id)?;
             }
-            format!("user name `{name}`")
+            format!("user name `{}`", printable(name))
         }
         UnlockTarget::Address(address) => format!("address {address}"),
     };
+    // A typo must not look like success: neither a user nor an address, nothing counted.
+    if removed == 0 && matches!(what, UnlockTarget::Name(_)) && !known_user {
+        return Err(Failure::new(format!(
+            "nothing to unlock: {shown} is no user and has no failed sign-ins; pass a user \
+             name or an IP address"
+        )));
+    }
     println!("unlocked {shown} ({removed} counter(s) cleared)");
     Ok(())
 }

@@ -332,6 +332,10 @@ fn unlock_lifts_a_lock_by_name_and_by_address() {
         Browser::new(&app).sign_in("admin", "password123").status,
         303
     );
+    // A typo is not a success (found in review: it printed "unlocked" and exited 0).
+    let (code, _, err) = cli::run(&db, &["unlock", "not an ip or name!"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nothing to unlock"), "{err}");
 }
 
 #[test]
