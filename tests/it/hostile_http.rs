@@ -741,3 +741,113 @@ fn refusals_are_logged() {
         assert!(log.contains(expected), "no `{expected}` in the log:\n{log}");
     }
 }
+
+/// A connection from `local` whose receive buffer is as small as the kernel allows, so that
+/// whatever the server sends it fills up at once (it never reads).
+fn connect_not_reading(local: &str, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let local = SocketAddr::new(local.parse().unwrap(), 0);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(1).unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    stream
+}
+
+#[test]
+fn clients_that_never_read_their_responses_never_hold_a_worker() {
+    // Four connections pipeline requests for the stylesheet and never read an answer, against
+    // two workers: tiny_http 0.12 wrote each answer on the worker, which blocked in `write`
+    // once the client's buffers were full, for up to the io-timeout (10 s) per write.
+    let app = TestApp::spawn_with(|c| c.workers = 2);
+    let addr = addr_of(&app);
+    let batch = b"GET /static/style.css HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200);
+    let attackers: Vec<_> = (0..4)
+        .map(|_| {
+            let batch = batch.clone();
+            std::thread::spawn(move || {
+                let mut stream = connect_not_reading("127.0.0.1", addr);
+                let until = std::time::Instant::now() + Duration::from_secs(3);
+                while std::time::Instant::now() < until {
+                    match stream.write(&batch) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break, // closed by the server: fine
+                    }
+                }
+                stream // held open (and unread) until the end of the test
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    for _ in 0..3 {
+        let mut stream = connect_from("127.0.0.2", addr);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        assert!(
+            out.starts_with(b"HTTP/1.1 200 OK"),
+            "every worker is stuck writing to clients that do not read"
+        );
+    }
+    let held: Vec<TcpStream> = attackers.into_iter().map(|t| t.join().unwrap()).collect();
+    drop(held);
+}
+
+#[test]
+fn a_pipelined_burst_is_answered_whole_and_in_order() {
+    // 50 requests written at once, then read: answered one after the other, in order
+    // (requests are no longer read ahead of their answers, but none is lost).
+    let app = TestApp::spawn();
+    let addr = addr_of(&app);
+    let paths = ["/healthz", "/no-such-page", "/static/style.css"];
+    let mut burst = Vec::new();
+    for i in 0..50 {
+        let close = if i == 49 { "Connection: close\r\n" } else { "" };
+        burst.extend_from_slice(
+            format!("GET {} HTTP/1.1\r\nHost: x\r\n{close}\r\n", paths[i % 3]).as_bytes(),
+        );
+    }
+    let mut stream = connect(addr);
+    stream.write_all(&burst).unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    // Each answer: status line, headers, then exactly Content-Length bytes.
+    let mut rest: &str = &text;
+    let mut answers = Vec::new();
+    while !rest.is_empty() {
+        let end = rest.find("\r\n\r\n").expect("a whole head");
+        let head = &rest[..end];
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let l = l.to_ascii_lowercase();
+                l.strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a Content-Length");
+        let status = status_of(head);
+        let css = head.to_ascii_lowercase().contains("content-type: text/css");
+        answers.push((status, css));
+        rest = &rest[end + 4 + length..];
+    }
+    let expected: Vec<(u16, bool)> = (0..50)
+        .map(|i| match i % 3 {
+            0 => (200, false),
+            1 => (404, false),
+            _ => (200, true),
+        })
+        .collect();
+    assert_eq!(answers, expected);
+}

@@ -23,6 +23,13 @@ const LINGER_CLOSE_BYTES: usize = 256 * 1024;
 /// up this soon, so trickling from many addresses cannot hold every thread.
 const SQUEEZED_REQUEST: Duration = Duration::from_secs(1);
 
+/// devicegate patch: how long the connection's thread waits for a slow client to take a
+/// response when the socket had no send timeout to go by (devicegate sets its io-timeout).
+const DEFAULT_FLUSH_WITHIN: Duration = Duration::from_secs(10);
+/// devicegate patch: how often a connection waiting for its previous response to be written
+/// looks whether the server is closing.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
+
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
 pub struct ClientConnection {
@@ -72,7 +79,7 @@ pub(crate) enum Input {
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
     pub fn new(
-        write_socket: RefinedTcpStream,
+        mut write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
         limits: ConnectionLimits,
         slot: Option<AddressSlot>,
@@ -85,6 +92,9 @@ impl ClientConnection {
             .plain()
             .and_then(|connection| connection.read_timeout().ok())
             .flatten();
+        // devicegate patch: workers never wait on the client (patch 16); the connection's
+        // thread sends what the socket did not take, within the io-timeout.
+        write_socket.defer_writes(read_timeout.unwrap_or(DEFAULT_FLUSH_WITHIN));
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         // SequentialReaderBuilder::next always yields a reader.
@@ -159,6 +169,32 @@ impl ClientConnection {
             }
             Err(_) => Input::Closed,
         }
+    }
+
+    /// devicegate patch: before this connection's thread reads the next request, parks or
+    /// closes the connection: waits until the previous response has been handed over
+    /// (no request is read ahead of the answers before it, so at most about one response
+    /// is ever pending), then sends whatever the client has not yet taken, waiting here, on
+    /// the connection's own thread, up to the socket's io-timeout — never on a worker
+    /// (patch 16). `closing` ends either wait early (the server is shutting down). False:
+    /// the connection is finished (a client that does not read, a failed connection, a
+    /// server closing); drop it. Costs no system call when the answer is already sent.
+    pub(crate) fn settle(&mut self, closing: &dyn Fn() -> bool) -> bool {
+        while !self.sink.wait_finished(SETTLE_POLL) {
+            if closing() {
+                self.no_more_requests = true;
+                return false;
+            }
+        }
+        let sent = self.sink.with_writer(|writer| {
+            writer
+                .flush()
+                .and_then(|_| writer.get_mut().flush_pending(None, closing))
+        });
+        if sent.is_err() {
+            self.no_more_requests = true;
+        }
+        sent.is_ok()
     }
 
     /// devicegate patch: the descriptor a poller watches while the connection is parked, and
@@ -263,6 +299,16 @@ impl ClientConnection {
             .and_then(|_| writer.flush());
         drop(writer);
         self.no_more_requests = true;
+        // devicegate patch: what the socket did not take at once (patch 16).
+        let written = written.and_then(|_| {
+            self.sink.with_writer(|writer| {
+                writer.flush().and_then(|_| {
+                    writer
+                        .get_mut()
+                        .flush_pending(Some(LINGER_CLOSE), &|| false)
+                })
+            })
+        });
         if written.is_err() {
             return;
         }

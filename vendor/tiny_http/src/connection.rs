@@ -125,6 +125,29 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// devicegate patch: the write timeout (`SO_SNDTIMEO`); see `RefinedTcpStream::write`.
+    pub(crate) fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+        match self {
+            Self::Tcp(s) => s.write_timeout(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.write_timeout(),
+        }
+    }
+
+    /// devicegate patch: see `write_timeout`.
+    pub(crate) fn set_write_timeout(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_write_timeout(timeout),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+}
+
 /// devicegate patch: an idle connection is handed to a poller by its descriptor.
 #[cfg(unix)]
 impl std::os::unix::io::AsRawFd for Connection {

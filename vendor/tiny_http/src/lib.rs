@@ -283,7 +283,16 @@ impl Connections {
             } else {
                 self.linger
             };
-            match client.wait_for_input(linger) {
+            let input = client.wait_for_input(linger);
+            // devicegate patch (16): the previous answer handed over and sent, on this
+            // thread, before the next request is read, the connection parked or closed.
+            // A client that does not read its answers holds this thread (whose number per
+            // address patch 13 bounds) until the io-timeout, never a worker; a parked
+            // connection has nothing left to send.
+            if !client.settle(&|| self.parking.is_closed()) {
+                return;
+            }
+            match input {
                 client::Input::Ready => match client.next() {
                     Some(rq) => self.messages.push(rq.into()),
                     None => return,

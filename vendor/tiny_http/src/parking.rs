@@ -136,6 +136,11 @@ impl Parking {
         let _ = self.waker.wake();
     }
 
+    /// Whether `close` was called (the server is going away).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     fn forget(&self, entry: &Parked) {
         let _ = self.registry.deregister(&mut SourceFd(&entry.fd));
     }

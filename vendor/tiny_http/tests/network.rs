@@ -122,6 +122,7 @@ fn server_crash_results_in_response() {
 }
 
 #[test]
+#[ignore = "devicegate patch 16: the next pipelined request is read only once the previous response has been handed over (and sent, on the connection's thread), so requests on one connection are never handed out ahead of their answers; they are still all answered, in order; see PATCHES.md"]
 fn responses_reordered() {
     let (server, mut client) = support::new_one_server_one_client();
 

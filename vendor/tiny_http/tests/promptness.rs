@@ -89,6 +89,7 @@ mod prompt_pipelining {
     }
 
     #[test]
+    #[ignore = "devicegate patch 16: the next pipelined request is read only once the previous response has been handed over (and sent, on the connection's thread), so requests on one connection are never handed out ahead of their answers; they are still all answered, in order (pipelining_test); see PATCHES.md"]
     fn empty() {
         assert_requests_parsed_promptly(5, &[], PROMPT, move |wr| {
             for _ in 0..5 {
@@ -99,6 +100,7 @@ mod prompt_pipelining {
     }
 
     #[test]
+    #[ignore = "devicegate patch 16: the next pipelined request is read only once the previous response has been handed over (and sent, on the connection's thread), so requests on one connection are never handed out ahead of their answers; they are still all answered, in order (pipelining_test); see PATCHES.md"]
     fn content_length_short() {
         let body = &[65u8; 100]; // short but not trivial
         assert_requests_parsed_promptly(5, body, PROMPT, move |wr| {
@@ -112,6 +114,7 @@ mod prompt_pipelining {
     }
 
     #[test]
+    #[ignore = "devicegate patch 16: the next pipelined request is read only once the previous response has been handed over (and sent, on the connection's thread), so requests on one connection are never handed out ahead of their answers; they are still all answered, in order (pipelining_test); see PATCHES.md"]
     fn content_length_long() {
         let body = &[65u8; 10000]; // long enough that it won't be buffered
         assert_requests_parsed_promptly(5, body, PROMPT, move |wr| {
@@ -125,6 +128,7 @@ mod prompt_pipelining {
     }
 
     #[test]
+    #[ignore = "devicegate patch 16: the next pipelined request is read only once the previous response has been handed over (and sent, on the connection's thread), so requests on one connection are never handed out ahead of their answers; they are still all answered, in order (pipelining_test); see PATCHES.md"]
     fn chunked() {
         let body = &[65u8; 10000];
         assert_requests_parsed_promptly(5, body, PROMPT, move |wr| {

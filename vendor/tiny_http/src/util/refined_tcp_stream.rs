@@ -93,11 +93,28 @@ pub struct RefinedTcpStream {
     // devicegate patch: while `Pressure` is on, reads fail with `TimedOut` past this
     // earlier instant instead (see `set_squeeze`).
     squeeze: Option<(crate::util::Pressure, std::time::Instant)>,
+    // devicegate patch: the write half of a plain connection never waits on the client
+    // (`defer_writes`): what the socket does not take at once waits here, for the
+    // connection's own thread to send (`flush_pending`), within `flush_within`.
+    deferred: bool,
+    pending: Vec<u8>,
+    dead: bool,
+    flush_within: std::time::Duration,
 }
 
 /// devicegate patch: while threads are scarce, the longest a read waits before looking at
 /// the pressure again.
 const SQUEEZE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// devicegate patch: the send timeout of a plain connection outside `flush_pending`. A
+/// worker's write waits at most this long for room in the socket's buffer (only ever when
+/// it is full), then leaves the rest in `pending`. Set once per connection, at accept.
+const NO_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+/// devicegate patch: the most output a connection may have waiting for its client; past it
+/// the client is not reading, and the connection is closed.
+pub(crate) const MAX_PENDING: usize = 256 * 1024;
+/// devicegate patch: how often `flush_pending` looks whether the server is closing.
+const FLUSH_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RefinedTcpStream {
     pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
@@ -115,6 +132,10 @@ impl RefinedTcpStream {
             deadline: None,
             idle: None,
             squeeze: None,
+            deferred: false,
+            pending: Vec::new(),
+            dead: false,
+            flush_within: std::time::Duration::ZERO,
         };
 
         let write = RefinedTcpStream {
@@ -124,6 +145,10 @@ impl RefinedTcpStream {
             deadline: None,
             idle: None,
             squeeze: None,
+            deferred: false,
+            pending: Vec::new(),
+            dead: false,
+            flush_within: std::time::Duration::ZERO,
         };
 
         (read, write)
@@ -210,6 +235,124 @@ impl RefinedTcpStream {
     }
 }
 
+/// devicegate patch: deferred writes (patch 16).
+impl RefinedTcpStream {
+    /// From now on, writes never wait on the client for more than `NO_WAIT` (the socket's
+    /// send timeout, set here once): output the socket does not take is kept, up to
+    /// `MAX_PENDING` bytes, for `flush_pending`. The socket's previous send timeout (the
+    /// server's io-timeout) becomes the time `flush_pending` may take, or `fallback` if it
+    /// had none. Plain connections only; over TLS writes keep upstream's behaviour.
+    pub(crate) fn defer_writes(&mut self, fallback: std::time::Duration) {
+        let connection = match &self.stream {
+            Stream::Http(connection) => connection,
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => return,
+        };
+        let within = match connection.write_timeout() {
+            Ok(Some(timeout)) => timeout,
+            _ => fallback,
+        };
+        if connection.set_write_timeout(Some(NO_WAIT)).is_ok() {
+            self.deferred = true;
+            self.flush_within = within;
+        }
+    }
+
+    /// Sends the output kept by `write`, waiting for the client on this (the connection's)
+    /// thread up to `within` (None: the socket's io-timeout), and giving up early when
+    /// `closing` says so. On failure the connection is dead and shut down. Costs nothing
+    /// when nothing is pending.
+    pub(crate) fn flush_pending(
+        &mut self,
+        within: Option<std::time::Duration>,
+        closing: &dyn Fn() -> bool,
+    ) -> IoResult<()> {
+        use std::io::{Error, ErrorKind};
+        if self.dead {
+            return Err(Error::new(ErrorKind::BrokenPipe, "client does not read"));
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + within.unwrap_or(self.flush_within);
+        let mut sent = 0;
+        let result = loop {
+            if sent == self.pending.len() {
+                break Ok(());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break Err(Error::new(ErrorKind::TimedOut, "client does not read"));
+            }
+            if closing() {
+                break Err(Error::new(ErrorKind::Interrupted, "server closing"));
+            }
+            if let Err(e) = self.set_send_timeout(left.min(FLUSH_POLL)) {
+                break Err(e);
+            }
+            match self.stream.write(&self.pending[sent..]) {
+                Ok(0) => break Err(Error::new(ErrorKind::WriteZero, "connection closed")),
+                Ok(n) => sent += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = self.set_send_timeout(NO_WAIT);
+        match result {
+            Ok(()) => {
+                self.pending.clear();
+                self.pending.shrink_to(8192);
+                Ok(())
+            }
+            Err(e) => {
+                log::debug!(
+                    "closing a connection whose client does not read its responses: {}",
+                    e
+                );
+                self.die();
+                Err(e)
+            }
+        }
+    }
+
+    fn set_send_timeout(&self, timeout: std::time::Duration) -> IoResult<()> {
+        match &self.stream {
+            Stream::Http(connection) => connection.set_write_timeout(Some(timeout)),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
+    /// Drops the pending output and shuts the connection down (its thread then sees the end
+    /// of the stream, a parked one its poller too); later writes fail with `BrokenPipe`.
+    fn die(&mut self) {
+        self.dead = true;
+        self.pending = Vec::new();
+        self.stream.shutdown(Shutdown::Both).ok();
+    }
+
+    /// Keeps `rest` for `flush_pending`, unless that would exceed `MAX_PENDING`.
+    fn keep(&mut self, rest: &[u8]) -> IoResult<()> {
+        if self.pending.len() + rest.len() > MAX_PENDING {
+            log::debug!(
+                "closing a connection whose client does not read its responses: over {} bytes pending",
+                MAX_PENDING
+            );
+            self.die();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "client does not read",
+            ));
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(())
+    }
+}
+
 impl Drop for RefinedTcpStream {
     fn drop(&mut self) {
         if self.close_read {
@@ -256,11 +399,53 @@ impl Read for RefinedTcpStream {
 }
 
 impl Write for RefinedTcpStream {
+    /// devicegate patch: with `defer_writes`, never waits on the client (beyond `NO_WAIT`
+    /// when its buffers are full): what the socket does not take is kept for the
+    /// connection's thread, and the write reports success. Upstream blocked the worker for
+    /// as long as a client that does not read liked (up to the send timeout per write).
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        self.stream.write(buf)
+        use std::io::ErrorKind;
+        if !self.deferred {
+            return self.stream.write(buf);
+        }
+        if self.dead {
+            return Err(std::io::Error::new(
+                ErrorKind::BrokenPipe,
+                "client does not read",
+            ));
+        }
+        if !self.pending.is_empty() {
+            // Behind earlier output: in order, after it.
+            self.keep(buf)?;
+            return Ok(buf.len());
+        }
+        match self.stream.write(buf) {
+            Ok(n) => {
+                if n < buf.len() {
+                    self.keep(&buf[n..])?;
+                }
+                Ok(buf.len())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                self.keep(buf)?;
+                Ok(buf.len())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn flush(&mut self) -> IoResult<()> {
+        if self.dead {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "client does not read",
+            ));
+        }
         self.stream.flush()
     }
 }

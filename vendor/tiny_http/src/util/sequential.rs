@@ -73,6 +73,39 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
     }
 }
 
+/// devicegate patch: the connection's thread waits for the last writer handed out to
+/// finish, then reaches the stream itself (patch 16).
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// True once the last writer handed out (the previous response) is finished — at once,
+    /// without a system call, when it already is; false if it is not within `timeout`.
+    pub fn wait_finished(&mut self, timeout: std::time::Duration) -> bool {
+        use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+        let finished = match self.next_trigger.as_ref() {
+            None => return true,
+            Some(trigger) => match trigger.try_recv() {
+                Ok(()) | Err(TryRecvError::Disconnected) => true,
+                Err(TryRecvError::Empty) => !matches!(
+                    trigger.recv_timeout(timeout),
+                    Err(RecvTimeoutError::Timeout)
+                ),
+            },
+        };
+        if finished {
+            self.next_trigger = None;
+        }
+        finished
+    }
+
+    /// Lends out the stream (no writer may be writing: see `wait_finished`).
+    pub fn with_writer<T>(&self, f: impl FnOnce(&mut W) -> T) -> T {
+        let mut writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut writer)
+    }
+}
+
 impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     type Item = SequentialReader<R>;
 
