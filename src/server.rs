@@ -330,11 +330,16 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
         now: app.clock.now(),
     };
     // A bug must cost one 500, never a worker thread.
-    let response = catch_unwind(AssertUnwindSafe(|| router::route(&mut ctx, &request)))
-        .unwrap_or_else(|_| {
-            log::error!("handler panicked on {}", http::loggable_path(&request.path));
-            Response::json(500, &serde_json::json!({"error": "server_error"}))
-        });
+    let response = catch_unwind(AssertUnwindSafe(|| {
+        if request.host_missing_or_repeated {
+            return http::missing_host();
+        }
+        router::route(&mut ctx, &request)
+    }))
+    .unwrap_or_else(|_| {
+        log::error!("handler panicked on {}", http::loggable_path(&request.path));
+        Response::json(500, &serde_json::json!({"error": "server_error"}))
+    });
     let elapsed = started.elapsed();
     METRICS.record_request(router::route_index(&request.path), response.status, elapsed);
     // The method is any token the client chose (`\x1b[2J` included): escaped like the path.

@@ -52,6 +52,19 @@ pub fn connection_error_body(status: u16) -> (&'static str, Vec<u8>) {
     ("application/json", body.to_string().into_bytes())
 }
 
+/// The answer to an HTTP/1.1 request without exactly one `Host` header (RFC 9112 §3.2):
+/// 400 with RFC 6749 §5.2's JSON error.
+pub fn missing_host() -> Response {
+    Response::json(
+        400,
+        &serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "an HTTP/1.1 request needs exactly one Host header"
+        }),
+    )
+    .no_store()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Get,
@@ -72,6 +85,9 @@ pub struct Request {
     pub remote_ip: IpAddr,
     /// The client reached a TLS-terminating proxy over https (`X-Forwarded-Proto`).
     pub forwarded_https: bool,
+    /// An HTTP/1.1 request without exactly one `Host` header, which RFC 9112 §3.2 says a
+    /// server must answer with 400.
+    pub host_missing_or_repeated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +112,9 @@ impl Request {
                 )
             })
             .collect();
+        // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (HTTP/1.0 clients may leave it out).
+        let host_missing_or_repeated = *rq.http_version() == (1, 1)
+            && headers.iter().filter(|(name, _)| name == "host").count() != 1;
         let method = match rq.method() {
             tiny_http::Method::Get => Method::Get,
             tiny_http::Method::Head => Method::Head,
@@ -135,6 +154,7 @@ impl Request {
             body,
             remote_ip,
             forwarded_https: false,
+            host_missing_or_repeated,
         }
     }
 
@@ -188,6 +208,7 @@ impl Request {
             body: Ok(body.to_vec()),
             remote_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             forwarded_https: false,
+            host_missing_or_repeated: false,
         }
     }
 

@@ -586,6 +586,33 @@ fn slow_requests_from_many_addresses_give_their_threads_up_while_others_wait() {
 }
 
 #[test]
+fn http_1_1_needs_exactly_one_host() {
+    // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request with no Host header or
+    // more than one (found in review: both were served).
+    let app = TestApp::spawn();
+    let addr = addr_of(&app);
+    for request in [
+        &b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = exchange(addr, request);
+        assert_eq!(status_of(&answer), 400, "{answer}");
+        assert_eq!(header_of(&answer, "cache-control"), Some("no-store"));
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "invalid_request", "{answer}");
+    }
+    // HTTP/1.0 may leave it out; one Host is the usual case.
+    let old = exchange(addr, b"GET /healthz HTTP/1.0\r\n\r\n");
+    assert_eq!(status_of(&old), 200, "{old}");
+    let usual = exchange(
+        addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&usual), 200, "{usual}");
+}
+
+#[test]
 fn ipv4_addresses_seen_over_ipv6_are_counted_as_ipv4() {
     // Listening on [::] (dual stack), 127.0.0.1 arrives as ::ffff:127.0.0.1. It is counted
     // as the IPv4 address it is (not as the /64 every mapped address shares), and ::1 is
