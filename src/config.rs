@@ -3,6 +3,7 @@
 //! `validate()` reports every problem at once so an operator fixes them in one go.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 pub const DEFAULT_DB: &str = "devicegate.db";
@@ -257,50 +258,40 @@ impl Config {
             )),
             (None, _) => {}
         }
-        if !(1..=256).contains(&self.workers) {
-            problems.push("--workers: must be between 1 and 256".into());
-        }
-        if !(1..=60).contains(&self.poll_interval) {
-            problems.push("--poll-interval: must be between 1 and 60 seconds".into());
-        }
-        if !(60..=86_400).contains(&self.device_code_ttl) {
-            problems.push("--device-code-ttl: must be between 60 and 86400 seconds".into());
-        }
-        if !(60..=86_400).contains(&self.access_token_ttl) {
-            problems.push("--access-token-ttl: must be between 60 and 86400 seconds".into());
-        }
-        if !(60..=366 * 86_400).contains(&self.refresh_token_ttl) {
-            problems.push("--refresh-token-ttl: must be between 60 and 31622400 seconds".into());
-        }
-        if self.refresh_grace > 300 {
-            problems.push("--refresh-grace: at most 300 seconds".into());
-        }
-        if log_level_filter(&self.log_level).is_none() {
-            problems.push(format!(
-                "--log-level: `{}` is not one of off, error, warn, info, debug",
-                self.log_level
-            ));
-        }
-        if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
-            problems.push("--metrics-token: use at least 16 characters".into());
-        }
-        if !(1..=300).contains(&self.io_timeout) {
-            problems.push("--io-timeout: must be between 1 and 300 seconds".into());
-        }
-        if !(1..=300).contains(&self.head_timeout) {
-            problems.push("--head-timeout: must be between 1 and 300 seconds".into());
-        }
-        if !(1..=300).contains(&self.body_timeout) {
-            problems.push("--body-timeout: must be between 1 and 300 seconds".into());
-        }
-        if self.max_connections_per_ip > MAX_CONNECTIONS_PER_IP_LIMIT {
-            problems.push(format!(
-                "--max-connections-per-ip: at most {MAX_CONNECTIONS_PER_IP_LIMIT} (0: no limit)"
-            ));
-        }
-        if self.shutdown_grace > 10 {
-            problems.push("--shutdown-grace: at most 10 seconds".into());
-        }
+        let usize = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let mut within = |flag: &str, value: u64, range: RangeInclusive<u64>, unit: &str| {
+            if !range.contains(&value) {
+                problems.push(format!(
+                    "{flag}: must be between {} and {}{unit}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        };
+        within("--workers", usize(self.workers), 1..=256, "");
+        within("--poll-interval", self.poll_interval, 1..=60, " seconds");
+        within(
+            "--device-code-ttl",
+            self.device_code_ttl,
+            60..=86_400,
+            " seconds",
+        );
+        within(
+            "--access-token-ttl",
+            self.access_token_ttl,
+            60..=86_400,
+            " seconds",
+        );
+        within(
+            "--refresh-token-ttl",
+            self.refresh_token_ttl,
+            60..=366 * 86_400,
+            " seconds",
+        );
+        within("--io-timeout", self.io_timeout, 1..=300, " seconds");
+        within("--head-timeout", self.head_timeout, 1..=300, " seconds");
+        within("--body-timeout", self.body_timeout, 1..=300, " seconds");
+        let per_minute = 1..=u64::from(MAX_AUTHORIZE_LIMIT);
         for (flag, value) in [
             (
                 "--authorize-limit-per-address",
@@ -311,21 +302,21 @@ impl Config {
                 self.authorize_limit_per_client,
             ),
         ] {
-            if !(1..=MAX_AUTHORIZE_LIMIT).contains(&value) {
-                problems.push(format!(
-                    "{flag}: must be between 1 and {MAX_AUTHORIZE_LIMIT} a minute"
-                ));
-            }
+            within(flag, u64::from(value), per_minute.clone(), " a minute");
         }
-        if !(1..=64).contains(&self.password_hash_concurrency) {
-            problems.push("--password-hash-concurrency: must be between 1 and 64".into());
-        }
-        if !(1..=30_000).contains(&self.password_hash_wait_ms) {
-            problems.push("--password-hash-wait-ms: must be between 1 and 30000".into());
-        }
-        if !(10..=86_400).contains(&self.limit_window) {
-            problems.push("--limit-window: must be between 10 and 86400 seconds".into());
-        }
+        within(
+            "--password-hash-concurrency",
+            usize(self.password_hash_concurrency),
+            1..=64,
+            "",
+        );
+        within(
+            "--password-hash-wait-ms",
+            self.password_hash_wait_ms,
+            1..=30_000,
+            "",
+        );
+        within("--limit-window", self.limit_window, 10..=86_400, " seconds");
         for (flag, value) in [
             (
                 "--sign-in-failures-per-name-address",
@@ -345,12 +336,33 @@ impl Config {
                 self.code_failures_per_address,
             ),
         ] {
-            if !(1..=100_000).contains(&value) {
-                problems.push(format!("{flag}: must be between 1 and 100000"));
-            }
+            within(flag, u64::from(value), 1..=100_000, "");
         }
-        if !(1..=60).contains(&self.sign_in_backoff) {
-            problems.push("--sign-in-backoff: must be between 1 and 60 seconds".into());
+        within(
+            "--sign-in-backoff",
+            self.sign_in_backoff,
+            1..=60,
+            " seconds",
+        );
+        if self.refresh_grace > 300 {
+            problems.push("--refresh-grace: at most 300 seconds".into());
+        }
+        if log_level_filter(&self.log_level).is_none() {
+            problems.push(format!(
+                "--log-level: `{}` is not one of off, error, warn, info, debug",
+                self.log_level
+            ));
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            problems.push("--metrics-token: use at least 16 characters".into());
+        }
+        if self.max_connections_per_ip > MAX_CONNECTIONS_PER_IP_LIMIT {
+            problems.push(format!(
+                "--max-connections-per-ip: at most {MAX_CONNECTIONS_PER_IP_LIMIT} (0: no limit)"
+            ));
+        }
+        if self.shutdown_grace > 10 {
+            problems.push("--shutdown-grace: at most 10 seconds".into());
         }
         if self.sweep_interval == 0 {
             problems.push("sweep interval must be at least 1 second".into());
