@@ -1,5 +1,6 @@
 //! Secrets: random codes and tokens, the user-code alphabet and its normalisation,
-//! hashing at rest, constant-time comparison, and password hashing.
+//! hashing at rest, constant-time comparison, and password hashing (verification, bounded
+//! in memory and number, is `passwords`).
 //!
 //! Requirements (RFC 8628 §5.1–5.2, §6.1; RFC 6749 §10.10; RFC 6750 §2.1):
 //! - all randomness comes from the operating system;
@@ -12,9 +13,7 @@
 //!
 //! Nothing here knows HTTP or SQL.
 
-use std::sync::OnceLock;
-
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -172,24 +171,6 @@ pub fn hash_password(password: &str) -> Result<String, PasswordHashError> {
         .map_err(|e| PasswordHashError(e.to_string()))
 }
 
-/// Checks a password against a stored PHC string. `None` (unknown user) still spends the
-/// time of one verification, so response time does not reveal whether a user exists.
-pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default());
-    let (phc, real) = match stored {
-        Some(phc) => (phc, true),
-        None => (dummy.as_str(), false),
-    };
-    let Ok(parsed) = PasswordHash::new(phc) else {
-        return false;
-    };
-    let ok = Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
-    ok && real
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,8 +264,12 @@ mod tests {
     fn passwords_round_trip() {
         let phc = hash_password("correct horse").expect("hash");
         assert!(phc.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", Some(&phc)));
-        assert!(!verify_password("wrong", Some(&phc)));
-        assert!(!verify_password("correct horse", None));
+        // Verified where the server verifies: the bounded pool (`passwords`).
+        let pool = crate::passwords::PasswordPool::new(1, std::time::Duration::from_secs(5), 1);
+        assert!(pool
+            .verify("correct horse", Some(&phc))
+            .expect("a free buffer"));
+        assert!(!pool.verify("wrong", Some(&phc)).expect("a free buffer"));
+        assert!(!pool.verify("correct horse", None).expect("a free buffer"));
     }
 }

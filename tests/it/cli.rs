@@ -130,10 +130,10 @@ fn user_add_reads_the_password_from_stdin_and_hashes_it() {
     let store = devicegate::store::Store::open(&db).unwrap();
     let user = store.find_user_by_name("frank").unwrap().unwrap();
     assert!(user.password_hash.starts_with("$argon2id$"));
-    assert!(devicegate::secrets::verify_password(
-        "hunter2hunter2",
-        Some(&user.password_hash)
-    ));
+    let pool = devicegate::passwords::PasswordPool::new(1, std::time::Duration::from_secs(5), 1);
+    assert!(pool
+        .verify("hunter2hunter2", Some(&user.password_hash))
+        .unwrap());
 }
 
 #[test]
