@@ -338,11 +338,12 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
     }))
     .unwrap_or_else(|_| {
         log::error!("handler panicked on {}", http::loggable_path(&request.path));
-        Response::json(500, &serde_json::json!({"error": "server_error"}))
+        Response::server_error()
     });
     let elapsed = started.elapsed();
     METRICS.record_request(router::route_index(&request.path), response.status, elapsed);
-    // The method is any token the client chose (`\x1b[2J` included): escaped like the path.
+    // tiny_http admits only a token as the method and visible ASCII as the path (patch 9);
+    // escaped all the same, as every piece of client text in a log line is.
     log::info!(
         "{} {} {} {}ms",
         printable(rq.method().as_str()),

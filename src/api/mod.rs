@@ -158,7 +158,7 @@ pub fn error_response(error: impl Into<protocol::Error>) -> Response {
         }
         protocol::Error::Store(e @ (store::Error::Internal(_) | store::Error::Conflict(_))) => {
             log::error!("{e}");
-            Response::json(500, &json!({"error": "server_error"})).no_store()
+            Response::server_error()
         }
     }
 }

@@ -56,6 +56,12 @@ impl Response {
         )
     }
 
+    /// 500 `server_error` (RFC 6749 §5.2's JSON): every internal failure's answer, whose
+    /// detail goes only to the log.
+    pub fn server_error() -> Response {
+        Response::json(500, &serde_json::json!({"error": "server_error"})).no_store()
+    }
+
     /// 303 See Other: after a POST, the browser follows with a GET. Bytes that may stand
     /// neither in a URI nor in a header value (controls, space, non-ASCII) are
     /// percent-encoded (RFC 3986 §2.1), so a target taken from a form always yields a
@@ -135,7 +141,7 @@ pub fn send(rq: tiny_http::Request, response: Response, head_only: bool) {
             "a {status} response's {name} header holds a control character or non-ASCII; \
              answering 500 instead"
         );
-        to_wire(server_error(), head_only)
+        to_wire(Response::server_error(), head_only)
     });
     let out = match out {
         Ok(out) => out,
@@ -147,14 +153,9 @@ pub fn send(rq: tiny_http::Request, response: Response, head_only: bool) {
     }
 }
 
-/// The answer instead of a response whose headers cannot be written.
-fn server_error() -> Response {
-    Response::json(500, &serde_json::json!({"error": "server_error"})).no_store()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{server_error, to_wire, Response};
+    use super::{to_wire, Response};
 
     fn header<'a>(
         out: &'a tiny_http::Response<std::io::Cursor<Vec<u8>>>,
@@ -179,7 +180,7 @@ mod tests {
 
     #[test]
     fn the_fallback_500_is_complete() {
-        let out = to_wire(server_error(), false).expect("fixed headers");
+        let out = to_wire(Response::server_error(), false).expect("fixed headers");
         assert_eq!(out.status_code().0, 500);
         assert_eq!(header(&out, "Cache-Control"), ["no-store"]);
         assert_eq!(header(&out, "Content-Type"), ["application/json"]);

@@ -78,7 +78,10 @@ pub fn sign_in(
             log::warn!("failed sign-in from {ip}");
             if let Some(secs) = limits::sign_in_lock_started(limits, &reservation) {
                 let name = limits::counted_name(username);
-                log::warn!("sign-in locked for `{name}` from {ip} for {secs} s");
+                log::warn!(
+                    "sign-in locked for `{}` from {ip} for {secs} s",
+                    crate::logging::printable(&name)
+                );
             }
             Ok(SignIn::WrongCredentials)
         }
