@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::support::TestApp;
+use crate::support::{connect_from, connect_from_with, TestApp};
 
 fn addr_of(app: &TestApp) -> SocketAddr {
     app.base.trim_start_matches("http://").parse().unwrap()
@@ -15,20 +15,6 @@ fn addr_of(app: &TestApp) -> SocketAddr {
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-}
-
-/// A connection from a chosen local address (Linux routes all of 127/8 to loopback).
-fn connect_from(local: &str, addr: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let local = SocketAddr::new(local.parse().unwrap(), 0);
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
-    socket.bind(&local.into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -772,13 +758,7 @@ fn refusals_are_logged() {
 /// A connection from `local` whose receive buffer is as small as the kernel allows, so that
 /// whatever the server sends it fills up at once (it never reads).
 fn connect_not_reading(local: &str, addr: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let local = SocketAddr::new(local.parse().unwrap(), 0);
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(1).unwrap();
-    socket.bind(&local.into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
+    let stream = connect_from_with(local, addr, |socket| socket.set_recv_buffer_size(1));
     stream
         .set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();

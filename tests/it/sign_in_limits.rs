@@ -6,12 +6,12 @@
 //! /64 grouping goes through `--trust-proxy` and `X-Forwarded-For`, as a proxy would send it.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use crate::cli;
-use crate::support::{csrf_token, Browser, TestApp, TestResponse};
+use crate::support::{connect_from, csrf_token, Browser, TestApp, TestResponse};
 
 /// A browser at a chosen loopback address, over raw sockets (`Connection: close`).
 struct Remote {
@@ -33,12 +33,7 @@ impl Remote {
     }
 
     fn send(&mut self, method: &str, path: &str, body: &str) -> TestResponse {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        let local: SocketAddr = format!("{}:0", self.source).parse().unwrap();
-        socket.bind(&local.into()).unwrap();
-        socket.connect(&self.server.into()).unwrap();
-        let mut stream: TcpStream = socket.into();
+        let mut stream = connect_from(self.source, self.server);
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();

@@ -65,6 +65,31 @@ pub fn raw_http(addr: &str, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A connection to `addr` from the local address `local` (Linux routes all of 127/8 to
+/// loopback, so 127.0.0.2 is "another address"), reads timing out after 10 s.
+pub fn connect_from(local: &str, addr: std::net::SocketAddr) -> std::net::TcpStream {
+    connect_from_with(local, addr, |_| Ok(()))
+}
+
+/// `connect_from`, with socket options set before connecting.
+pub fn connect_from_with(
+    local: &str,
+    addr: std::net::SocketAddr,
+    options: impl Fn(&socket2::Socket) -> std::io::Result<()>,
+) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let local = std::net::SocketAddr::new(local.parse().unwrap(), 0);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    options(&socket).unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
 /// The body of a raw HTTP/1.1 response (after the blank line).
 pub fn raw_body(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
