@@ -26,9 +26,6 @@ const SQUEEZED_REQUEST: Duration = Duration::from_secs(1);
 /// devicegate patch: how long the connection's thread waits for a slow client to take a
 /// response when the socket had no send timeout to go by (devicegate sets its io-timeout).
 const DEFAULT_FLUSH_WITHIN: Duration = Duration::from_secs(10);
-/// devicegate patch: how often a connection waiting for its previous response to be written
-/// looks whether the server is closing.
-const SETTLE_POLL: Duration = Duration::from_millis(100);
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -180,7 +177,7 @@ impl ClientConnection {
     /// the connection is finished (a client that does not read, a failed connection, a
     /// server closing); drop it. Costs no system call when the answer is already sent.
     pub(crate) fn settle(&mut self, closing: &dyn Fn() -> bool) -> bool {
-        while !self.sink.wait_finished(SETTLE_POLL) {
+        while !self.sink.wait_finished(crate::util::refined_tcp_stream::RECHECK_EVERY) {
             if closing() {
                 self.no_more_requests = true;
                 return false;

@@ -102,9 +102,10 @@ pub struct RefinedTcpStream {
     flush_within: std::time::Duration,
 }
 
-/// devicegate patch: while threads are scarce, the longest a read waits before looking at
-/// the pressure again.
-const SQUEEZE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+/// devicegate patch: the longest any wait on a client (a read under pressure, a flush of
+/// pending output, a connection waiting for its previous answer) goes before it looks
+/// again at what could end it early: pressure on the pool, or the server closing.
+pub(crate) const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// devicegate patch: the send timeout of a plain connection outside `flush_pending`. A
 /// worker's write waits at most this long for room in the socket's buffer (only ever when
@@ -113,8 +114,6 @@ const NO_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 /// devicegate patch: the most output a connection may have waiting for its client; past it
 /// the client is not reading, and the connection is closed.
 pub(crate) const MAX_PENDING: usize = 256 * 1024;
-/// devicegate patch: how often `flush_pending` looks whether the server is closing.
-const FLUSH_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RefinedTcpStream {
     pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
@@ -191,7 +190,7 @@ impl RefinedTcpStream {
 
     /// devicegate patch: while `pressure` is on (connections wait for a thread), reads end
     /// by `early` rather than the deadline, and a read that blocks looks at the pressure
-    /// every `SQUEEZE_CHECK`. None: the deadline alone applies.
+    /// every `RECHECK_EVERY`. None: the deadline alone applies.
     pub(crate) fn set_squeeze(
         &mut self,
         squeeze: Option<(crate::util::Pressure, std::time::Instant)>,
@@ -225,7 +224,7 @@ impl RefinedTcpStream {
             _ => left,
         };
         if self.squeeze.is_some() {
-            wait = wait.min(SQUEEZE_CHECK);
+            wait = wait.min(RECHECK_EVERY);
         }
         match &self.stream {
             Stream::Http(connection) => connection.set_read_timeout(Some(wait)),
@@ -287,7 +286,7 @@ impl RefinedTcpStream {
             if closing() {
                 break Err(Error::new(ErrorKind::Interrupted, "server closing"));
             }
-            if let Err(e) = self.set_send_timeout(left.min(FLUSH_POLL)) {
+            if let Err(e) = self.set_send_timeout(left.min(RECHECK_EVERY)) {
                 break Err(e);
             }
             match self.stream.write(&self.pending[sent..]) {
@@ -371,7 +370,7 @@ impl Read for RefinedTcpStream {
             self.arm_deadline()?;
             // devicegate patch: a socket timeout reads as `WouldBlock` on Unix; past a
             // deadline it is a timeout, whatever the platform calls it. Under a squeeze the
-            // wait is cut into `SQUEEZE_CHECK` steps: a step that ends before the deadline
+            // wait is cut into `RECHECK_EVERY` steps: a step that ends before the deadline
             // (and the early one, if pressure came on) waits again.
             match self.stream.read(buf) {
                 Err(e)
