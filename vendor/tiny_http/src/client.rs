@@ -177,7 +177,10 @@ impl ClientConnection {
     /// the connection is finished (a client that does not read, a failed connection, a
     /// server closing); drop it. Costs no system call when the answer is already sent.
     pub(crate) fn settle(&mut self, closing: &dyn Fn() -> bool) -> bool {
-        while !self.sink.wait_finished(crate::util::refined_tcp_stream::RECHECK_EVERY) {
+        while !self
+            .sink
+            .wait_finished(crate::util::refined_tcp_stream::RECHECK_EVERY)
+        {
             if closing() {
                 self.no_more_requests = true;
                 return false;

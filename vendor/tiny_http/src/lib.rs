@@ -539,12 +539,8 @@ impl Server {
                                 Some(ref _ssl) => unreachable!(),
                             };
 
-                            let mut client = ClientConnection::new(
-                                write_closable,
-                                read_closable,
-                                limits,
-                                slot,
-                            );
+                            let mut client =
+                                ClientConnection::new(write_closable, read_closable, limits, slot);
                             // devicegate patch: slow requests yield while threads are scarce.
                             client.set_pressure(inside_connections.pool.pressure());
                             Ok(client)

@@ -6,8 +6,8 @@ pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
 pub use self::sequential::{SequentialWriter, SequentialWriterBuilder};
-pub use self::task_pool::TaskPool;
 pub(crate) use self::task_pool::Pressure;
+pub use self::task_pool::TaskPool;
 
 use std::str::FromStr;
 

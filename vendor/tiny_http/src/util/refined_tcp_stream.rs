@@ -208,9 +208,7 @@ impl RefinedTcpStream {
         let now = std::time::Instant::now();
         let left = deadline.saturating_duration_since(now);
         let squeezed = match &self.squeeze {
-            Some((pressure, early)) if pressure.on() => {
-                Some(early.saturating_duration_since(now))
-            }
+            Some((pressure, early)) if pressure.on() => Some(early.saturating_duration_since(now)),
             _ => None,
         };
         if left.is_zero() || squeezed.is_some_and(|left| left.is_zero()) {
@@ -383,9 +381,7 @@ impl Read for RefinedTcpStream {
                 {
                     continue
                 }
-                Err(e)
-                    if self.deadline.is_some() && e.kind() == std::io::ErrorKind::WouldBlock =>
-                {
+                Err(e) if self.deadline.is_some() && e.kind() == std::io::ErrorKind::WouldBlock => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "read timed out",
