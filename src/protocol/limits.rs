@@ -200,9 +200,9 @@ pub fn code_entry_locked(
 ) -> Result<Option<i64>, store::Error> {
     let mut wait = None;
     for (key, max) in code_counters(limits, user_id, ip) {
-        if let Some((start, failures)) = store.throttle_window(&key, now.secs(), limits.window)? {
-            if failures >= max {
-                let remaining = (start + limits.window - now.secs()).max(1);
+        if let Some(open) = store.throttle_window(&key, now.secs(), limits.window)? {
+            if open.failures >= max {
+                let remaining = (open.start + limits.window - now.secs()).max(1);
                 wait = Some(wait.map_or(remaining, |w: i64| w.max(remaining)));
             }
         }

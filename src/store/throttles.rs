@@ -15,15 +15,15 @@ pub struct ThrottleWindow {
 }
 
 impl Store {
-    /// Failures counted for `key` in the window that is still open at `now`, with the
-    /// window's start; `None` when there is no open window.
-    pub fn throttle_window(&self, key: &str, now: i64, window: i64) -> Result<Option<(i64, u32)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT window_start, failures FROM throttles WHERE key = ?1 AND window_start > ?2",
-        )?;
-        Ok(stmt
-            .query_row(params![key, now - window], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+    /// The window for `key` that is still open at `now` (windows last `window` seconds);
+    /// `None` when there is none.
+    pub fn throttle_window(
+        &self,
+        key: &str,
+        now: i64,
+        window: i64,
+    ) -> Result<Option<ThrottleWindow>> {
+        open_window(&self.conn, key, now, window)
     }
 
     /// Check and count in one step: in one `IMMEDIATE` transaction, reads every key's open
@@ -45,25 +45,12 @@ impl Store {
             rusqlite::TransactionBehavior::Immediate,
         )?;
         let mut windows = Vec::with_capacity(keys.len());
-        {
-            let mut read = tx.prepare_cached(
-                "SELECT window_start, failures FROM throttles \
-                 WHERE key = ?1 AND window_start > ?2",
-            )?;
-            for (key, window) in keys {
-                let open = read
-                    .query_row(params![key, now - window], |r| {
-                        Ok(ThrottleWindow {
-                            start: r.get(0)?,
-                            failures: r.get(1)?,
-                        })
-                    })
-                    .optional()?;
-                windows.push(open.unwrap_or(ThrottleWindow {
-                    start: now,
-                    failures: 0,
-                }));
-            }
+        for (key, window) in keys {
+            let open = open_window(&tx, key, now, *window)?;
+            windows.push(open.unwrap_or(ThrottleWindow {
+                start: now,
+                failures: 0,
+            }));
         }
         if let Err(refusal) = decide(&windows) {
             return Ok(Err(refusal));
@@ -165,4 +152,25 @@ impl Store {
             )?
             .execute(params![cutoff, limit])?)
     }
+}
+
+/// `key`'s window that is still open at `now`, read on `conn` (the store's connection, or
+/// a transaction on it).
+fn open_window(
+    conn: &rusqlite::Connection,
+    key: &str,
+    now: i64,
+    window: i64,
+) -> Result<Option<ThrottleWindow>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT window_start, failures FROM throttles WHERE key = ?1 AND window_start > ?2",
+        )?
+        .query_row(params![key, now - window], |r| {
+            Ok(ThrottleWindow {
+                start: r.get(0)?,
+                failures: r.get(1)?,
+            })
+        })
+        .optional()?)
 }
