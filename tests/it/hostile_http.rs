@@ -723,8 +723,15 @@ fn refusals_are_logged() {
         &dir.path().join("d.db"),
         &listen,
         // Room for the start-up health check, the two refusals below and one more, even if
-        // the server has not yet seen any of them closed.
-        &["--log-level", "info", "--max-connections-per-ip", "3"],
+        // the server has not yet seen any of them closed; a short head deadline for the 408.
+        &[
+            "--log-level",
+            "info",
+            "--max-connections-per-ip",
+            "3",
+            "--head-timeout",
+            "1",
+        ],
         std::process::Stdio::piped(),
     ));
     let mut stderr = server.0.stderr.take().unwrap();
@@ -739,6 +746,13 @@ fn refusals_are_logged() {
         "0\r\n\r\n",
     );
     assert_eq!(status_of(&exchange(addr, &smuggle)), 400);
+    let oversized = post("Content-Length: 70000\r\n", "");
+    assert_eq!(status_of(&exchange(addr, &oversized)), 413);
+    // A head that stops half-way: 408 at the (1 s) head deadline.
+    assert_eq!(
+        status_of(&exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")),
+        408
+    );
     let held = hold_admitted("127.0.0.1", addr, 3);
     assert_eq!(status_of(&read_until_closed(&mut connect(addr))), 503);
     drop(held);
@@ -750,6 +764,8 @@ fn refusals_are_logged() {
         "127.0.0.1 431 header line too long: refused",
         "127.0.0.1 400 both Transfer-Encoding and Content-Length: refused",
         "127.0.0.1 503 over 3 open connections from one address: refused",
+        "127.0.0.1 413 request body over the limit: refused",
+        "127.0.0.1 408 request head not received in time: refused",
     ] {
         assert!(log.contains(expected), "no `{expected}` in the log:\n{log}");
     }
