@@ -39,6 +39,7 @@ pub fn campus_approve(ctx: &mut Ctx<'_>, req: &Request) -> Response {
     let ip = req.remote_ip.to_string();
     let actor = Actor::Person {
         user_id: user.user_id,
+        username: &user.username,
         ip: &ip,
         limits: ctx.app.limits,
     };

@@ -120,6 +120,7 @@ pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
     let ip = req.remote_ip.to_string();
     let actor = Actor::Person {
         user_id: user.user_id,
+        username: &user.username,
         ip: &ip,
         limits: ctx.app.limits,
     };
@@ -170,6 +171,7 @@ fn lookup(
     let ip = req.remote_ip.to_string();
     let actor = Actor::Person {
         user_id: user.user_id,
+        username: &user.username,
         ip: &ip,
         limits: ctx.app.limits,
     };

@@ -58,9 +58,11 @@ impl From<CodeProblem> for ApprovalError {
 #[derive(Debug, Clone, Copy)]
 pub enum Actor<'a> {
     Operator,
-    /// A signed-in person at `ip` (the address stored with a decision), held to `limits`.
+    /// A signed-in person (`username` for the log) at `ip` (the address stored with a
+    /// decision), held to `limits`.
     Person {
         user_id: i64,
+        username: &'a str,
         ip: &'a str,
         limits: Limits,
     },
@@ -92,6 +94,7 @@ pub fn find_pending(
         user_id,
         ip,
         limits,
+        ..
     } = actor
     {
         if let Some(wait) = limits::code_entry_locked(store, &limits, user_id, ip, now)? {
@@ -111,14 +114,16 @@ pub fn find_pending(
             // RFC 8628 §5.1: malformed input stays counted too; never log the code itself.
             if let Actor::Person {
                 user_id,
+                username,
                 ip,
                 limits,
             } = actor
             {
-                log::warn!("failed user code entry by user {user_id} from {ip}");
+                let username = crate::logging::printable(username);
+                log::warn!("failed user code entry by `{username}` from {ip}");
                 if limits::record_wrong_code(store, &limits, user_id, ip, now)? {
                     log::warn!(
-                        "code entry locked for user {user_id} from {ip} for {} s",
+                        "code entry locked for `{username}` from {ip} for {} s",
                         limits.window
                     );
                 }

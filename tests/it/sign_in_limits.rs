@@ -362,9 +362,29 @@ fn a_lockout_is_logged_with_the_name_stripped_of_control_characters_and_the_addr
         attacker.sign_in("AD\u{1b}[2JMIN", "guess-guess").status,
         429
     );
+    // A code-entry lockout too: a person at 127.0.0.4 submits five wrong codes.
+    let (code, _, err) = cli::run(&db, &["user", "add", "bob"], Some("password123\n"));
+    assert_eq!(code, 0, "{err}");
+    let mut person = Remote {
+        source: "127.0.0.4",
+        server: listen.parse().unwrap(),
+        cookie: None,
+        forwarded_for: None,
+    };
+    assert_eq!(person.sign_in("bob", "password123").status, 303);
+    let csrf = csrf_token(&person.send("GET", "/oauth/device", "").body);
+    let form = format!("csrf_token={csrf}&user_code=BBBB-BBBB");
+    for _ in 0..5 {
+        assert_eq!(person.send("POST", "/oauth/device", &form).status, 404);
+    }
+    assert_eq!(person.send("POST", "/oauth/device", &form).status, 429);
     let log = server.stop();
     assert!(
         log.contains("sign-in locked for `ad[2jmin` from 127.0.0.3 for 600 s"),
+        "{log}"
+    );
+    assert!(
+        log.contains("code entry locked for `bob` from 127.0.0.4 for 600 s"),
         "{log}"
     );
     assert!(!log.contains('\u{1b}'), "no raw escape reaches the log");
