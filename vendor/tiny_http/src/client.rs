@@ -186,13 +186,28 @@ impl ClientConnection {
                 return false;
             }
         }
+        // While other connections wait for a thread, a client gets `SQUEEZED_REQUEST` to take
+        // its answer, as it gets to send a request (patch 17): clients that do not read,
+        // from several addresses, must not hold every thread for their io-timeouts.
+        let started = Instant::now();
+        let pressure = self.pressure.clone();
+        let give_up = || {
+            closing()
+                || (started.elapsed() >= SQUEEZED_REQUEST
+                    && pressure.as_ref().is_some_and(|p| p.on()))
+        };
         let sent = self.sink.with_writer(|writer| {
             writer
                 .flush()
-                .and_then(|_| writer.get_mut().flush_pending(None, closing))
+                .and_then(|_| writer.get_mut().flush_pending(None, &give_up))
         });
-        if sent.is_err() {
+        if let Err(e) = &sent {
             self.no_more_requests = true;
+            if !closing() {
+                if let Some(addr) = self.remote_addr {
+                    log::info!("{} answer not taken ({}): connection closed", addr.ip(), e);
+                }
+            }
         }
         sent.is_ok()
     }

@@ -282,7 +282,7 @@ impl RefinedTcpStream {
                 break Err(Error::new(ErrorKind::TimedOut, "client does not read"));
             }
             if closing() {
-                break Err(Error::new(ErrorKind::Interrupted, "server closing"));
+                break Err(Error::new(ErrorKind::Interrupted, "given up"));
             }
             if let Err(e) = self.set_send_timeout(left.min(RECHECK_EVERY)) {
                 break Err(e);
