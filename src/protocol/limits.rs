@@ -8,9 +8,9 @@
 //!
 //! - Sign-in: per (name, address) and per address a failure count **locks** (that pair, or
 //!   that address); per name, from all addresses together, it only **slows down**: past
-//!   `backoff_after` failures, addresses that already failed for the name share one attempt
-//!   per `backoff` seconds (a wait never longer than that), and an address that has not
-//!   failed for it is never held up. So strangers
+//!   `backoff_after` failures, each address that already failed for the name gets one
+//!   attempt per `backoff` seconds (a wait never longer than that), and an address that has
+//!   not failed for it is never held up. So strangers
 //!   cannot lock anyone out, and the right password from a clean address signs in.
 //! - Code entry: per account and per address, each locks; only submitted codes count.
 //!
@@ -28,7 +28,9 @@ use crate::store::{self, Store, ThrottleWindow};
 const SIGN_IN_PAIR: &str = "sign-in-pair:";
 const SIGN_IN_ADDRESS: &str = "sign-in-address:";
 const SIGN_IN_NAME: &str = "sign-in-name:";
-/// Attempts on a name in the current `backoff`-second slot.
+/// Attempts on a name from one address in the current `backoff`-second slot. Per address:
+/// a slot shared by all addresses could be kept busy by strangers rotating addresses, and
+/// keep out an owner who had mistyped once (found in review).
 const SIGN_IN_SLOT: &str = "sign-in-slot:";
 const CODE_ACCOUNT: &str = "code-account:";
 const CODE_ADDRESS: &str = "code-address:";
@@ -123,7 +125,10 @@ pub fn reserve_sign_in(
         (format!("{SIGN_IN_PAIR}{address}|{name}"), window),
         (format!("{SIGN_IN_ADDRESS}{address}"), window),
         (format!("{SIGN_IN_NAME}{name}"), window),
-        (format!("{SIGN_IN_SLOT}{name}"), limits.sign_in_backoff),
+        (
+            format!("{SIGN_IN_SLOT}{address}|{name}"),
+            limits.sign_in_backoff,
+        ),
     ];
     let now = now.secs();
     let limits = *limits;
@@ -134,8 +139,8 @@ pub fn reserve_sign_in(
 }
 
 /// The sign-in rule on the counts before this attempt: pair and address lock, the name
-/// only slows down addresses that have failed for it themselves, to one attempt per
-/// `slot` (a window of `sign_in_backoff` seconds).
+/// only slows down addresses that have failed for it themselves, each to one attempt per
+/// `slot` (its own window of `sign_in_backoff` seconds).
 fn sign_in_allowed(
     limits: &Limits,
     pair: ThrottleWindow,
@@ -243,19 +248,21 @@ pub fn unlock(store: &Store, target: &str) -> Result<(UnlockTarget, usize), stor
             keys.push(format!("{SIGN_IN_ADDRESS}{address}"));
             keys.push(format!("{CODE_ADDRESS}{address}"));
             keys.extend(store.list_throttle_keys(&format!("{SIGN_IN_PAIR}{address}|"))?);
+            keys.extend(store.list_throttle_keys(&format!("{SIGN_IN_SLOT}{address}|"))?);
             UnlockTarget::Address(address)
         }
         Err(_) => {
             let name = counted_name(target);
             keys.push(format!("{SIGN_IN_NAME}{name}"));
-            keys.push(format!("{SIGN_IN_SLOT}{name}"));
-            // Pair keys are `<address>|<name>`; an address never contains `|`.
-            keys.extend(
-                store
-                    .list_throttle_keys(SIGN_IN_PAIR)?
-                    .into_iter()
-                    .filter(|key| key.split_once('|').is_some_and(|(_, n)| n == name)),
-            );
+            // Pair and slot keys are `<prefix><address>|<name>`; an address never has `|`.
+            for prefix in [SIGN_IN_PAIR, SIGN_IN_SLOT] {
+                keys.extend(
+                    store
+                        .list_throttle_keys(prefix)?
+                        .into_iter()
+                        .filter(|key| key.split_once('|').is_some_and(|(_, n)| n == name)),
+                );
+            }
             UnlockTarget::Name(name)
         }
     };

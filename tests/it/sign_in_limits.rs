@@ -136,6 +136,28 @@ fn wrong_passwords_for_admin_from_another_address_do_not_lock_out_the_right_one(
 }
 
 #[test]
+fn strangers_rotating_addresses_cannot_hold_an_owners_backoff_slot() {
+    // Found in review: the one-attempt-per-5-s slot was shared by every address, so
+    // strangers at fresh addresses (under every per-address lock) kept it busy and the owner, who had mistyped once, got 429 for as long as they
+    // went on. Each address now has its own slot.
+    let app = TestApp::spawn();
+    app.add_user("admin");
+    let mut first = Remote::new(&app, "127.0.0.2");
+    for _ in 0..5 {
+        assert_eq!(first.sign_in("admin", "guess-guess").status, 401);
+    }
+    let owner = Browser::new(&app);
+    assert_eq!(owner.sign_in("admin", "password12").status, 401);
+    app.advance(6.0);
+    // Strangers at fresh addresses, one wrong password each, just before the owner.
+    for source in ["127.0.0.11", "127.0.0.12", "127.0.0.13"] {
+        let mut stranger = Remote::new(&app, source);
+        assert_eq!(stranger.sign_in("admin", "guess-guess").status, 401);
+    }
+    assert_eq!(owner.sign_in("admin", "password123").status, 303);
+}
+
+#[test]
 fn an_address_that_failed_for_a_name_failing_elsewhere_waits_seconds_not_minutes() {
     let app = TestApp::spawn();
     app.add_user("admin");
