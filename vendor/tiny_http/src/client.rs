@@ -126,6 +126,11 @@ impl ClientConnection {
             .map(|pressure| (pressure, Instant::now() + SQUEEZED_REQUEST))
     }
 
+    /// devicegate patch: the client's address, when the socket had one.
+    pub(crate) fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+
     /// true if the connection is HTTPS
     pub fn secure(&self) -> bool {
         self.secure

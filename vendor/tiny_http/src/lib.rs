@@ -256,12 +256,18 @@ struct Connections {
 impl Connections {
     fn serve(self: &Arc<Self>, client: ClientConnection) {
         let connections = self.clone();
+        let key = client
+            .remote_addr()
+            .map(|a| addresses::address_group(a.ip()));
         let mut client = Some(client);
-        self.pool.spawn(Box::new(move || {
-            if let Some(client) = client.take() {
-                connections.read_requests(client);
-            }
-        }));
+        self.pool.spawn_for(
+            key,
+            Box::new(move || {
+                if let Some(client) = client.take() {
+                    connections.read_requests(client);
+                }
+            }),
+        );
     }
 
     fn read_requests(&self, mut client: ClientConnection) {

@@ -1,4 +1,5 @@
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -14,7 +15,7 @@ pub struct TaskPool {
 
 struct Sharing {
     // list of the tasks to be done by worker threads
-    todo: Mutex<VecDeque<Box<dyn FnMut() + Send>>>,
+    todo: Mutex<Todo>,
 
     // condvar that will be notified whenever a task is added to `todo`
     condvar: Condvar,
@@ -53,6 +54,57 @@ impl Pressure {
     }
 }
 
+type Task = Box<dyn FnMut() + Send>;
+
+/// devicegate patch: waiting tasks, each with the client address (group) it serves, and how
+/// many threads each address holds now. A free thread takes the waiting task whose address
+/// holds the fewest threads (the oldest among equals), so connections from a few busy
+/// addresses cannot keep everyone else waiting behind them; first come, first served
+/// among equals.
+#[derive(Default)]
+struct Todo {
+    queue: VecDeque<(Option<IpAddr>, Task)>,
+    running: HashMap<IpAddr, usize>,
+}
+
+impl Todo {
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The fairest waiting task, now counted as running for its address.
+    fn take(&mut self) -> Option<(Option<IpAddr>, Task)> {
+        let held = |key: &Option<IpAddr>| key.and_then(|ip| self.running.get(&ip).copied());
+        let index = match self.queue.len() {
+            0 => return None,
+            1 => 0,
+            _ => (0..self.queue.len())
+                .min_by_key(|&i| (held(&self.queue[i].0).unwrap_or(0), i))
+                .unwrap_or(0),
+        };
+        let (key, task) = self.queue.remove(index)?;
+        if let Some(ip) = key {
+            *self.running.entry(ip).or_insert(0) += 1;
+        }
+        Some((key, task))
+    }
+
+    fn done(&mut self, key: Option<IpAddr>) {
+        if let Some(ip) = key {
+            if let Some(count) = self.running.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    self.running.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
 
@@ -78,7 +130,7 @@ impl TaskPool {
     pub fn with_max_threads(max_threads: usize) -> TaskPool {
         let pool = TaskPool {
             sharing: Arc::new(Sharing {
-                todo: Mutex::new(VecDeque::new()),
+                todo: Mutex::new(Todo::default()),
                 condvar: Condvar::new(),
                 active_tasks: AtomicUsize::new(0),
                 waiting_tasks: AtomicUsize::new(0),
@@ -98,6 +150,12 @@ impl TaskPool {
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
+        self.spawn_for(None, code)
+    }
+
+    /// devicegate patch: `spawn`, for a task serving the client address (group) `key`: see
+    /// `Todo` for how waiting tasks take turns.
+    pub(crate) fn spawn_for(&self, key: Option<IpAddr>, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
         // devicegate patch: an idle thread already woken for an earlier task still counts as
@@ -106,7 +164,7 @@ impl TaskPool {
         // other connections for as long as those stayed open.)
         let free = self.sharing.waiting_tasks.load(Ordering::Acquire) > queue.len();
         let room = self.sharing.threads.load(Ordering::Acquire) < self.sharing.max_threads;
-        queue.push_back(code);
+        queue.queue.push_back((key, code));
         self.sharing.queued.store(queue.len(), Ordering::Release);
         if free {
             self.sharing.condvar.notify_one();
@@ -148,12 +206,12 @@ impl TaskPool {
                 let _active_guard = Registration::new(&sharing.active_tasks);
 
                 loop {
-                    let mut task: Box<dyn FnMut() + Send> = {
+                    let (key, mut task) = {
                         let mut todo = sharing.todo.lock().unwrap();
 
                         let task;
                         loop {
-                            if let Some(poped_task) = todo.pop_front() {
+                            if let Some(poped_task) = todo.take() {
                                 sharing.queued.store(todo.len(), Ordering::Release);
                                 task = poped_task;
                                 break;
@@ -182,6 +240,7 @@ impl TaskPool {
                     };
 
                     task();
+                    sharing.todo.lock().unwrap().done(key);
                 }
             });
         if let Err(e) = spawned {
