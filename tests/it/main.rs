@@ -15,6 +15,7 @@ mod oauth2_client;
 mod operations;
 mod operator_hygiene;
 mod pages;
+mod pages_ux;
 mod proxy_headers;
 mod refresh_grace;
 mod resilience;

@@ -1,0 +1,346 @@
+//! Issue 13, items 8–10: the pages people read. Branding and help text (`--site-name`,
+//! `--help-text`), lock-out pages that do not loop, WCAG 2.2 AA contrast of the stylesheet
+//! in both colour schemes, and the account page (pending approvals to cancel, plain
+//! words, what each device is, "Sign out everywhere").
+
+use std::collections::BTreeMap;
+
+use crate::support::TestApp;
+
+// ---------------------------------------------------------------------------------------
+// Item 9: contrast, computed from the stylesheet itself.
+
+/// The stylesheet as the server embeds it.
+const STYLESHEET: &str = include_str!("../../src/pages/style.css");
+
+/// Custom properties every page area is painted with: any text may sit on any of them.
+const SURFACES: [&str; 3] = ["--bg", "--card", "--warn-bg"];
+/// Custom properties that only separate non-interactive regions (cards, table rows, the
+/// code box): WCAG 1.4.11 asks nothing of them. Rules for controls may not use them.
+const DECORATIVE: [&str; 1] = ["--line"];
+/// WCAG 2.2 SC 1.4.3 (normal text) and SC 1.4.11 (component boundaries, focus indicators).
+const TEXT_MIN: f64 = 4.5;
+const BOUNDARY_MIN: f64 = 3.0;
+
+/// Properties whose value paints a colour.
+const COLOUR_PROPERTIES: [&str; 13] = [
+    "color",
+    "background",
+    "background-color",
+    "border",
+    "border-top",
+    "border-right",
+    "border-bottom",
+    "border-left",
+    "border-color",
+    "outline",
+    "outline-color",
+    "text-decoration-color",
+    "caret-color",
+];
+
+#[derive(Debug)]
+struct Rule {
+    selector: String,
+    declarations: Vec<(String, String)>,
+}
+
+/// Top-level rules, and the rules inside `@media (prefers-color-scheme: dark)`. Enough CSS
+/// for our own small stylesheet; anything else (another at-rule) fails the test loudly.
+fn parse_stylesheet(css: &str) -> (Vec<Rule>, Vec<Rule>) {
+    let mut text = String::new();
+    let mut rest = css;
+    while let Some(start) = rest.find("/*") {
+        text.push_str(&rest[..start]);
+        let end = rest[start..].find("*/").expect("unclosed comment");
+        rest = &rest[start + end + 2..];
+    }
+    text.push_str(rest);
+    let (mut top, mut dark) = (Vec::new(), Vec::new());
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find('{') {
+        let prelude = rest[..open].trim().to_string();
+        if prelude.starts_with('@') {
+            assert!(
+                prelude.replace(' ', "") == "@media(prefers-color-scheme:dark)",
+                "an at-rule the contrast test does not understand: {prelude}"
+            );
+            let mut depth = 0;
+            let mut close = None;
+            for (i, c) in rest[open..].char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            close = Some(open + i);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let close = close.expect("unclosed @media");
+            let (inner, nested) = parse_stylesheet(&rest[open + 1..close]);
+            assert!(nested.is_empty());
+            dark.extend(inner);
+            rest = &rest[close + 1..];
+        } else {
+            let close = open + rest[open..].find('}').expect("unclosed rule");
+            let declarations = rest[open + 1..close]
+                .split(';')
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| {
+                    let (name, value) = d.split_once(':').expect("a declaration");
+                    (name.trim().to_string(), value.trim().to_string())
+                })
+                .collect();
+            top.push(Rule {
+                selector: prelude,
+                declarations,
+            });
+            rest = &rest[close + 1..];
+        }
+    }
+    assert!(rest.trim().is_empty(), "trailing CSS: {rest}");
+    (top, dark)
+}
+
+/// The custom properties a `:root` rule among `rules` sets.
+fn palette(rules: &[Rule]) -> BTreeMap<String, String> {
+    rules
+        .iter()
+        .filter(|r| r.selector == ":root")
+        .flat_map(|r| r.declarations.iter())
+        .filter(|(name, _)| name.starts_with("--"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// `#rgb` or `#rrggbb` as 0–1 channels.
+fn hex_colour(value: &str) -> [f64; 3] {
+    let hex = value
+        .strip_prefix('#')
+        .unwrap_or_else(|| panic!("{value} is not a hex colour"));
+    let hex: String = match hex.len() {
+        3 => hex.chars().flat_map(|c| [c, c]).collect(),
+        6 => hex.to_string(),
+        _ => panic!("{value} is not #rgb or #rrggbb"),
+    };
+    let channel = |i: usize| f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+    [channel(0), channel(2), channel(4)]
+}
+
+/// WCAG 2.2 relative luminance.
+fn luminance(value: &str) -> f64 {
+    let linear = |c: f64| {
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let [r, g, b] = hex_colour(value);
+    0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
+}
+
+/// WCAG 2.2 contrast ratio, 1 to 21.
+fn contrast(a: &str, b: &str) -> f64 {
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+}
+
+/// What the stylesheet's rules ask of the palette: pairs read from the rules themselves.
+#[derive(Default)]
+struct Uses {
+    /// Text colours set without a background: they can land on any surface.
+    texts: Vec<(String, String)>,
+    /// (text, its own background, selector) set in one rule: a filled control.
+    pairs: Vec<(String, String, String)>,
+    /// Fills of controls, and non-decorative borders and outlines: 3:1 on every surface.
+    boundaries: Vec<(String, String)>,
+}
+
+fn var_name(token: &str) -> Option<String> {
+    token
+        .strip_prefix("var(")
+        .and_then(|t| t.strip_suffix(')'))
+        .map(|t| t.trim().to_string())
+}
+
+fn is_control(selector: &str) -> bool {
+    selector
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+        .any(|word| {
+            ["input", "button", "select", "textarea", "a"].contains(&word)
+                || word.contains("focus")
+                || word == "placeholder"
+        })
+}
+
+/// Every colour a rule paints, checked to come from the palette, sorted into roles.
+fn uses(rules: &[Rule]) -> Uses {
+    let mut found = Uses::default();
+    for rule in rules.iter().filter(|r| r.selector != ":root") {
+        let sel = &rule.selector;
+        let (mut fg, mut bg) = (None, None);
+        for (name, value) in &rule.declarations {
+            let lowered = value.to_ascii_lowercase();
+            assert!(
+                !["#", "rgb", "hsl", "hwb", "lab(", "lch(", "color("]
+                    .iter()
+                    .any(|literal| lowered.contains(literal)),
+                "`{sel} {{ {name}: {value} }}`: a colour outside the palette; add a custom property"
+            );
+            if !COLOUR_PROPERTIES.contains(&name.as_str()) {
+                continue;
+            }
+            for token in value.split_whitespace() {
+                if let Some(var) = var_name(token) {
+                    match name.as_str() {
+                        "color" => fg = Some(var),
+                        "background" | "background-color" => bg = Some(var),
+                        _ if DECORATIVE.contains(&var.as_str()) => assert!(
+                            !is_control(sel),
+                            "`{sel}` is a control: its `{name}` needs a 3:1 colour, not {var}"
+                        ),
+                        _ => found.boundaries.push((var, sel.clone())),
+                    }
+                    continue;
+                }
+                let keyword = [
+                    "transparent",
+                    "none",
+                    "inherit",
+                    "currentcolor",
+                    "solid",
+                    "dashed",
+                    "dotted",
+                    "double",
+                    "0",
+                ]
+                .contains(&token.to_ascii_lowercase().as_str());
+                let length = token.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+                    && ["px", "rem", "em", "%"].iter().any(|u| token.ends_with(u));
+                assert!(
+                    keyword || length,
+                    "`{sel} {{ {name}: {value} }}`: `{token}` is not a palette colour"
+                );
+            }
+        }
+        match (fg, bg) {
+            (Some(fg), Some(bg)) => {
+                if !SURFACES.contains(&bg.as_str()) {
+                    found.boundaries.push((bg.clone(), sel.clone()));
+                }
+                found.pairs.push((fg, bg, sel.clone()));
+            }
+            (Some(fg), None) => found.texts.push((fg, sel.clone())),
+            (None, Some(bg)) => assert!(
+                SURFACES.contains(&bg.as_str()),
+                "`{sel}` paints {bg} without a text colour: make it a surface or set `color`"
+            ),
+            (None, None) => {}
+        }
+    }
+    found
+}
+
+/// Every failing pair in one scheme, as sentences.
+fn contrast_failures(scheme: &str, palette: &BTreeMap<String, String>, uses: &Uses) -> Vec<String> {
+    let colour = |var: &str| {
+        palette
+            .get(var)
+            .unwrap_or_else(|| panic!("{var} is not set in the {scheme} scheme"))
+            .as_str()
+    };
+    let mut failures = Vec::new();
+    let mut check = |what: String, a: &str, b: &str, min: f64| {
+        let ratio = contrast(colour(a), colour(b));
+        if ratio < min {
+            failures.push(format!(
+                "{scheme}: {what}: {a} on {b} is {ratio:.2}:1, needs {min}:1"
+            ));
+        }
+    };
+    for surface in SURFACES {
+        for (text, sel) in &uses.texts {
+            check(format!("text of `{sel}`"), text, surface, TEXT_MIN);
+        }
+        for (line, sel) in &uses.boundaries {
+            check(format!("boundary of `{sel}`"), line, surface, BOUNDARY_MIN);
+        }
+    }
+    for (text, fill, sel) in &uses.pairs {
+        check(format!("text of `{sel}`"), text, fill, TEXT_MIN);
+    }
+    failures
+}
+
+#[test]
+fn every_colour_pair_meets_wcag_aa_in_light_and_dark() {
+    let (top, dark_rules) = parse_stylesheet(STYLESHEET);
+    let light = palette(&top);
+    let dark = palette(&dark_rules);
+    assert!(light.len() >= 10, "{light:?}");
+    assert_eq!(
+        light.keys().collect::<Vec<_>>(),
+        dark.keys().collect::<Vec<_>>(),
+        "each custom property is set for both schemes"
+    );
+    assert!(
+        dark_rules.iter().all(|r| r.selector == ":root"),
+        "the dark scheme only changes the palette"
+    );
+    let used = uses(&top);
+    // The roles the pages rely on are all there (a rule that moved is still checked).
+    let texts: Vec<&str> = used.texts.iter().map(|(t, _)| t.as_str()).collect();
+    for text in ["--muted", "--accent", "--danger", "--ok"] {
+        assert!(texts.contains(&text), "{text} used as text: {texts:?}");
+    }
+    let lines: Vec<&str> = used.boundaries.iter().map(|(l, _)| l.as_str()).collect();
+    for line in ["--control-line", "--focus", "--accent", "--danger"] {
+        assert!(lines.contains(&line), "{line} as a boundary: {lines:?}");
+    }
+    assert!(used
+        .pairs
+        .iter()
+        .any(|(t, f, _)| t == "--danger-text" && f == "--danger"));
+    let mut failures = contrast_failures("light", &light, &used);
+    failures.extend(contrast_failures("dark", &dark, &used));
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn the_contrast_check_catches_the_colours_issue_13_reported() {
+    // The same computation on known values: it agrees with the issue's measurements.
+    assert!((contrast("#ffffff", "#ff8a80") - 2.28).abs() < 0.01);
+    assert!((contrast("#dde1e8", "#ffffff") - 1.31).abs() < 0.01);
+    assert!((contrast("#ffbf47", "#ffffff") - 1.64).abs() < 0.01);
+    assert!((contrast("#000000", "#ffffff") - 21.0).abs() < 1e-9);
+    // And the rule scan refuses a literal colour or a decorative line on a control.
+    let literal = std::panic::catch_unwind(|| {
+        uses(&parse_stylesheet("button.danger { background: var(--danger); color: #fff; }").0)
+    });
+    assert!(literal.is_err());
+    let faint = std::panic::catch_unwind(|| {
+        uses(&parse_stylesheet("input[type=text] { border: 1px solid var(--line); }").0)
+    });
+    assert!(faint.is_err());
+    let low = parse_stylesheet(
+        ":root { --bg: #fff; --card: #fff; --warn-bg: #fff; --focus: #ffbf47; }
+         :focus-visible { outline: 3px solid var(--focus); }",
+    )
+    .0;
+    let failures = contrast_failures("light", &palette(&low), &uses(&low));
+    assert_eq!(failures.len(), 3, "{failures:?}");
+}
+
+#[test]
+fn the_served_stylesheet_is_the_checked_one() {
+    let app = TestApp::spawn();
+    let css = app.get("/static/style.css");
+    assert_eq!(css.status, 200);
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+    assert_eq!(css.body, STYLESHEET);
+}
