@@ -54,6 +54,10 @@ pub const DEFAULT_SIGN_IN_BACKOFF_AFTER: u32 = 5;
 pub const DEFAULT_SIGN_IN_BACKOFF: u64 = 5;
 pub const DEFAULT_CODE_FAILURES_PER_ACCOUNT: u32 = 5;
 pub const DEFAULT_CODE_FAILURES_PER_ADDRESS: u32 = 50;
+pub const DEFAULT_SITE_NAME: &str = "devicegate";
+/// Longest `--site-name` and `--help-text`, in characters: a header line and a paragraph.
+pub const MAX_SITE_NAME_CHARS: usize = 60;
+pub const MAX_HELP_TEXT_CHARS: usize = 500;
 
 #[derive(Clone)]
 pub struct Config {
@@ -143,6 +147,11 @@ pub struct Config {
     /// the address is locked until the window closes; sized for a classroom behind one NAT.
     /// Default: 50.
     pub code_failures_per_address: u32,
+    /// The name in every page's header and title. Default: `devicegate`.
+    pub site_name: String,
+    /// Plain text shown under the sign-in form and on lock-out pages, e.g. who to ask for
+    /// help (at most 500 characters; escaped, never HTML). Default: none.
+    pub help_text: Option<String>,
 }
 
 impl Default for Config {
@@ -178,6 +187,8 @@ impl Default for Config {
             sign_in_backoff: DEFAULT_SIGN_IN_BACKOFF,
             code_failures_per_account: DEFAULT_CODE_FAILURES_PER_ACCOUNT,
             code_failures_per_address: DEFAULT_CODE_FAILURES_PER_ADDRESS,
+            site_name: DEFAULT_SITE_NAME.to_string(),
+            help_text: None,
         }
     }
 }
@@ -226,6 +237,8 @@ impl std::fmt::Debug for Config {
                 "authorize_limit_per_client",
                 &self.authorize_limit_per_client,
             )
+            .field("site_name", &self.site_name)
+            .field("help_text", &self.help_text)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<set>"),
@@ -363,6 +376,28 @@ impl Config {
         }
         if self.shutdown_grace > 10 {
             problems.push("--shutdown-grace: at most 10 seconds".into());
+        }
+        for (flag, text, max) in [
+            (
+                "--site-name",
+                Some(self.site_name.as_str()),
+                MAX_SITE_NAME_CHARS,
+            ),
+            (
+                "--help-text",
+                self.help_text.as_deref(),
+                MAX_HELP_TEXT_CHARS,
+            ),
+        ] {
+            let Some(text) = text else { continue };
+            if text.chars().count() > max || text.chars().any(char::is_control) {
+                problems.push(format!(
+                    "{flag}: plain text on one line, at most {max} characters"
+                ));
+            }
+        }
+        if self.site_name.trim().is_empty() {
+            problems.push("--site-name: must not be empty".into());
         }
         if self.sweep_interval == 0 {
             problems.push("sweep interval must be at least 1 second".into());
@@ -569,6 +604,29 @@ mod tests {
             ..Config::default()
         };
         assert!(off.validate().is_ok(), "0 turns the cap off");
+    }
+
+    #[test]
+    fn site_name_and_help_text_are_bounded_plain_text() {
+        let config = Config {
+            site_name: " ".into(),
+            help_text: Some("x".repeat(MAX_HELP_TEXT_CHARS + 1)),
+            ..Config::default()
+        };
+        let problems = config.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let config = Config {
+            site_name: "x".repeat(MAX_SITE_NAME_CHARS + 1),
+            help_text: Some("line\nbreak".into()),
+            ..Config::default()
+        };
+        assert_eq!(config.validate().expect_err("invalid").len(), 2);
+        let fine = Config {
+            site_name: "Lincoln High".into(),
+            help_text: Some("Ask Ms. Rivera in room 12 <she helps>".into()),
+            ..Config::default()
+        };
+        assert!(fine.validate().is_ok());
     }
 
     #[test]

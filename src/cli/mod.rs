@@ -179,6 +179,12 @@ pub struct ServeArgs {
     /// Allow an http:// issuer on a non-loopback host (codes and tokens then travel in clear)
     #[arg(long, env = "DEVICEGATE_ALLOW_INSECURE_HTTP")]
     pub allow_insecure_http: bool,
+    /// The name in every page's header and title
+    #[arg(long, env = "DEVICEGATE_SITE_NAME", default_value = config::DEFAULT_SITE_NAME)]
+    pub site_name: String,
+    /// Plain text under the sign-in form and on lock-out pages, e.g. who to ask for help
+    #[arg(long, env = "DEVICEGATE_HELP_TEXT")]
+    pub help_text: Option<String>,
 }
 
 impl ServeArgs {
@@ -213,6 +219,8 @@ impl ServeArgs {
             sign_in_backoff: self.sign_in_backoff,
             code_failures_per_account: self.code_failures_per_account,
             code_failures_per_address: self.code_failures_per_address,
+            site_name: self.site_name,
+            help_text: self.help_text.filter(|text| !text.trim().is_empty()),
             ..Config::default()
         }
     }

@@ -17,10 +17,7 @@ pub fn account(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let frame = Frame {
-        prefix,
-        session: Some(&session),
-    };
+    let frame = Frame::new(ctx.app, prefix, Some(&session));
     let Some(user) = &session.user else {
         let next = format!("{}{ACCOUNT_PATH}", prefix.as_str());
         return with_cookie(
@@ -33,7 +30,7 @@ pub fn account(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
         .list_active_grants(Some(user.user_id), ctx.now.secs())
     {
         Ok(grants) => grants,
-        Err(e) => return store_failure(prefix, Some(&session), e),
+        Err(e) => return store_failure(&frame, e),
     };
     let page = layout(
         &frame,
@@ -81,10 +78,7 @@ pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Respons
         Ok(found) => found,
         Err(response) => return response,
     };
-    let frame = Frame {
-        prefix,
-        session: Some(&session),
-    };
+    let frame = Frame::new(ctx.app, prefix, Some(&session));
     let grant_id = params.get("grant_id").and_then(|id| id.parse::<i64>().ok());
     let revoked = match grant_id {
         // Only the session's own grants: the id in the form is a choice, not an authority.
@@ -110,6 +104,6 @@ pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Respons
                 "That device is not connected to your account.",
             ),
         ),
-        Err(e) => store_failure(prefix, Some(&session), e),
+        Err(e) => store_failure(&frame, e),
     }
 }

@@ -2,13 +2,36 @@
 
 use maud::{html, Markup, DOCTYPE};
 
+use crate::app::App;
 use crate::router::Prefix;
 use crate::session::Session;
+
+/// The operator's branding: `--site-name` and `--help-text`.
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    pub name: &'a str,
+    /// Plain text (escaped like every splice) under sign-in and on lock-out pages.
+    pub help_text: Option<&'a str>,
+}
 
 /// What the layout needs to know about the request.
 pub struct Frame<'a> {
     pub prefix: Prefix,
     pub session: Option<&'a Session>,
+    pub site: Site<'a>,
+}
+
+impl<'a> Frame<'a> {
+    pub fn new(app: &'a App, prefix: Prefix, session: Option<&'a Session>) -> Frame<'a> {
+        Frame {
+            prefix,
+            session,
+            site: Site {
+                name: &app.config.site_name,
+                help_text: app.config.help_text.as_deref(),
+            },
+        }
+    }
 }
 
 pub const STYLESHEET_PATH: &str = "/static/style.css";
@@ -21,11 +44,11 @@ pub fn layout(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
-                title { (title) " · devicegate" }
+                title { (title) " · " (frame.site.name) }
                 link rel="stylesheet" href=(STYLESHEET_PATH);
             }
             body {
-                header.brand { "devicegate" }
+                header.brand { (frame.site.name) }
                 main { (body) }
                 @if let Some(session) = frame.session {
                     @if let Some(user) = &session.user {
@@ -42,6 +65,15 @@ pub fn layout(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The operator's help text (`--help-text`), when there is one.
+pub fn help_text(frame: &Frame<'_>) -> Markup {
+    html! {
+        @if let Some(text) = frame.site.help_text {
+            p.help role="note" { (text) }
         }
     }
 }

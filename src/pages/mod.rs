@@ -43,10 +43,7 @@ pub fn verification(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let frame = Frame {
-        prefix,
-        session: Some(&session),
-    };
+    let frame = Frame::new(ctx.app, prefix, Some(&session));
     let typed: Option<String> = match in_path {
         Some(code) => Some(
             percent_encoding::percent_decode_str(code)
@@ -83,10 +80,7 @@ pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response
         Ok(found) => found,
         Err(response) => return response,
     };
-    let frame = Frame {
-        prefix,
-        session: Some(&session),
-    };
+    let frame = Frame::new(ctx.app, prefix, Some(&session));
     let typed = params.get("user_code").unwrap_or_default();
     match lookup(ctx, req, &user, typed) {
         Ok(code) => consent(ctx, req, &frame, &session, &code),
@@ -100,10 +94,7 @@ pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let frame = Frame {
-        prefix,
-        session: Some(&session),
-    };
+    let frame = Frame::new(ctx.app, prefix, Some(&session));
     let typed = params.get("user_code").unwrap_or_default();
     let decision = match params.get("decision") {
         Some("approve") => Decision::Approve {
@@ -129,7 +120,7 @@ pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
             let client_name = match ctx.store.find_client(&code.client_id) {
                 Ok(Some(client)) => client.name.clone(),
                 Ok(None) => code.client_id.clone(),
-                Err(e) => return store_failure(prefix, Some(&session), e),
+                Err(e) => return store_failure(&frame, e),
             };
             log::info!(
                 "user {} {} code {} for client {}",
@@ -193,7 +184,7 @@ fn consent(
                 views::problem(frame, "Unknown app", "The app that asked no longer exists."),
             )
         }
-        Err(e) => return store_failure(frame.prefix, Some(session), e),
+        Err(e) => return store_failure(frame, e),
     };
     let other_network = code.device_ip.parse().map_or(true, |device_ip| {
         !network::same_network(device_ip, req.remote_ip)
@@ -217,7 +208,7 @@ fn approval_failure(
     let typed: String = typed.chars().take(32).collect();
     match error {
         ApprovalError::Locked(wait) => locked(frame, wait),
-        ApprovalError::Store(e) => store_failure(frame.prefix, Some(session), e),
+        ApprovalError::Store(e) => store_failure(frame, e),
         ApprovalError::Code(CodeProblem::Malformed(problem)) => {
             let message = match problem {
                 UserCodeError::Empty => "Enter the code shown on your device.".to_string(),
@@ -268,13 +259,14 @@ fn approval_failure(
     }
 }
 
+/// The lock-out page (429): when to try again, the operator's help text, and no link back
+/// into the locked form.
 pub(super) fn locked(frame: &Frame<'_>, wait: i64) -> Response {
     let message = format!(
         "Too many attempts. For your safety, try again in {}.",
         limits::minutes_text(wait)
     );
-    html(429, views::problem(frame, "Please wait", &message))
-        .with_header("Retry-After", wait.to_string())
+    html(429, views::locked(frame, &message)).with_header("Retry-After", wait.to_string())
 }
 
 /// The session behind a page view, or an anonymous one (with the `dg_csrf` cookie to set
@@ -285,7 +277,8 @@ pub(super) fn page_session(
     prefix: Prefix,
 ) -> Result<(Session, Option<String>), Response> {
     let secure = secure_cookies(ctx, req);
-    session::for_page(ctx.store, req, ctx.now, secure).map_err(|e| store_failure(prefix, None, e))
+    session::for_page(ctx.store, req, ctx.now, secure)
+        .map_err(|e| store_failure(&Frame::new(ctx.app, prefix, None), e))
 }
 
 /// A POST form's parameters and its session (stored, or anonymous from the `dg_csrf`
@@ -297,10 +290,7 @@ pub(super) fn form_session(
 ) -> Result<(Session, Params), Response> {
     let params = req.params().map_err(|e| {
         let status = if e == ParamsError::TooLarge { 413 } else { 400 };
-        let frame = Frame {
-            prefix,
-            session: None,
-        };
+        let frame = Frame::new(ctx.app, prefix, None);
         html(
             status,
             views::problem(&frame, "Something went wrong", &e.description()),
@@ -308,17 +298,14 @@ pub(super) fn form_session(
     })?;
     let session = match session::current_or_anonymous(ctx.store, req, ctx.now) {
         Ok(session) => session,
-        Err(e) => return Err(store_failure(prefix, None, e)),
+        Err(e) => return Err(store_failure(&Frame::new(ctx.app, prefix, None), e)),
     };
     match session {
         Some(session) if session::csrf_ok(&session, params.get("csrf_token")) => {
             Ok((session, params))
         }
         _ => {
-            let frame = Frame {
-                prefix,
-                session: None,
-            };
+            let frame = Frame::new(ctx.app, prefix, None);
             Err(html(
                 403,
                 views::problem(
@@ -362,12 +349,7 @@ pub(super) fn with_cookie(response: Response, cookie: Option<String>) -> Respons
     }
 }
 
-pub(super) fn store_failure(
-    prefix: Prefix,
-    session: Option<&Session>,
-    error: store::Error,
-) -> Response {
-    let frame = Frame { prefix, session };
+pub(super) fn store_failure(frame: &Frame<'_>, error: store::Error) -> Response {
     let (status, detail) = match &error {
         store::Error::Unavailable(_) => (
             503,
@@ -378,7 +360,7 @@ pub(super) fn store_failure(
         }
     };
     log::error!("{error}");
-    let response = html(status, views::problem(&frame, "Sorry", detail));
+    let response = html(status, views::problem(frame, "Sorry", detail));
     if status == 503 {
         response.with_header("Retry-After", "1")
     } else {

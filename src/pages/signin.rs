@@ -15,10 +15,7 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let frame = Frame {
-        prefix,
-        session: Some(&session),
-    };
+    let frame = Frame::new(ctx.app, prefix, Some(&session));
     let next = safe_next(params.get("next"), prefix);
     let username = params.get("username").unwrap_or_default();
     let password = params.get("password").unwrap_or_default();
@@ -58,7 +55,7 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
             )
             .with_header("Retry-After", BUSY_RETRY_AFTER);
         }
-        Err(e) => return store_failure(prefix, Some(&session), e),
+        Err(e) => return store_failure(&frame, e),
     };
     let signed_in = SignedIn {
         user_id: user.id,
@@ -67,7 +64,7 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
     let secure = secure_cookies(ctx, req);
     match session::sign_in(ctx.store, Some(&session), signed_in, ctx.now, secure) {
         Ok((_, cookie)) => Response::redirect(&next).with_header("Set-Cookie", cookie),
-        Err(e) => store_failure(prefix, Some(&session), e),
+        Err(e) => store_failure(&frame, e),
     }
 }
 
@@ -84,7 +81,7 @@ pub fn logout(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
     match session::sign_out(ctx.store, &session, secure) {
         Ok(cookie) => Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str()))
             .with_header("Set-Cookie", cookie),
-        Err(e) => store_failure(prefix, Some(&session), e),
+        Err(e) => store_failure(&Frame::new(ctx.app, prefix, Some(&session)), e),
     }
 }
 

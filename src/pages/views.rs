@@ -3,8 +3,9 @@
 
 use maud::{html, Markup};
 
-use super::layout::{csrf_field, layout, Frame};
+use super::layout::{csrf_field, help_text, layout, Frame};
 use crate::clock::Timestamp;
+use crate::router::ACCOUNT_PATH;
 use crate::router::VERIFICATION_PATH;
 use crate::secrets;
 use crate::session::Session;
@@ -34,6 +35,7 @@ pub fn sign_in(
                 input #password type="password" name="password" autocomplete="current-password" required;
                 button type="submit" { "Sign in" }
             }
+            (help_text(frame))
         },
     )
 }
@@ -167,8 +169,30 @@ pub fn problem(frame: &Frame<'_>, title: &str, message: &str) -> Markup {
     )
 }
 
-/// Scopes in plain words for the consent page.
-fn scope_words(scope: &str) -> String {
+/// Too many attempts: when to come back, and a way forward that is not the locked form
+/// itself (the operator's help text; a signed-in person can still see their devices).
+pub fn locked(frame: &Frame<'_>, message: &str) -> Markup {
+    let signed_in = frame.session.is_some_and(|s| s.user.is_some());
+    layout(
+        frame,
+        "Please wait",
+        html! {
+            h1 { "Please wait" }
+            p { (message) }
+            @if frame.site.help_text.is_some() {
+                (help_text(frame))
+            } @else {
+                p.muted { "If you cannot wait, ask the person who runs this service for help." }
+            }
+            @if signed_in {
+                p { a href={ (frame.prefix.as_str()) (ACCOUNT_PATH) } { "See your devices" } }
+            }
+        },
+    )
+}
+
+/// Scopes in plain words, for the consent and account pages.
+pub fn scope_words(scope: &str) -> String {
     match scope {
         "read" => "Read your data".into(),
         "write" => "Change your data".into(),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::support::TestApp;
+use crate::support::{Browser, TestApp};
 
 // ---------------------------------------------------------------------------------------
 // Item 9: contrast, computed from the stylesheet itself.
@@ -343,4 +343,174 @@ fn the_served_stylesheet_is_the_checked_one() {
     assert_eq!(css.status, 200);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
     assert_eq!(css.body, STYLESHEET);
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 8: branding, help text, lock-out pages without a loop.
+
+const HELP: &str = "Locked out? Ask Ms. Rivera in room 12 <b>today</b>";
+const HELP_ESCAPED: &str = "Locked out? Ask Ms. Rivera in room 12 &lt;b&gt;today&lt;/b&gt;";
+
+fn branded() -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.site_name = "Lincoln High & Co".into();
+        c.help_text = Some(HELP.into());
+        c.sign_in_failures_per_address = 2;
+        c.code_failures_per_account = 1;
+    })
+}
+
+/// The text of the page's `<title>`.
+fn title(html: &str) -> &str {
+    let start = html.find("<title>").expect("a title") + "<title>".len();
+    let end = html[start..].find("</title>").expect("title closed");
+    &html[start..start + end]
+}
+
+#[test]
+fn the_site_name_is_in_every_header_and_title() {
+    let app = branded();
+    app.add_user("alice");
+    let browser = Browser::new(&app);
+    let sign_in = browser.get("/oauth/device");
+    assert_eq!(title(&sign_in.body), "Sign in · Lincoln High &amp; Co");
+    assert!(sign_in
+        .body
+        .contains("<header class=\"brand\">Lincoln High &amp; Co</header>"));
+    assert!(!sign_in.body.contains("devicegate"), "{}", sign_in.body);
+    let browser = Browser::signed_in(&app, "alice");
+    for path in ["/oauth/device", "/account", "/auth/v1/account"] {
+        let page = browser.get(path);
+        assert_eq!(page.status, 200, "{path}");
+        assert!(
+            title(&page.body).ends_with(" · Lincoln High &amp; Co"),
+            "{path}"
+        );
+        assert!(
+            page.body.contains(">Lincoln High &amp; Co</header>"),
+            "{path}"
+        );
+    }
+    let unknown = browser.enter_code("BCDF-GHJK");
+    assert_eq!(
+        title(&unknown.body),
+        "Connect a device · Lincoln High &amp; Co"
+    );
+    // The default stays devicegate.
+    let plain = TestApp::spawn();
+    assert_eq!(
+        title(&plain.get("/oauth/device").body),
+        "Sign in · devicegate"
+    );
+}
+
+#[test]
+fn the_help_text_is_shown_escaped_under_sign_in() {
+    let app = branded();
+    let page = Browser::new(&app).get("/oauth/device");
+    assert_eq!(page.status, 200);
+    let form_end = page.body.find("</form>").unwrap();
+    let help = page
+        .body
+        .find(HELP_ESCAPED)
+        .expect("help text shown, escaped");
+    assert!(help > form_end, "under the form");
+    assert!(!page.body.contains("<b>today"));
+    // Without it, nothing is shown.
+    let plain = TestApp::spawn();
+    assert!(!plain.get("/oauth/device").body.contains("class=\"help\""));
+}
+
+#[test]
+fn a_sign_in_lock_out_page_gives_help_and_no_way_back_into_the_wall() {
+    let app = branded();
+    app.add_user("alice");
+    let browser = Browser::new(&app);
+    for _ in 0..2 {
+        assert_eq!(browser.sign_in("alice", "wrong-guess").status, 401);
+    }
+    let locked = browser.sign_in("alice", "password123");
+    assert_eq!(locked.status, 429);
+    assert_eq!(locked.header("retry-after"), Some("600"));
+    assert_eq!(title(&locked.body), "Please wait · Lincoln High &amp; Co");
+    assert!(
+        locked.body.contains("try again in 10 minutes"),
+        "{}",
+        locked.body
+    );
+    assert!(locked.body.contains(HELP_ESCAPED), "{}", locked.body);
+    // Before: "Enter a code" → /oauth/device, the sign-in form, locked again.
+    assert!(
+        !locked.body.contains("href=\"/oauth/device"),
+        "{}",
+        locked.body
+    );
+    assert!(!locked.body.contains("<form"), "{}", locked.body);
+    // Without help text configured, it still says who can help, and still no loop.
+    let plain = TestApp::spawn_with(|c| c.sign_in_failures_per_address = 1);
+    let browser = Browser::new(&plain);
+    assert_eq!(browser.sign_in("x", "wrong-guess").status, 401);
+    let locked = browser.sign_in("x", "wrong-guess");
+    assert_eq!(locked.status, 429);
+    assert!(locked.body.contains("ask the person who runs this service"));
+    assert!(!locked.body.contains("href=\"/oauth/device"));
+}
+
+#[test]
+fn a_code_entry_lock_out_page_offers_the_account_page_not_the_code_form() {
+    let app = branded();
+    app.add_user("alice");
+    let browser = Browser::signed_in(&app, "alice");
+    assert_eq!(browser.enter_code("BCDF-GHJK").status, 404);
+    let codes = app.device_authorize("guest");
+    let locked = browser.enter_code(&codes.user_code);
+    assert_eq!(locked.status, 429);
+    assert_eq!(locked.header("retry-after"), Some("600"));
+    assert!(locked.body.contains(HELP_ESCAPED), "{}", locked.body);
+    assert!(
+        !locked.body.contains("href=\"/oauth/device"),
+        "{}",
+        locked.body
+    );
+    assert!(locked.body.contains("href=\"/account\""), "{}", locked.body);
+    // The account page it offers works while code entry is locked.
+    let account = browser.get("/account");
+    assert_eq!(account.status, 200);
+    assert!(account.body.contains("Your devices"));
+}
+
+#[test]
+fn site_name_and_help_text_come_from_the_environment_and_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::support::new_database(dir.path());
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
+    let mut server = std::process::Command::new(crate::cli::BIN)
+        .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
+        .env("DEVICEGATE_SITE_NAME", "Room 12 sign-in")
+        .env("DEVICEGATE_HELP_TEXT", "Ask Ms. Rivera")
+        .env("DEVICEGATE_LOG_LEVEL", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::wait_until_healthy(&format!("http://{listen}"));
+    let page = ureq::get(&format!("http://{listen}/oauth/device"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(title(&page), "Sign in · Room 12 sign-in");
+    assert!(page.contains("Ask Ms. Rivera"));
+    // Too long, or not one line: refused at start, naming the flag.
+    let long = "x".repeat(501);
+    let (code, _, err) = crate::cli::run(
+        &db,
+        &["check", "--help-text", &long, "--site-name", "two\nlines"],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--help-text: plain text on one line, at most 500 characters"));
+    assert!(err.contains("--site-name: plain text on one line, at most 60 characters"));
 }
