@@ -21,6 +21,8 @@ pub const INTROSPECTION_PATH: &str = "/oauth/introspect";
 pub const USERINFO_PATH: &str = "/oauth/userinfo";
 pub const ACCOUNT_PATH: &str = "/account";
 pub const ACCOUNT_REVOKE_PATH: &str = "/account/revoke";
+pub const ACCOUNT_CANCEL_PATH: &str = "/account/cancel";
+pub const ACCOUNT_SIGN_OUT_EVERYWHERE_PATH: &str = "/account/sign-out-everywhere";
 pub const METRICS_PATH: &str = "/metrics";
 pub const DECISION_PATH: &str = "/oauth/device/decision";
 /// Campus's JSON approval call.
@@ -68,6 +70,10 @@ pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         ACCOUNT_PATH => method_not_allowed("GET, HEAD"),
         ACCOUNT_REVOKE_PATH if post => pages::revoke_grant(ctx, req, prefix),
         ACCOUNT_REVOKE_PATH => method_not_allowed("POST"),
+        ACCOUNT_CANCEL_PATH if post => pages::cancel_approval(ctx, req, prefix),
+        ACCOUNT_CANCEL_PATH => method_not_allowed("POST"),
+        ACCOUNT_SIGN_OUT_EVERYWHERE_PATH if post => pages::sign_out_everywhere(ctx, req, prefix),
+        ACCOUNT_SIGN_OUT_EVERYWHERE_PATH => method_not_allowed("POST"),
         METRICS_PATH if get => api::metrics(ctx, req),
         METRICS_PATH => method_not_allowed("GET, HEAD"),
         HEALTH_PATH if get => api::health(ctx),
@@ -93,7 +99,7 @@ pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
 }
 
 /// Every metrics label a request can get (`route_index` picks one).
-pub const ROUTE_LABELS: [&str; 19] = [
+pub const ROUTE_LABELS: [&str; 21] = [
     DEVICE_AUTHORIZATION_PATH,
     TOKEN_PATH,
     VERIFICATION_PATH,
@@ -109,6 +115,8 @@ pub const ROUTE_LABELS: [&str; 19] = [
     USERINFO_PATH,
     ACCOUNT_PATH,
     ACCOUNT_REVOKE_PATH,
+    ACCOUNT_CANCEL_PATH,
+    ACCOUNT_SIGN_OUT_EVERYWHERE_PATH,
     METRICS_PATH,
     pages::STYLESHEET_PATH,
     "/oauth/device/{user_code}",

@@ -127,7 +127,12 @@ pub fn sign_out(store: &Store, session: &Session, secure: bool) -> Result<String
     if let Some(id_hash) = &session.id_hash {
         store.delete_session(id_hash)?;
     }
-    Ok(cookie(COOKIE_NAME, "", secure, Some(0)))
+    Ok(cleared_cookie(secure))
+}
+
+/// The `Set-Cookie` value that removes the session cookie from the browser.
+pub fn cleared_cookie(secure: bool) -> String {
+    cookie(COOKIE_NAME, "", secure, Some(0))
 }
 
 /// Does the presented CSRF token belong to this session? Constant-time.

@@ -8,6 +8,7 @@ mod account;
 mod layout;
 mod signin;
 mod views;
+mod when;
 
 use maud::Markup;
 
@@ -22,7 +23,7 @@ use crate::router::{Prefix, VERIFICATION_PATH};
 use crate::secrets::{self, UserCodeError};
 use crate::session::{self, Session, SignedIn};
 use crate::store::{self, DeviceCode};
-pub use account::{account, revoke_grant};
+pub use account::{account, cancel_approval, revoke_grant, sign_out_everywhere};
 use layout::Frame;
 pub use layout::STYLESHEET_PATH;
 pub use signin::{login, logout};

@@ -4,7 +4,9 @@
 use maud::{html, Markup};
 
 use super::layout::{csrf_field, help_text, layout, Frame};
+use super::when;
 use crate::clock::Timestamp;
+use crate::protocol::user_agent::describe_device;
 use crate::router::ACCOUNT_PATH;
 use crate::router::VERIFICATION_PATH;
 use crate::secrets;
@@ -109,9 +111,11 @@ pub fn consent(frame: &Frame<'_>, session: &Session, view: &ConsentView<'_>) -> 
                 @for scope in code.scope.split_whitespace() { li { (scope_words(scope)) } }
             }
             dl.facts {
-                dt { "Asked" } dd { (ago(view.now, asked)) " (" (asked.utc_string()) ")" }
+                dt { "Asked" } dd { (when::time(view.now, asked)) }
                 dt { "From" } dd { (code.device_ip) }
-                @if let Some(agent) = &code.device_user_agent { dt { "Device" } dd { (agent) } }
+                @if code.device_user_agent.is_some() {
+                    dt { "Device" } dd { (describe_device(code.device_user_agent.as_deref())) }
+                }
             }
             form method="post" action={ (frame.prefix.as_str()) (VERIFICATION_PATH) "/decision" } {
                 (csrf_field(session))
@@ -199,14 +203,5 @@ pub fn scope_words(scope: &str) -> String {
         "openid" | "profile" => "Know who you are".into(),
         "offline_access" => "Stay signed in".into(),
         other => format!("Use the “{other}” permission"),
-    }
-}
-
-fn ago(now: Timestamp, then: Timestamp) -> String {
-    let secs = (now.secs() - then.secs()).max(0);
-    match secs {
-        0..=59 => "just now".into(),
-        60..=119 => "1 minute ago".into(),
-        _ => format!("{} minutes ago", secs / 60),
     }
 }

@@ -3,6 +3,7 @@
 //! A protocol function takes plain values, the store and `now`, and returns a value or an
 //! `Error`; only `api.rs` and `pages/` turn those into responses.
 
+pub mod account;
 pub mod approval;
 pub mod authorize_limits;
 pub mod client_auth;
@@ -16,6 +17,7 @@ pub mod resource;
 pub mod scope;
 pub mod sign_in;
 pub mod token;
+pub mod user_agent;
 
 pub use errors::{oauth, Error, ErrorCode, OAuthError};
 

@@ -56,6 +56,24 @@ pub struct DeviceCode {
     pub expires_at: i64,
 }
 
+/// A code its person approved that the device has not redeemed yet (the account page).
+#[derive(Debug, Clone)]
+pub struct ApprovedCode {
+    pub id: i64,
+    pub client_id: String,
+    pub client_name: String,
+    pub scope: String,
+    pub device_ip: String,
+    pub device_user_agent: Option<String>,
+    /// Unix seconds of the approval.
+    pub approved_at: i64,
+    /// Unix seconds after which the device can no longer redeem it.
+    pub expires_at: i64,
+}
+
+/// Most approved-but-unredeemed codes listed for one person.
+const APPROVED_CODES_LISTED: i64 = 100;
+
 /// A new request, owned: it may wait in the group-commit queue (`create_device_code`).
 pub struct NewDeviceCode {
     pub device_code_hash: String,
@@ -218,6 +236,52 @@ impl Store {
             ])?;
         if changed == 1 {
             // After the commit, so a reader that saw the old count also saw the old row.
+            self.shared
+                .decisions
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(changed == 1)
+    }
+
+    /// `user_id`'s approved codes that no device has redeemed yet and that have not expired,
+    /// newest approval first (at most 100).
+    pub fn list_approved_device_codes(&self, user_id: i64, now: i64) -> Result<Vec<ApprovedCode>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.id, d.client_id, c.name, d.scope, d.device_ip, d.device_user_agent, \
+             COALESCE(d.decided_at, d.created_at), d.expires_at \
+             FROM device_codes d JOIN clients c ON c.client_id = d.client_id \
+             WHERE d.user_id = ?1 AND d.status = 'approved' AND d.expires_at > ?2 \
+             ORDER BY d.decided_at DESC, d.id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![user_id, now, APPROVED_CODES_LISTED], |r| {
+            Ok(ApprovedCode {
+                id: r.get(0)?,
+                client_id: r.get(1)?,
+                client_name: r.get(2)?,
+                scope: r.get(3)?,
+                device_ip: r.get(4)?,
+                device_user_agent: r.get(5)?,
+                approved_at: r.get(6)?,
+                expires_at: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Turns `owner`'s approved, unredeemed, unexpired code `id` into a denied one, so the
+    /// device's next poll is refused. One conditional UPDATE: of this and a racing
+    /// redemption exactly one wins. `Ok(false)`: no such code of `owner`'s in that state.
+    pub fn cancel_approved_device_code(&self, id: i64, owner: i64, now: i64) -> Result<bool> {
+        let _writing = self.shared.write_turn();
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE device_codes SET status = 'denied', decided_at = ?3 \
+                 WHERE id = ?1 AND user_id = ?2 AND status = 'approved' AND expires_at > ?3",
+            )?
+            .execute(params![id, owner, now])?;
+        if changed == 1 {
+            // A decision like any other: poll state remembered before it is stale now.
             self.shared
                 .decisions
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -163,6 +163,17 @@ pub struct GrantRow {
     pub last_used_at: i64,
 }
 
+/// What `Store::sign_out_user_everywhere` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedOut {
+    /// Browser sessions deleted.
+    pub sessions: usize,
+    /// Grants revoked (with all their tokens).
+    pub grants: usize,
+    /// Approved codes no device had redeemed, now denied.
+    pub codes: usize,
+}
+
 /// What the store knows about a presented refresh token, read inside the exchange's
 /// transaction: the facts `protocol::refresh` decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,6 +397,43 @@ impl Store {
         }
         tx.commit()?;
         Ok(allowed)
+    }
+
+    /// Ends everything `user_id` is signed in with, in one transaction: every browser
+    /// session, every grant with its tokens, and every approved code no device has
+    /// redeemed yet (denied, so the device is refused).
+    pub fn sign_out_user_everywhere(&mut self, user_id: i64, now: i64) -> Result<SignedOut> {
+        let _writing = self.shared.write_turn();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sessions = tx
+            .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+            .execute([user_id])?;
+        let grant_ids = tx
+            .prepare_cached("SELECT id FROM grants WHERE user_id = ?1 AND revoked_at IS NULL")?
+            .query_map([user_id], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for &grant_id in &grant_ids {
+            revoke_grant_in(&tx, grant_id, now)?;
+        }
+        let codes = tx
+            .prepare_cached(
+                "UPDATE device_codes SET status = 'denied', decided_at = ?2 \
+                 WHERE user_id = ?1 AND status = 'approved'",
+            )?
+            .execute(params![user_id, now])?;
+        tx.commit()?;
+        if codes > 0 {
+            self.shared
+                .decisions
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(SignedOut {
+            sessions,
+            grants: grant_ids.len(),
+            codes,
+        })
     }
 
     /// Records use of a grant (shown on the account page).

@@ -15,10 +15,10 @@ mod throttles;
 mod users;
 
 pub use clients::{Client, NewClient, CLIENT_CACHE_TTL};
-pub use device_codes::{DeviceCode, DeviceCodeStatus, NewDeviceCode};
+pub use device_codes::{ApprovedCode, DeviceCode, DeviceCodeStatus, NewDeviceCode};
 pub use grants::{
     AccessTokenRow, GrantRow, IssuedTokens, RedeemOutcome, RefreshFacts, RefreshOutcome,
-    RefreshStep, RefreshTokenRow,
+    RefreshStep, RefreshTokenRow, SignedOut,
 };
 pub use sessions::SessionRow;
 pub use throttles::ThrottleWindow;

@@ -514,3 +514,292 @@ fn site_name_and_help_text_come_from_the_environment_and_are_validated() {
     assert!(err.contains("--help-text: plain text on one line, at most 500 characters"));
     assert!(err.contains("--site-name: plain text on one line, at most 60 characters"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 10: the account page.
+
+const FIREFOX_ANDROID: &str =
+    "Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0";
+
+/// A device asks for a code with its own `User-Agent` (sent as raw bytes: ureq refuses
+/// non-ASCII header values, devices do not): (device_code, user_code).
+fn authorize_as(app: &TestApp, agent: &str) -> (String, String) {
+    let body = "client_id=guest";
+    let answer = crate::support::raw_http(
+        app.base.trim_start_matches("http://"),
+        format!(
+            "POST /oauth/device_authorize HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             User-Agent: {agent}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body: serde_json::Value =
+        serde_json::from_str(crate::support::raw_body(&answer)).unwrap();
+    (
+        body["device_code"].as_str().unwrap().to_string(),
+        body["user_code"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The values of every hidden input named `name`, in page order.
+fn hidden_values(html: &str, name: &str) -> Vec<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    html.match_indices(&marker)
+        .map(|(i, m)| html[i + m.len()..].split('"').next().unwrap().to_string())
+        .collect()
+}
+
+fn user_id(app: &TestApp, name: &str) -> i64 {
+    app.store().find_user_by_name(name).unwrap().unwrap().id
+}
+
+fn introspect(app: &TestApp, token: &str) -> serde_json::Value {
+    let resp = app.post_form(
+        "/oauth/introspect",
+        &[
+            ("client_id", "rs"),
+            ("client_secret", "rs-secret"),
+            ("token", token),
+        ],
+    );
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    resp.json()
+}
+
+#[test]
+fn an_approved_code_waits_on_the_account_page_and_cancelling_it_refuses_the_device() {
+    let app = TestApp::spawn();
+    let alice = app.add_user("alice");
+    let (device_code, user_code) = authorize_as(&app, FIREFOX_ANDROID);
+    crate::support::assert_oauth_error(
+        &app.poll("guest", &device_code),
+        400,
+        "authorization_pending",
+    );
+    app.approve(&user_code, alice);
+    app.advance(125.0);
+    let browser = Browser::signed_in(&app, "alice");
+    let page = browser.get("/account");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Waiting to finish signing in"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<dd>Firefox on Android</dd>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<dd>127.0.0.1</dd>"), "{}", page.body);
+    // Relative times, the exact UTC time in the element and on hover.
+    assert!(
+        page.body.contains(
+            "<time datetime=\"2027-01-15T08:00:00Z\" title=\"2027-01-15 08:00:00 UTC\">\
+             2 minutes ago</time>"
+        ),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(">in 7 minutes</time>"), "{}", page.body);
+    // The consent page's words for the scopes.
+    assert!(
+        page.body.contains("<li>Read your data</li>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<li>Change your data</li>"),
+        "{}",
+        page.body
+    );
+    let ids = hidden_values(&page.body, "code_id");
+    assert_eq!(ids.len(), 1);
+    let csrf = crate::support::csrf_token(&page.body);
+    // Without the CSRF token: 403, and the device still gets its tokens later.
+    let forged = browser.post("/account/cancel", &[("code_id", &ids[0])]);
+    assert_eq!(forged.status, 403);
+    assert!(browser.get("/account").body.contains("Waiting to finish"));
+    let cancelled = browser.post(
+        "/account/cancel",
+        &[("csrf_token", &csrf), ("code_id", &ids[0])],
+    );
+    assert_eq!(cancelled.status, 303);
+    assert_eq!(cancelled.header("location"), Some("/account"));
+    // At once (no clock move): the remembered poll state does not hide the change.
+    crate::support::assert_oauth_error(&app.poll("guest", &device_code), 400, "access_denied");
+    let after = browser.get("/account");
+    assert!(!after.body.contains("Waiting to finish"), "{}", after.body);
+    assert!(hidden_values(&after.body, "code_id").is_empty());
+    // Twice, or not a number: nothing to cancel.
+    let again = browser.post(
+        "/account/cancel",
+        &[("csrf_token", &csrf), ("code_id", &ids[0])],
+    );
+    assert_eq!(again.status, 404);
+    assert!(again.body.contains("Nothing to cancel"));
+    let junk = browser.post(
+        "/account/cancel",
+        &[("csrf_token", &csrf), ("code_id", "x")],
+    );
+    assert_eq!(junk.status, 404);
+    // Only POST.
+    let get = app.get("/account/cancel");
+    assert_eq!(get.status, 405);
+    assert_eq!(get.header("allow"), Some("POST"));
+}
+
+#[test]
+fn another_persons_approval_cannot_be_cancelled() {
+    let app = TestApp::spawn();
+    app.add_user("alice");
+    let bob = app.add_user("bob");
+    let (device_code, user_code) = authorize_as(&app, "curl/8.5.0");
+    app.approve(&user_code, bob);
+    let bobs_id = hidden_values(
+        &Browser::signed_in(&app, "bob").get("/account").body,
+        "code_id",
+    );
+    assert_eq!(bobs_id.len(), 1);
+    let alice = Browser::signed_in(&app, "alice");
+    let page = alice.get("/account");
+    assert!(
+        !page.body.contains("Waiting to finish"),
+        "not alice's to see"
+    );
+    let csrf = crate::support::csrf_token(&page.body);
+    let refused = alice.post(
+        "/account/cancel",
+        &[("csrf_token", &csrf), ("code_id", &bobs_id[0])],
+    );
+    assert_eq!(refused.status, 404);
+    assert!(refused.body.contains("Nothing to cancel"));
+    // Bob's device signs in as if nothing happened.
+    let tokens = app.poll("guest", &device_code);
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+}
+
+#[test]
+fn each_device_says_what_it_is_where_it_asked_from_and_when_it_was_last_used() {
+    let app = TestApp::spawn();
+    let alice = app.add_user("alice");
+    let hostile = format!("Thing\u{202e}gnp.exe {}", "x".repeat(200));
+    for agent in ["devicegate-login/0.1.0", FIREFOX_ANDROID, hostile.as_str()] {
+        let (device_code, user_code) = authorize_as(&app, agent);
+        app.approve(&user_code, alice);
+        assert_eq!(app.poll("guest", &device_code).status, 200);
+        app.advance(3600.0);
+    }
+    let page = Browser::signed_in(&app, "alice").get("/account");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<dd>devicegate login</dd>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<dd>Firefox on Android</dd>"),
+        "{}",
+        page.body
+    );
+    let shown = format!("<dd>Thinggnp.exe {}…</dd>", "x".repeat(46));
+    assert!(page.body.contains(&shown), "{}", page.body);
+    assert!(!page.body.contains('\u{202e}'));
+    assert_eq!(
+        page.body
+            .matches("<dt>Address</dt><dd>127.0.0.1</dd>")
+            .count(),
+        3
+    );
+    // Last used, relative: the newest an hour ago, the oldest three.
+    assert!(page.body.contains(">1 hour ago</time>"), "{}", page.body);
+    assert!(page.body.contains(">3 hours ago</time>"), "{}", page.body);
+    assert!(!page.body.contains("Unknown device"));
+}
+
+#[test]
+fn sign_out_everywhere_ends_every_session_grant_and_waiting_approval() {
+    let app = TestApp::spawn();
+    app.add_client("rs", Some("rs-secret"), &[]);
+    let laptop = app.login("alice");
+    let phone = app.login("alice");
+    let bobs = app.login("bob");
+    let (waiting, user_code) = authorize_as(&app, FIREFOX_ANDROID);
+    app.approve(&user_code, user_id(&app, "alice"));
+    let here = Browser::signed_in(&app, "alice");
+    let elsewhere = Browser::signed_in(&app, "alice");
+    let bob = Browser::signed_in(&app, "bob");
+    let here_cookie = here.cookie().unwrap();
+    let page = here.get("/account");
+    assert!(
+        page.body
+            .contains(">Sign out everywhere, devices too</button>"),
+        "labelled so devices are known to go too: {}",
+        page.body
+    );
+    let csrf = crate::support::csrf_token(&page.body);
+    // Without the CSRF token: 403, nothing ended.
+    let forged = here.post("/account/sign-out-everywhere", &[]);
+    assert_eq!(forged.status, 403);
+    assert_eq!(
+        app.userinfo(laptop["access_token"].as_str().unwrap())
+            .status,
+        200
+    );
+
+    let done = here.post("/account/sign-out-everywhere", &[("csrf_token", &csrf)]);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Signed out everywhere"));
+    let cleared = done.header("set-cookie").unwrap();
+    assert!(
+        cleared.starts_with("dg_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    // This session and the other browser's: no longer signed in.
+    let replayed = Browser::new(&app);
+    replayed.set_cookie(Some(here_cookie));
+    for browser in [&replayed, &elsewhere] {
+        let account = browser.get("/account");
+        assert_eq!(account.status, 200);
+        assert!(
+            account.body.contains("name=\"next\" value=\"/account\""),
+            "sign-in form"
+        );
+        assert!(!account.body.contains("Signed in as"));
+    }
+    assert_eq!(app.count_rows("sessions"), 1, "only bob's");
+    // Every grant: tokens inactive at introspection, refused at userinfo and refresh.
+    for tokens in [&laptop, &phone] {
+        for kind in ["access_token", "refresh_token"] {
+            assert_eq!(
+                introspect(&app, tokens[kind].as_str().unwrap())["active"],
+                false
+            );
+        }
+        assert_eq!(
+            app.userinfo(tokens["access_token"].as_str().unwrap())
+                .status,
+            401
+        );
+        crate::support::assert_oauth_error(
+            &app.refresh("guest", tokens["refresh_token"].as_str().unwrap(), None),
+            400,
+            "invalid_grant",
+        );
+    }
+    // The approval no device had collected: refused.
+    crate::support::assert_oauth_error(&app.poll("guest", &waiting), 400, "access_denied");
+    // Bob is untouched.
+    assert_eq!(
+        introspect(&app, bobs["access_token"].as_str().unwrap())["active"],
+        true
+    );
+    assert!(bob.get("/account").body.contains("Signed in as"));
+    // Only POST.
+    let get = app.get("/account/sign-out-everywhere");
+    assert_eq!(get.status, 405);
+    assert_eq!(get.header("allow"), Some("POST"));
+}
