@@ -100,7 +100,7 @@ fn approved_card(
             form method="post" action={ (frame.prefix.as_str()) (ACCOUNT_CANCEL_PATH) } {
                 (csrf_field(session))
                 input type="hidden" name="code_id" value=(code.id);
-                button.danger type="submit" { "Cancel" }
+                button.danger type="submit" { "Cancel this approval" }
             }
         }
     }

@@ -14,7 +14,8 @@ use crate::support::TestApp;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-struct Driver {
+/// Shared with other modules' browser tests (`pages_ux`).
+pub(crate) struct Driver {
     process: Child,
     base: String,
     session: String,
@@ -24,7 +25,7 @@ struct Driver {
 
 impl Driver {
     /// `None` when Chromium or its driver is missing (allowed only outside CI).
-    fn start() -> Option<Driver> {
+    pub(crate) fn start() -> Option<Driver> {
         let found = |bin: &str| {
             Command::new("sh")
                 .args(["-c", &format!("command -v {bin}")])
@@ -119,7 +120,7 @@ impl Driver {
         format!("/session/{}{rest}", self.session)
     }
 
-    fn goto(&self, url: &str) {
+    pub(crate) fn goto(&self, url: &str) {
         self.call(
             "POST",
             &self.session_path("/url"),
@@ -127,7 +128,7 @@ impl Driver {
         );
     }
 
-    fn find(&self, css: &str) -> String {
+    pub(crate) fn find(&self, css: &str) -> String {
         let found = self.call(
             "POST",
             &self.session_path("/element"),
@@ -139,7 +140,7 @@ impl Driver {
             .to_string()
     }
 
-    fn type_into(&self, css: &str, text: &str) {
+    pub(crate) fn type_into(&self, css: &str, text: &str) {
         let el = self.find(css);
         self.call(
             "POST",
@@ -148,7 +149,7 @@ impl Driver {
         );
     }
 
-    fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let el = self.find(css);
         self.call(
             "POST",
@@ -157,7 +158,7 @@ impl Driver {
         );
     }
 
-    fn source(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         self.call("GET", &self.session_path("/source"), None)
             .as_str()
             .unwrap()
@@ -166,7 +167,7 @@ impl Driver {
 
     /// The page source once it contains `text` (a click's navigation may still be under
     /// way when the click returns); fails after 15 s with what the page shows instead.
-    fn wait_for(&self, text: &str) -> String {
+    pub(crate) fn wait_for(&self, text: &str) -> String {
         let started = Instant::now();
         loop {
             let source = self.source();
@@ -181,7 +182,7 @@ impl Driver {
         }
     }
 
-    fn screenshot(&self, name: &str) -> PathBuf {
+    pub(crate) fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.call("GET", &self.session_path("/screenshot"), None);
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(png.as_str().unwrap())
@@ -207,7 +208,7 @@ impl Drop for Driver {
     }
 }
 
-fn sign_in(driver: &Driver) {
+pub(crate) fn sign_in(driver: &Driver) {
     driver.type_into("#username", "alice");
     driver.type_into("#password", "password123");
     driver.click("button[type=submit]");

@@ -536,8 +536,7 @@ fn authorize_as(app: &TestApp, agent: &str) -> (String, String) {
         .as_bytes(),
     );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let body: serde_json::Value =
-        serde_json::from_str(crate::support::raw_body(&answer)).unwrap();
+    let body: serde_json::Value = serde_json::from_str(crate::support::raw_body(&answer)).unwrap();
     (
         body["device_code"].as_str().unwrap().to_string(),
         body["user_code"].as_str().unwrap().to_string(),
@@ -802,4 +801,56 @@ fn sign_out_everywhere_ends_every_session_grant_and_waiting_approval() {
     let get = app.get("/account/sign-out-everywhere");
     assert_eq!(get.status, 405);
     assert_eq!(get.header("allow"), Some("POST"));
+}
+
+/// Waits until the browser's page shows `present` and not `absent` (a click's navigation
+/// may still be under way when the click returns, and a page mid-load shows neither);
+/// fails after 15 s.
+fn wait_for_page(driver: &crate::browser::Driver, present: &str, absent: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let source = driver.source();
+        if source.contains(present) && !source.contains(absent) {
+            return source;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "page never showed {present:?} without {absent:?}: {source}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_person_cancels_an_approval_then_signs_out_everywhere_in_chromium() {
+    let Some(driver) = crate::browser::Driver::start() else {
+        return;
+    };
+    let app = TestApp::spawn();
+    let alice = app.add_user("alice");
+    let connected = app.login("alice");
+    let (waiting, user_code) = authorize_as(&app, FIREFOX_ANDROID);
+    app.approve(&user_code, alice);
+    driver.goto(&app.url("/account"));
+    driver.wait_for("Sign in to connect a device");
+    crate::browser::sign_in(&driver);
+    let page = driver.wait_for("Waiting to finish signing in");
+    assert!(page.contains("Firefox on Android"), "{page}");
+    driver.screenshot("10-account-waiting-approval");
+    driver.click(r#"form[action$="/account/cancel"] button"#);
+    wait_for_page(
+        &driver,
+        "Sign out everywhere",
+        "Waiting to finish signing in",
+    );
+    crate::support::assert_oauth_error(&app.poll("guest", &waiting), 400, "access_denied");
+    driver.screenshot("11-account-after-cancel");
+    driver.click(r#"form[action$="/account/sign-out-everywhere"] button"#);
+    driver.wait_for("You are signed out in every browser");
+    driver.screenshot("12-signed-out-everywhere");
+    let access = connected["access_token"].as_str().unwrap();
+    assert_eq!(app.userinfo(access).status, 401);
+    // The browser's session is gone too: the account page asks to sign in again.
+    driver.goto(&app.url("/account"));
+    driver.wait_for("Sign in to connect a device");
 }
