@@ -628,7 +628,7 @@ fn an_approved_code_waits_on_the_account_page_and_cancelling_it_refuses_the_devi
     );
     assert_eq!(cancelled.status, 303);
     assert_eq!(cancelled.header("location"), Some("/account"));
-    // At once (no clock move): the remembered poll state does not hide the change.
+    // The device's next poll is refused.
     crate::support::assert_oauth_error(&app.poll("guest", &device_code), 400, "access_denied");
     let after = browser.get("/account");
     assert!(!after.body.contains("Waiting to finish"), "{}", after.body);
@@ -675,6 +675,11 @@ fn another_persons_approval_cannot_be_cancelled() {
         &[("csrf_token", &csrf), ("code_id", &bobs_id[0])],
     );
     assert_eq!(refused.status, 404);
+    assert_eq!(
+        refused.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(refused.header("cache-control"), Some("no-store"));
     assert!(refused.body.contains("Nothing to cancel"));
     // Bob's device signs in as if nothing happened.
     let tokens = app.poll("guest", &device_code);
@@ -751,6 +756,7 @@ fn sign_out_everywhere_ends_every_session_grant_and_waiting_approval() {
 
     let done = here.post("/account/sign-out-everywhere", &[("csrf_token", &csrf)]);
     assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.header("cache-control"), Some("no-store"));
     assert!(done.body.contains("Signed out everywhere"));
     let cleared = done.header("set-cookie").unwrap();
     assert!(
