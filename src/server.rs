@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::app::{App, Ctx};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::http::{self, Method, Request, Response};
+use crate::http::{self, Request, Response};
 use crate::logging::printable;
 use crate::metrics::METRICS;
 use crate::protocol::authorize_limits::AuthorizeLimits;
@@ -351,7 +351,7 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
         response.status,
         elapsed.as_millis()
     );
-    http::send(rq, response, request.method == Method::Head);
+    http::send(rq, response);
 }
 
 fn sweep(app: &App, store: &Store, shutdown: &AtomicBool) {
