@@ -8,11 +8,11 @@ use crate::app::Ctx;
 use crate::clock::Timestamp;
 use crate::http::{Request, Response};
 use crate::logging::printable;
-use crate::router::{Prefix, ACCOUNT_PATH, ACCOUNT_REVOKE_PATH};
+use crate::paths::{Prefix, ACCOUNT_PATH, ACCOUNT_REVOKE_PATH};
 use crate::session;
 use crate::store::GrantRow;
 
-pub fn account(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+pub fn account(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let (session, new_cookie) = match page_session(ctx, req, prefix) {
         Ok(found) => found,
         Err(response) => return response,
@@ -76,7 +76,7 @@ fn grant_card(frame: &Frame<'_>, session: &session::Session, grant: &GrantRow) -
 }
 
 /// `POST /account/revoke`: ends one of the signed-in person's grants.
-pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let (session, user, params) = match signed_in_form(ctx, req, prefix, ACCOUNT_PATH) {
         Ok(found) => found,
         Err(response) => return response,

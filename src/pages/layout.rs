@@ -2,16 +2,14 @@
 
 use maud::{html, Markup, DOCTYPE};
 
-use crate::router::Prefix;
+use crate::paths::{Prefix, ACCOUNT_PATH, LOGOUT_PATH, STYLESHEET_PATH};
 use crate::session::Session;
 
 /// What the layout needs to know about the request.
 pub struct Frame<'a> {
-    pub prefix: Prefix,
+    pub prefix: Prefix<'a>,
     pub session: Option<&'a Session>,
 }
-
-pub const STYLESHEET_PATH: &str = "/static/style.css";
 
 pub fn layout(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
     html! {
@@ -22,7 +20,7 @@ pub fn layout(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
                 title { (title) " · devicegate" }
-                link rel="stylesheet" href=(STYLESHEET_PATH);
+                link rel="stylesheet" href={ (frame.prefix.as_str()) (STYLESHEET_PATH) };
             }
             body {
                 header.brand { "devicegate" }
@@ -32,9 +30,9 @@ pub fn layout(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
                         footer {
                             span { "Signed in as " strong { (user.username) } }
                             span { "·" }
-                            a href={ (frame.prefix.as_str()) "/account" } { "Your devices" }
+                            a href={ (frame.prefix.as_str()) (ACCOUNT_PATH) } { "Your devices" }
                             span { "·" }
-                            form method="post" action={ (frame.prefix.as_str()) "/logout" } {
+                            form method="post" action={ (frame.prefix.as_str()) (LOGOUT_PATH) } {
                                 input type="hidden" name="csrf_token" value=(session.csrf_token);
                                 button.link type="submit" { "Sign out" }
                             }

@@ -5,7 +5,7 @@ use maud::{html, Markup};
 
 use super::layout::{csrf_field, layout, Frame};
 use crate::clock::Timestamp;
-use crate::router::VERIFICATION_PATH;
+use crate::paths::VERIFICATION_PATH;
 use crate::secrets;
 use crate::session::Session;
 use crate::store::{Client, DeviceCode};
