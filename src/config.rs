@@ -454,7 +454,8 @@ fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<(), String> {
 /// `- . _ ~ ! $ & ' ( ) * + , ; = : @`, no `.` or `..` (clients remove them, RFC 3986
 /// §5.2.4), no percent-encoding (clients may write it differently). One trailing `/` is
 /// allowed and ignored when building URLs (RFC 8414 §3.1 removes it too); the metadata's
-/// `issuer` stays exactly as configured.
+/// `issuer` stays exactly as configured. A path that is itself a route (`/account`) is
+/// refused: behind a proxy that strips it, `/account` would be both the route and the mount.
 fn check_issuer_path(path: &str) -> Result<(), String> {
     let trimmed = path.strip_suffix('/').unwrap_or(path);
     if trimmed.is_empty() {
@@ -474,6 +475,11 @@ fn check_issuer_path(path: &str) -> Result<(), String> {
                  , ; = : @ between slashes (no percent-encoding)"
             ));
         }
+    }
+    if crate::paths::is_route(trimmed) {
+        return Err(format!(
+            "the path `{path}` is one of devicegate's own routes; serve it under another path"
+        ));
     }
     Ok(())
 }
@@ -665,6 +671,8 @@ mod tests {
             "https://x/./a",
             "https://x/caf%C3%A9",
             "https://x/café",
+            "https://x/oauth/device",
+            "https://x/account/",
         ] {
             assert!(check_issuer(bad, false).is_err(), "{bad}");
         }

@@ -64,6 +64,17 @@ pub const ROUTE_LABELS: [&str; 20] = [
     OTHER_LABEL,
 ];
 
+/// Is `path` (under a mount) one of the routes? An issuer path that is one would make
+/// `/…/x` mean both "the route x" and "the root of the mount x" behind a proxy that
+/// strips the issuer's path, so `Config::validate` refuses it.
+pub fn is_route(path: &str) -> bool {
+    let known = &ROUTE_LABELS[..ROUTE_LABELS.len() - 2];
+    known.contains(&path)
+        || path
+            .strip_prefix(VERIFICATION_CODE_PREFIX)
+            .is_some_and(|code| !code.is_empty() && !code.contains('/'))
+}
+
 /// The mount a request came in on, as the URLs handed out in its answer need it: the
 /// issuer's origin (`https://host`) and the path every route is served under (`/sso`, or
 /// `/sso/auth/v1` when the request used Campus's prefix; empty at the root).
@@ -194,6 +205,17 @@ mod tests {
         assert_eq!(bare.root().as_str(), "");
         assert_eq!(bare.campus().as_str(), "/auth/v1");
         assert_eq!(Mounts::from_issuer("https://h/").issuer_path(), "");
+    }
+
+    #[test]
+    fn route_paths_are_known() {
+        assert!(is_route("/oauth/device"));
+        assert!(is_route("/oauth/device/BCDF-GHJK"));
+        assert!(is_route("/account"));
+        assert!(!is_route("/oauth"));
+        assert!(!is_route("/sso"));
+        assert!(!is_route("/auth/v1"));
+        assert!(!is_route("/oauth/device/a/b"));
     }
 
     #[test]

@@ -308,4 +308,16 @@ mod tests {
         );
         assert!(resolve(&mounts, "/.well-known/oauth-authorization-server/other").is_none());
     }
+
+    #[test]
+    fn an_issuer_path_that_begins_like_a_route_shadows_nothing() {
+        let mounts = paths::Mounts::from_issuer("https://h/oauth");
+        for path in ["/oauth/oauth/token", "/oauth/token"] {
+            let found = resolve(&mounts, path).expect(path);
+            assert_eq!(found.label, label_of(paths::TOKEN_PATH), "{path}");
+            assert_eq!(found.prefix.as_str(), "/oauth");
+        }
+        let found = resolve(&mounts, "/oauth/device/BCDF-GHJK").expect("code");
+        assert_eq!(found.label, label_of(paths::VERIFICATION_CODE_LABEL));
+    }
 }

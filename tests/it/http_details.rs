@@ -350,6 +350,7 @@ fn an_issuer_whose_path_cannot_be_served_is_refused_at_start() {
         ("https://auth.example.com//sso", "empty segment"),
         ("https://auth.example.com/a/../sso", "`..`"),
         ("https://auth.example.com/caf%C3%A9", "percent-encoding"),
+        ("https://auth.example.com/account", "own routes"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
