@@ -3,6 +3,7 @@
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
 use crate::passwords::PasswordPool;
+use crate::paths::Mounts;
 use crate::protocol::authorize_limits::AuthorizeLimits;
 use crate::protocol::limits::Limits;
 use crate::protocol::polls::PollTracker;
@@ -15,6 +16,8 @@ pub struct App {
     pub config: Config,
     /// The resolved issuer (configured, or derived from the bound address).
     pub issuer: String,
+    /// Where routes are served and how handed-out URLs are built, from `issuer`.
+    pub mounts: Mounts,
     pub settings: Settings,
     pub clock: Clock,
     pub polls: PollTracker,

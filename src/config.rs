@@ -470,6 +470,9 @@ fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<(), String> {
     if host.is_empty() {
         return Err(format!("`{issuer}` has no host"));
     }
+    if let Some(i) = rest.find('/') {
+        check_issuer_path(&rest[i..])?;
+    }
     match scheme {
         "https" => Ok(()),
         "http" if is_loopback_host(host) || allow_insecure_http => Ok(()),
@@ -479,6 +482,41 @@ fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<(), String> {
         )),
         _ => Err(format!("scheme `{scheme}` is not http or https")),
     }
+}
+
+/// The issuer's path is where every route is served (`/sso` → `/sso/oauth/token`), so it
+/// must reach us as written: non-empty segments of letters, digits and
+/// `- . _ ~ ! $ & ' ( ) * + , ; = : @`, no `.` or `..` (clients remove them, RFC 3986
+/// §5.2.4), no percent-encoding (clients may write it differently). One trailing `/` is
+/// allowed and ignored when building URLs (RFC 8414 §3.1 removes it too); the metadata's
+/// `issuer` stays exactly as configured. A path that is itself a route (`/account`) is
+/// refused: behind a proxy that strips it, `/account` would be both the route and the mount.
+fn check_issuer_path(path: &str) -> Result<(), String> {
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c);
+    for segment in trimmed[1..].split('/') {
+        if segment.is_empty() {
+            return Err(format!("the path `{path}` has an empty segment (`//`)"));
+        }
+        if segment == "." || segment == ".." {
+            return Err(format!("the path `{path}` has a `.` or `..` segment"));
+        }
+        if !segment.chars().all(allowed) {
+            return Err(format!(
+                "the path `{path}` may only hold letters, digits and - . _ ~ ! $ & ' ( ) * + \
+                 , ; = : @ between slashes (no percent-encoding)"
+            ));
+        }
+    }
+    if crate::paths::is_route(trimmed) {
+        return Err(format!(
+            "the path `{path}` is one of devicegate's own routes; serve it under another path"
+        ));
+    }
+    Ok(())
 }
 
 /// Twice the CPU cores, at least 4. Workers are busy on the CPU (SQLite reads are served
@@ -679,6 +717,23 @@ mod tests {
         assert!(check_issuer("http://192.168.1.5:8080", true).is_ok());
         assert!(check_issuer("ftp://x", false).is_err());
         assert!(check_issuer("https://x/?a=b", false).is_err());
+        assert!(check_issuer("https://x/#top", false).is_err());
+        // Paths: served as written, a trailing slash ignored.
+        assert!(check_issuer("https://x/auth/v1", false).is_ok());
+        assert!(check_issuer("https://x/sso/", false).is_ok());
+        assert!(check_issuer("https://x/", false).is_ok());
+        for bad in [
+            "https://x//sso",
+            "https://x/sso//",
+            "https://x/a/../b",
+            "https://x/./a",
+            "https://x/caf%C3%A9",
+            "https://x/café",
+            "https://x/oauth/device",
+            "https://x/account/",
+        ] {
+            assert!(check_issuer(bad, false).is_err(), "{bad}");
+        }
         assert!(check_issuer("example.com", false).is_err());
         assert!(is_insecure_remote_url("http://192.0.2.1:8080/x"));
         assert!(!is_insecure_remote_url("http://[::1]:8080"));

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pages;
 pub mod passwords;
+pub mod paths;
 pub mod protocol;
 pub mod router;
 pub mod secrets;

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::router::ROUTE_LABELS;
+use crate::paths::ROUTE_LABELS;
 
 /// Statuses 100–599 each get a counter per route.
 const STATUS_MIN: u16 = 100;

@@ -1,147 +1,248 @@
-//! The one route table: (method, path) → handler. Every route is also served under
-//! Campus's prefix `/auth/v1` (e.g. `/auth/v1/oauth/token`), which handlers learn through
-//! `Prefix` so the URLs they hand out keep the prefix the client used.
+//! The one route table: which methods each path answers, and with which handler. It is the
+//! only place that maps methods, so HEAD (every GET route answers it) and 405 with its
+//! `Allow` list come from here alone. Paths live in `paths`, as do the mounts every route
+//! is served under (the issuer's path, Campus's `/auth/v1`, the root); handlers learn the
+//! mount through `Prefix`, so the URLs they hand out keep it.
 
 use crate::api;
-use crate::app::Ctx;
+use crate::app::{App, Ctx};
 use crate::http::{Method, Request, Response};
 use crate::pages;
+use crate::paths::{self, Prefix};
 
-/// Campus mounts its auth service here.
-pub const CAMPUS_PREFIX: &str = "/auth/v1";
+/// A handler: the request, on the mount it came in on.
+type Handler = fn(&mut Ctx<'_>, &Request, Prefix<'_>) -> Response;
 
-pub const DEVICE_AUTHORIZATION_PATH: &str = "/oauth/device_authorize";
-pub const TOKEN_PATH: &str = "/oauth/token";
-pub const VERIFICATION_PATH: &str = "/oauth/device";
-pub const OAUTH_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
-pub const OIDC_METADATA_PATH: &str = "/.well-known/openid-configuration";
-pub const HEALTH_PATH: &str = "/healthz";
-pub const REVOCATION_PATH: &str = "/oauth/revoke";
-pub const INTROSPECTION_PATH: &str = "/oauth/introspect";
-pub const USERINFO_PATH: &str = "/oauth/userinfo";
-pub const ACCOUNT_PATH: &str = "/account";
-pub const ACCOUNT_REVOKE_PATH: &str = "/account/revoke";
-pub const ACCOUNT_CANCEL_PATH: &str = "/account/cancel";
-pub const ACCOUNT_SIGN_OUT_EVERYWHERE_PATH: &str = "/account/sign-out-everywhere";
-pub const METRICS_PATH: &str = "/metrics";
-pub const DECISION_PATH: &str = "/oauth/device/decision";
-/// Campus's JSON approval call.
-pub const CAMPUS_APPROVAL_PATH: &str = "/oauth/device/authorize";
-pub const LOGIN_PATH: &str = "/login";
-pub const LOGOUT_PATH: &str = "/logout";
-
-/// Which mount a request came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prefix {
-    Root,
-    Campus,
+/// Which request paths (under a mount) a route answers.
+#[derive(Debug, Clone, Copy)]
+enum Pattern {
+    /// Exactly this path.
+    Exact(&'static str),
+    /// This prefix followed by one path segment without `/` (a user code).
+    Segment(&'static str),
 }
 
-impl Prefix {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Prefix::Root => "",
-            Prefix::Campus => CAMPUS_PREFIX,
-        }
-    }
+struct Route {
+    pattern: Pattern,
+    /// The methods, in the order `Allow` lists them. GET implies HEAD (RFC 9110 §9.3.2);
+    /// HEAD is never listed here.
+    methods: &'static [(Method, Handler)],
 }
 
-pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
-    let (prefix, path) = match req.path.strip_prefix(CAMPUS_PREFIX) {
-        Some(rest) if rest.starts_with('/') => (Prefix::Campus, rest),
-        _ => (Prefix::Root, req.path.as_str()),
-    };
-    let get = matches!(req.method, Method::Get | Method::Head);
-    let post = req.method == Method::Post;
-    match path {
-        DEVICE_AUTHORIZATION_PATH if post => api::device_authorize(ctx, req, prefix),
-        DEVICE_AUTHORIZATION_PATH => method_not_allowed("POST"),
-        TOKEN_PATH if post => api::token(ctx, req),
-        TOKEN_PATH => method_not_allowed("POST"),
-        OAUTH_METADATA_PATH | OIDC_METADATA_PATH if get => api::metadata(ctx),
-        OAUTH_METADATA_PATH | OIDC_METADATA_PATH => method_not_allowed("GET, HEAD"),
-        REVOCATION_PATH if post => api::revoke(ctx, req),
-        REVOCATION_PATH => method_not_allowed("POST"),
-        INTROSPECTION_PATH if post => api::introspect(ctx, req),
-        INTROSPECTION_PATH => method_not_allowed("POST"),
-        USERINFO_PATH if get => api::userinfo(ctx, req),
-        USERINFO_PATH => method_not_allowed("GET, HEAD"),
-        ACCOUNT_PATH if get => pages::account(ctx, req, prefix),
-        ACCOUNT_PATH => method_not_allowed("GET, HEAD"),
-        ACCOUNT_REVOKE_PATH if post => pages::revoke_grant(ctx, req, prefix),
-        ACCOUNT_REVOKE_PATH => method_not_allowed("POST"),
-        ACCOUNT_CANCEL_PATH if post => pages::cancel_approval(ctx, req, prefix),
-        ACCOUNT_CANCEL_PATH => method_not_allowed("POST"),
-        ACCOUNT_SIGN_OUT_EVERYWHERE_PATH if post => pages::sign_out_everywhere(ctx, req, prefix),
-        ACCOUNT_SIGN_OUT_EVERYWHERE_PATH => method_not_allowed("POST"),
-        METRICS_PATH if get => api::metrics(ctx, req),
-        METRICS_PATH => method_not_allowed("GET, HEAD"),
-        HEALTH_PATH if get => api::health(ctx),
-        HEALTH_PATH => method_not_allowed("GET, HEAD"),
-        VERIFICATION_PATH if get => pages::verification(ctx, req, prefix, None),
-        VERIFICATION_PATH if post => pages::submit_code(ctx, req, prefix),
-        VERIFICATION_PATH => method_not_allowed("GET, HEAD, POST"),
-        DECISION_PATH if post => pages::decide(ctx, req, prefix),
-        DECISION_PATH => method_not_allowed("POST"),
-        CAMPUS_APPROVAL_PATH if post => api::campus_approve(ctx, req),
-        LOGIN_PATH if post => pages::login(ctx, req, prefix),
-        LOGIN_PATH if get => Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str())),
-        LOGIN_PATH => method_not_allowed("GET, HEAD, POST"),
-        LOGOUT_PATH if post => pages::logout(ctx, req, prefix),
-        LOGOUT_PATH => method_not_allowed("POST"),
-        pages::STYLESHEET_PATH if get => pages::stylesheet(),
-        _ => match path.strip_prefix("/oauth/device/") {
-            Some(code) if get => pages::verification(ctx, req, prefix, Some(code)),
-            Some(_) => method_not_allowed("GET, HEAD"),
-            None => not_found(),
-        },
-    }
-}
-
-/// Every metrics label a request can get (`route_index` picks one).
-pub const ROUTE_LABELS: [&str; 21] = [
-    DEVICE_AUTHORIZATION_PATH,
-    TOKEN_PATH,
-    VERIFICATION_PATH,
-    OAUTH_METADATA_PATH,
-    OIDC_METADATA_PATH,
-    HEALTH_PATH,
-    DECISION_PATH,
-    CAMPUS_APPROVAL_PATH,
-    LOGIN_PATH,
-    LOGOUT_PATH,
-    REVOCATION_PATH,
-    INTROSPECTION_PATH,
-    USERINFO_PATH,
-    ACCOUNT_PATH,
-    ACCOUNT_REVOKE_PATH,
-    ACCOUNT_CANCEL_PATH,
-    ACCOUNT_SIGN_OUT_EVERYWHERE_PATH,
-    METRICS_PATH,
-    pages::STYLESHEET_PATH,
-    "/oauth/device/{user_code}",
-    "other",
+/// The route table. Exact paths win over `Segment` patterns (`/oauth/device/decision` is
+/// not a user code).
+const ROUTES: &[Route] = &[
+    Route {
+        pattern: Pattern::Exact(paths::ROOT_PATH),
+        methods: &[(Method::Get, |_, _, prefix| root(prefix))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::DEVICE_AUTHORIZATION_PATH),
+        methods: &[(Method::Post, api::device_authorize)],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::TOKEN_PATH),
+        methods: &[(Method::Post, |ctx, req, _| api::token(ctx, req))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::OAUTH_METADATA_PATH),
+        methods: &[(Method::Get, |ctx, _, prefix| api::metadata(ctx, prefix))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::OIDC_METADATA_PATH),
+        methods: &[(Method::Get, |ctx, _, prefix| api::metadata(ctx, prefix))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::REVOCATION_PATH),
+        methods: &[(Method::Post, |ctx, req, _| api::revoke(ctx, req))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::INTROSPECTION_PATH),
+        methods: &[(Method::Post, |ctx, req, _| api::introspect(ctx, req))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::USERINFO_PATH),
+        methods: &[(Method::Get, |ctx, req, _| api::userinfo(ctx, req))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::ACCOUNT_PATH),
+        methods: &[(Method::Get, pages::account)],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::ACCOUNT_REVOKE_PATH),
+        methods: &[(Method::Post, pages::revoke_grant)],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::ACCOUNT_CANCEL_PATH),
+        methods: &[(Method::Post, pages::cancel_approval)],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::ACCOUNT_SIGN_OUT_EVERYWHERE_PATH),
+        methods: &[(Method::Post, pages::sign_out_everywhere)],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::METRICS_PATH),
+        methods: &[(Method::Get, |ctx, req, _| api::metrics(ctx, req))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::HEALTH_PATH),
+        methods: &[(Method::Get, |ctx, _, _| api::health(ctx))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::VERIFICATION_PATH),
+        methods: &[
+            (Method::Get, |ctx, req, prefix| {
+                pages::verification(ctx, req, prefix, None)
+            }),
+            (Method::Post, pages::submit_code),
+        ],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::DECISION_PATH),
+        methods: &[(Method::Post, pages::decide)],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::CAMPUS_APPROVAL_PATH),
+        methods: &[(Method::Post, |ctx, req, _| api::campus_approve(ctx, req))],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::LOGIN_PATH),
+        methods: &[
+            (Method::Get, |_, _, prefix| {
+                Response::redirect(&format!("{}{}", prefix.as_str(), paths::VERIFICATION_PATH))
+            }),
+            (Method::Post, pages::login),
+        ],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::LOGOUT_PATH),
+        methods: &[(Method::Post, pages::logout)],
+    },
+    Route {
+        pattern: Pattern::Exact(paths::STYLESHEET_PATH),
+        methods: &[(Method::Get, |_, _, _| pages::stylesheet())],
+    },
+    Route {
+        pattern: Pattern::Segment(paths::VERIFICATION_CODE_PREFIX),
+        methods: &[(Method::Get, |ctx, req, prefix| {
+            // The pattern matched, so the last segment is the user code.
+            let code = req.path.rsplit('/').next().unwrap_or_default();
+            pages::verification(ctx, req, prefix, Some(code))
+        })],
+    },
 ];
 
-/// The index in `ROUTE_LABELS` of a request path: without the Campus prefix or a user
-/// code, so labels stay few.
-pub fn route_index(path: &str) -> usize {
-    let path = match path.strip_prefix(CAMPUS_PREFIX) {
-        Some(rest) if rest.starts_with('/') => rest,
-        _ => path,
+/// A request path resolved to a route, on the mount it came in on.
+struct Found<'m> {
+    route: &'static Route,
+    prefix: Prefix<'m>,
+    /// The `ROUTE_LABELS` index for metrics.
+    label: usize,
+}
+
+/// Answers a request: its route's handler for the method, 405 with `Allow` when the route
+/// does not answer that method, 404 when no route has the path.
+pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
+    // Copied out of `ctx`, so the prefix borrows the app, not the context handlers need.
+    let app = ctx.app;
+    let Some(found) = resolve(&app.mounts, &req.path) else {
+        let prefix = app.mounts.readings(&req.path)[0].0;
+        return not_found(app, req, prefix);
     };
-    let known = ROUTE_LABELS.len() - 2;
-    match ROUTE_LABELS[..known]
-        .iter()
-        .position(|label| *label == path)
-    {
-        Some(index) => index,
-        None if path.starts_with("/oauth/device/") => known,
-        None => known + 1,
+    // RFC 9110 §9.3.2: HEAD is GET without the body (the edge leaves the body out).
+    let method = match req.method {
+        Method::Head => Method::Get,
+        other => other,
+    };
+    match found.route.methods.iter().find(|(m, _)| *m == method) {
+        Some((_, handler)) => handler(ctx, req, found.prefix),
+        None => method_not_allowed(found.route),
     }
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
+/// The `ROUTE_LABELS` index of a request path: its route's path without the mount, the
+/// user-code label, or "other".
+pub fn route_index(mounts: &paths::Mounts, path: &str) -> usize {
+    resolve(mounts, path).map_or(label_of(paths::OTHER_LABEL), |found| found.label)
+}
+
+fn resolve<'m>(mounts: &'m paths::Mounts, path: &str) -> Option<Found<'m>> {
+    for (prefix, rest) in mounts.readings(path) {
+        if let Some((route, label)) = find(rest) {
+            return Some(Found {
+                route,
+                prefix,
+                label,
+            });
+        }
+    }
+    well_known_with_path(mounts, path)
+}
+
+/// RFC 8414 §3.1: the metadata of an issuer with a path is at the well-known path with the
+/// issuer's path appended (`/.well-known/oauth-authorization-server/sso`). The same for
+/// the Campus mount (`…/auth/v1`), and for the OpenID name, which some clients build the
+/// same way.
+fn well_known_with_path<'m>(mounts: &'m paths::Mounts, path: &str) -> Option<Found<'m>> {
+    let (base, inserted) = [paths::OAUTH_METADATA_PATH, paths::OIDC_METADATA_PATH]
+        .into_iter()
+        .find_map(|base| {
+            let inserted = path.strip_prefix(base)?;
+            inserted.starts_with('/').then_some((base, inserted))
+        })?;
+    let (prefix, _) = mounts
+        .readings(inserted)
+        .into_iter()
+        .find(|(_, rest)| *rest == paths::ROOT_PATH)?;
+    let (route, label) = find(base)?;
+    Some(Found {
+        route,
+        prefix,
+        label,
+    })
+}
+
+/// The route for a path under a mount, and its label.
+fn find(rest: &str) -> Option<(&'static Route, usize)> {
+    let exact = ROUTES.iter().find_map(|route| match route.pattern {
+        Pattern::Exact(path) if path == rest => Some((route, label_of(path))),
+        _ => None,
+    });
+    exact.or_else(|| {
+        ROUTES.iter().find_map(|route| match route.pattern {
+            Pattern::Segment(prefix) => rest
+                .strip_prefix(prefix)
+                .filter(|segment| !segment.contains('/'))
+                .map(|_| (route, label_of(paths::VERIFICATION_CODE_LABEL))),
+            Pattern::Exact(_) => None,
+        })
+    })
+}
+
+fn label_of(label: &str) -> usize {
+    paths::ROUTE_LABELS
+        .iter()
+        .position(|l| *l == label)
+        .unwrap_or(paths::ROUTE_LABELS.len() - 1)
+}
+
+/// The `Allow` value for a route (RFC 9110 §10.2.1): its methods in table order, HEAD
+/// right after GET.
+fn allow(route: &Route) -> String {
+    let mut names = Vec::with_capacity(route.methods.len() + 1);
+    for (method, _) in route.methods {
+        match method {
+            Method::Get => names.extend(["GET", "HEAD"]),
+            Method::Post => names.push("POST"),
+            // Never in the table: HEAD comes with GET, and "other" is no method.
+            Method::Head | Method::Other => {}
+        }
+    }
+    names.join(", ")
+}
+
+/// 405 (RFC 9110 §15.5.6) with the route's `Allow` list, in RFC 6749 §5.2's JSON.
+fn method_not_allowed(route: &Route) -> Response {
     Response::json(
         405,
         &serde_json::json!({
@@ -149,9 +250,82 @@ fn method_not_allowed(allow: &'static str) -> Response {
             "error_description": "method not allowed"
         }),
     )
-    .with_header("Allow", allow)
+    .with_header("Allow", allow(route))
 }
 
-fn not_found() -> Response {
-    Response::json(404, &serde_json::json!({"error": "not_found"}))
+/// `GET /`: people who open the bare address land on their account page.
+fn root(prefix: Prefix<'_>) -> Response {
+    Response::redirect(&format!("{}{}", prefix.as_str(), paths::ACCOUNT_PATH))
+}
+
+/// 404: a page for browsers (they prefer `text/html`), `{"error":"not_found"}` for
+/// everyone else, as before.
+fn not_found(app: &App, req: &Request, prefix: Prefix<'_>) -> Response {
+    if req.prefers_html() {
+        pages::not_found(app, prefix)
+    } else {
+        Response::json(404, &serde_json::json!({"error": "not_found"}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_a_label_and_an_allow_list() {
+        for route in ROUTES {
+            let label = match route.pattern {
+                Pattern::Exact(path) => label_of(path),
+                Pattern::Segment(_) => label_of(paths::VERIFICATION_CODE_LABEL),
+            };
+            assert_ne!(label, label_of(paths::OTHER_LABEL), "{:?}", route.pattern);
+            assert!(!allow(route).is_empty());
+        }
+    }
+
+    #[test]
+    fn exact_paths_win_over_the_user_code_pattern() {
+        let (route, _) = find(paths::CAMPUS_APPROVAL_PATH).expect("route");
+        assert_eq!(allow(route), "POST");
+        let (route, label) = find("/oauth/device/BCDF-GHJK").expect("route");
+        assert_eq!(allow(route), "GET, HEAD");
+        assert_eq!(label, label_of(paths::VERIFICATION_CODE_LABEL));
+        assert!(find("/oauth/device/a/b").is_none());
+        assert_eq!(
+            allow(find(paths::VERIFICATION_PATH).expect("route").0),
+            "GET, HEAD, POST"
+        );
+    }
+
+    #[test]
+    fn the_issuer_path_is_a_mount_and_metadata_is_path_inserted() {
+        let mounts = paths::Mounts::from_issuer("https://h/sso");
+        let found = resolve(&mounts, "/.well-known/oauth-authorization-server/sso").expect("found");
+        assert_eq!(found.prefix.as_str(), "/sso");
+        let found = resolve(&mounts, "/sso/auth/v1/oauth/token").expect("found");
+        assert_eq!(
+            found.prefix.url(paths::TOKEN_PATH),
+            "https://h/sso/auth/v1/oauth/token"
+        );
+        // A proxy that strips the issuer's path forwards the bare route.
+        let found = resolve(&mounts, "/oauth/token").expect("found");
+        assert_eq!(
+            found.prefix.url(paths::TOKEN_PATH),
+            "https://h/sso/oauth/token"
+        );
+        assert!(resolve(&mounts, "/.well-known/oauth-authorization-server/other").is_none());
+    }
+
+    #[test]
+    fn an_issuer_path_that_begins_like_a_route_shadows_nothing() {
+        let mounts = paths::Mounts::from_issuer("https://h/oauth");
+        for path in ["/oauth/oauth/token", "/oauth/token"] {
+            let found = resolve(&mounts, path).expect(path);
+            assert_eq!(found.label, label_of(paths::TOKEN_PATH), "{path}");
+            assert_eq!(found.prefix.as_str(), "/oauth");
+        }
+        let found = resolve(&mounts, "/oauth/device/BCDF-GHJK").expect("code");
+        assert_eq!(found.label, label_of(paths::VERIFICATION_CODE_LABEL));
+    }
 }

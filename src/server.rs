@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::app::{App, Ctx};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::http::{self, Method, Request, Response};
+use crate::http::{self, Request, Response};
 use crate::logging::printable;
 use crate::metrics::METRICS;
 use crate::protocol::authorize_limits::AuthorizeLimits;
@@ -139,6 +139,7 @@ impl Server {
             limits: crate::protocol::limits::Limits::from(&config),
             passwords,
             settings: Settings::from(&config),
+            mounts: crate::paths::Mounts::from_issuer(&issuer),
             issuer,
             authorize_limits: AuthorizeLimits::new(
                 config.authorize_limit_per_address,
@@ -341,7 +342,11 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
         Response::server_error()
     });
     let elapsed = started.elapsed();
-    METRICS.record_request(router::route_index(&request.path), response.status, elapsed);
+    METRICS.record_request(
+        router::route_index(&app.mounts, &request.path),
+        response.status,
+        elapsed,
+    );
     // tiny_http admits only a token as the method and visible ASCII as the path (patch 9);
     // escaped all the same, as every piece of client text in a log line is.
     log::info!(
@@ -351,7 +356,7 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
         response.status,
         elapsed.as_millis()
     );
-    http::send(rq, response, request.method == Method::Head);
+    http::send(rq, response);
 }
 
 fn sweep(app: &App, store: &Store, shutdown: &AtomicBool) {

@@ -90,13 +90,13 @@ pub fn for_page(
     store: &Store,
     req: &Request,
     now: Timestamp,
-    secure: bool,
+    scope: CookieScope<'_>,
 ) -> Result<(Session, Option<String>), store::Error> {
     if let Some(session) = current_or_anonymous(store, req, now)? {
         return Ok((session, None));
     }
     let token = secrets::random_token();
-    let set_cookie = cookie(CSRF_COOKIE_NAME, &token, secure, None);
+    let set_cookie = cookie(CSRF_COOKIE_NAME, &token, scope, None);
     Ok((anonymous(&token), Some(set_cookie)))
 }
 
@@ -114,25 +114,29 @@ pub fn sign_in(
     old: Option<&Session>,
     user: SignedIn,
     now: Timestamp,
-    secure: bool,
+    scope: CookieScope<'_>,
 ) -> Result<(Session, String), store::Error> {
     if let Some(id_hash) = old.and_then(|old| old.id_hash.as_deref()) {
         store.delete_session(id_hash)?;
     }
-    create(store, user, now, secure)
+    create(store, user, now, scope)
 }
 
 /// Ends the session (if one is stored); returns the cookie that clears it in the browser.
-pub fn sign_out(store: &Store, session: &Session, secure: bool) -> Result<String, store::Error> {
+pub fn sign_out(
+    store: &Store,
+    session: &Session,
+    scope: CookieScope<'_>,
+) -> Result<String, store::Error> {
     if let Some(id_hash) = &session.id_hash {
         store.delete_session(id_hash)?;
     }
-    Ok(cleared_cookie(secure))
+    Ok(cleared_cookie(scope))
 }
 
 /// The `Set-Cookie` value that removes the session cookie from the browser.
-pub fn cleared_cookie(secure: bool) -> String {
-    cookie(COOKIE_NAME, "", secure, Some(0))
+pub fn cleared_cookie(scope: CookieScope) -> String {
+    cookie(COOKIE_NAME, "", scope, Some(0))
 }
 
 /// Does the presented CSRF token belong to this session? Constant-time.
@@ -147,7 +151,7 @@ fn create(
     store: &Store,
     user: SignedIn,
     now: Timestamp,
-    secure: bool,
+    scope: CookieScope<'_>,
 ) -> Result<(Session, String), store::Error> {
     let id = secrets::random_token();
     let id_hash = secrets::hash_secret(&id);
@@ -159,19 +163,30 @@ fn create(
             user: Some(user),
             csrf_token,
         },
-        cookie(COOKIE_NAME, &id, secure, None),
+        cookie(COOKIE_NAME, &id, scope, None),
     ))
 }
 
+/// Where a cookie is sent: `Path` (the issuer's path, so a cookie of devicegate at
+/// `https://host/sso` is not sent to other applications on the host; `/` for a bare host)
+/// and `Secure` (when the issuer is https or a trusted proxy saw https).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieScope<'a> {
+    pub secure: bool,
+    /// A path that starts with `/`.
+    pub path: &'a str,
+}
+
 /// `HttpOnly` (no script reads it), `SameSite=Lax` (not sent on cross-site POSTs),
-/// `Secure` when the issuer is https. A session cookie: it dies with the browser.
+/// `Path` and `Secure` from `scope`. A session cookie: it dies with the browser.
 /// Both `dg_session` and `dg_csrf` are made here, so they cannot drift apart.
-fn cookie(name: &str, value: &str, secure: bool, max_age: Option<u32>) -> String {
-    let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+fn cookie(name: &str, value: &str, scope: CookieScope<'_>, max_age: Option<u32>) -> String {
+    let path = scope.path;
+    let mut cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(age) = max_age {
         cookie.push_str(&format!("; Max-Age={age}"));
     }
-    if secure {
+    if scope.secure {
         cookie.push_str("; Secure");
     }
     cookie

@@ -7,17 +7,17 @@ use super::{credentials, error_response, params_error};
 use crate::app::Ctx;
 use crate::http::{Request, Response};
 use crate::metrics::{Metrics, METRICS};
+use crate::paths::{self, Prefix};
 use crate::protocol::client_auth::authenticate_client;
 use crate::protocol::device::{authorize_device, DeviceRequest};
 use crate::protocol::network;
 use crate::protocol::refresh::refresh;
 use crate::protocol::token::exchange_device_code;
 use crate::protocol::{self, ErrorCode, OAuthError, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
-use crate::router::{self, Prefix};
 use crate::secrets;
 
 /// `POST /oauth/device_authorize` (RFC 8628 §3.1–3.2).
-pub fn device_authorize(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+pub fn device_authorize(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let params = match req.params() {
         Ok(params) => params,
         Err(e) => return params_error(&e),
@@ -42,12 +42,7 @@ pub fn device_authorize(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Res
     });
     match result {
         Ok(grant) => {
-            let verification_uri = format!(
-                "{}{}{}",
-                ctx.app.issuer.trim_end_matches('/'),
-                prefix.as_str(),
-                router::VERIFICATION_PATH
-            );
+            let verification_uri = prefix.url(paths::VERIFICATION_PATH);
             let user_code = secrets::display_user_code(&grant.user_code);
             Response::json(
                 200,

@@ -17,15 +17,16 @@ use serde_json::json;
 
 use crate::app::Ctx;
 use crate::http::{ParamsError, Request, Response};
+use crate::paths::{self, Prefix};
 use crate::protocol::client_auth::ClientCredentials;
 use crate::protocol::{self, ErrorCode, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
-use crate::router;
 use crate::store;
 
 /// `GET /.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`
-/// (RFC 8414 §2–3): the same document at both, `issuer` exactly as configured.
-pub fn metadata(ctx: &mut Ctx<'_>) -> Response {
-    let base = ctx.app.issuer.trim_end_matches('/');
+/// (RFC 8414 §2–3), also path-inserted (§3.1) and under each mount: the same document at
+/// all of them, `issuer` exactly as configured, endpoints under the mount the request
+/// came in on (under `/auth/v1` when fetched under `/auth/v1`).
+pub fn metadata(ctx: &mut Ctx<'_>, prefix: Prefix<'_>) -> Response {
     let scopes = match ctx.store.list_clients() {
         Ok(clients) => {
             let mut all: Vec<String> = clients.into_iter().flat_map(|c| c.scopes).collect();
@@ -39,11 +40,11 @@ pub fn metadata(ctx: &mut Ctx<'_>) -> Response {
         200,
         &json!({
             "issuer": ctx.app.issuer,
-            "device_authorization_endpoint": format!("{base}{}", router::DEVICE_AUTHORIZATION_PATH),
-            "token_endpoint": format!("{base}{}", router::TOKEN_PATH),
-            "revocation_endpoint": format!("{base}{}", router::REVOCATION_PATH),
-            "introspection_endpoint": format!("{base}{}", router::INTROSPECTION_PATH),
-            "userinfo_endpoint": format!("{base}{}", router::USERINFO_PATH),
+            "device_authorization_endpoint": prefix.url(paths::DEVICE_AUTHORIZATION_PATH),
+            "token_endpoint": prefix.url(paths::TOKEN_PATH),
+            "revocation_endpoint": prefix.url(paths::REVOCATION_PATH),
+            "introspection_endpoint": prefix.url(paths::INTROSPECTION_PATH),
+            "userinfo_endpoint": prefix.url(paths::USERINFO_PATH),
             "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
             "revocation_endpoint_auth_methods_supported":
                 ["none", "client_secret_basic", "client_secret_post"],

@@ -258,6 +258,17 @@ impl Request {
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     }
 
+    /// Does the client rank `text/html` above `application/json` in `Accept` (RFC 9110
+    /// §12.5.1: the most specific matching range gives each type its `q`)? Browsers do
+    /// (`text/html,…,*/*;q=0.8`); API clients sending `*/*`, `application/json` or no
+    /// `Accept` at all do not, so a tie is JSON.
+    pub fn prefers_html(&self) -> bool {
+        let Some(accept) = self.combined_header("accept") else {
+            return false;
+        };
+        accept_quality(&accept, "text", "html") > accept_quality(&accept, "application", "json")
+    }
+
     /// One cookie's value from the `Cookie` header.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.headers
@@ -267,6 +278,48 @@ impl Request {
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)
+    }
+}
+
+/// The `q` (0–1000, thousandths) that an `Accept` value gives `kind/subtype`: that of the
+/// most specific range matching it (`kind/subtype` over `kind/*` over `*/*`), 0 when none
+/// does. A malformed `q` counts as 0.
+fn accept_quality(accept: &str, kind: &str, subtype: &str) -> u16 {
+    let mut best: Option<(u8, u16)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim();
+        let Some((k, s)) = media.split_once('/') else {
+            continue;
+        };
+        let specificity = match (k.trim(), s.trim()) {
+            (k, s) if k.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(subtype) => 2,
+            (k, "*") if k.eq_ignore_ascii_case(kind) => 1,
+            ("*", "*") => 0,
+            _ => continue,
+        };
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .map_or(1000, |(_, value)| parse_q(value.trim()));
+        if best.is_none_or(|(seen, _)| specificity > seen) {
+            best = Some((specificity, q));
+        }
+    }
+    best.map_or(0, |(_, q)| q)
+}
+
+/// RFC 9110 §12.4.2's `qvalue` (`0`, `0.5`, `1.000`) in thousandths; anything else is 0.
+fn parse_q(value: &str) -> u16 {
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    let thousandths = format!("{fraction:0<3}").parse::<u16>().unwrap_or(0);
+    match whole {
+        "0" => thousandths,
+        "1" if thousandths == 0 => 1000,
+        _ => 0,
     }
 }
 
@@ -435,6 +488,30 @@ mod tests {
         }
         let req = forwarded(&[("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "")]);
         assert!(!req.forwarded_https);
+    }
+
+    #[test]
+    fn browsers_prefer_html_and_api_clients_do_not() {
+        let prefers = |accept: &str| {
+            Request::synthetic(Method::Get, "/", &[("Accept", accept)], b"").prefers_html()
+        };
+        // Firefox, Chrome, Safari.
+        assert!(prefers(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
+        assert!(prefers("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"));
+        assert!(prefers("text/*"));
+        for api in [
+            "*/*",
+            "application/json",
+            "application/json, text/html;q=0.5",
+            "text/html;q=0, */*",
+            "text/html;q=bogus",
+            "",
+        ] {
+            assert!(!prefers(api), "{api}");
+        }
+        assert!(!Request::synthetic(Method::Get, "/", &[], b"").prefers_html());
     }
 
     #[test]

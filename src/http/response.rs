@@ -114,13 +114,14 @@ fn percent_encode_unsafe(text: &str) -> String {
 /// (CVE-2026-66753): the name of the first header that cannot be written, if any.
 type Unwritable = &'static str;
 
+/// The body always goes to tiny_http whole, also for HEAD: its length is the
+/// `Content-Length` of the head, and tiny_http itself leaves the body out of the answer to a
+/// HEAD request (RFC 9110 §9.3.2, §8.6: the length GET would send, never a `0` of an empty
+/// stand-in body).
 fn to_wire(
     response: Response,
-    head_only: bool,
 ) -> Result<tiny_http::Response<std::io::Cursor<Vec<u8>>>, Unwritable> {
-    let mut out =
-        tiny_http::Response::from_data(if head_only { Vec::new() } else { response.body })
-            .with_status_code(response.status);
+    let mut out = tiny_http::Response::from_data(response.body).with_status_code(response.status);
     for (name, value) in response.headers {
         let header =
             tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).map_err(|()| name)?;
@@ -134,14 +135,14 @@ fn to_wire(
 /// A header that cannot be written is never dropped silently (a redirect without its
 /// `Location`, a sign-in without its `Set-Cookie`): the whole response becomes a 500
 /// `server_error`, and the log names the header, never its value.
-pub fn send(rq: tiny_http::Request, response: Response, head_only: bool) {
+pub fn send(rq: tiny_http::Request, response: Response) {
     let status = response.status;
-    let out = to_wire(response, head_only).or_else(|name| {
+    let out = to_wire(response).or_else(|name| {
         log::error!(
             "a {status} response's {name} header holds a control character or non-ASCII; \
              answering 500 instead"
         );
-        to_wire(Response::server_error(), head_only)
+        to_wire(Response::server_error())
     });
     let out = match out {
         Ok(out) => out,
@@ -173,14 +174,14 @@ mod tests {
         let response = Response::text(200, "hello")
             .with_header("Set-Cookie", "a=1\r\nSet-Cookie: evil=1".to_string())
             .no_store();
-        assert_eq!(to_wire(response, false).err(), Some("Set-Cookie"));
+        assert_eq!(to_wire(response).err(), Some("Set-Cookie"));
         let response = Response::text(200, "hello").with_header("X-Echo", "caf\u{e9}".to_string());
-        assert_eq!(to_wire(response, false).err(), Some("X-Echo"));
+        assert_eq!(to_wire(response).err(), Some("X-Echo"));
     }
 
     #[test]
     fn the_fallback_500_is_complete() {
-        let out = to_wire(Response::server_error(), false).expect("fixed headers");
+        let out = to_wire(Response::server_error()).expect("fixed headers");
         assert_eq!(out.status_code().0, 500);
         assert_eq!(header(&out, "Cache-Control"), ["no-store"]);
         assert_eq!(header(&out, "Content-Type"), ["application/json"]);
@@ -188,18 +189,14 @@ mod tests {
 
     #[test]
     fn redirect_targets_are_percent_encoded_not_lost() {
-        let out =
-            to_wire(Response::redirect("/caf\u{e9} x\r\nSet-Cookie: e=1"), false).expect("encoded");
+        let out = to_wire(Response::redirect("/caf\u{e9} x\r\nSet-Cookie: e=1")).expect("encoded");
         assert_eq!(
             header(&out, "Location"),
             ["/caf%C3%A9%20x%0D%0ASet-Cookie:%20e=1"]
         );
         assert!(header(&out, "Set-Cookie").is_empty());
-        let out = to_wire(
-            Response::redirect("/oauth/device?user_code=BCDF-GHJK"),
-            false,
-        )
-        .expect("plain ASCII");
+        let out =
+            to_wire(Response::redirect("/oauth/device?user_code=BCDF-GHJK")).expect("plain ASCII");
         assert_eq!(
             header(&out, "Location"),
             ["/oauth/device?user_code=BCDF-GHJK"]

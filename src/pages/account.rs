@@ -7,21 +7,21 @@ use maud::{html, Markup};
 
 use super::layout::{csrf_field, layout, Frame};
 use super::with_cookie;
-use super::{html, page_session, secure_cookies, signed_in_form, store_failure, views, when};
+use super::{cookie_scope, html, page_session, signed_in_form, store_failure, views, when};
 use crate::app::Ctx;
 use crate::clock::Timestamp;
 use crate::http::{Request, Response};
 use crate::logging::printable;
-use crate::protocol::account;
-use crate::protocol::user_agent::describe_device;
-use crate::router::{
+use crate::paths::{
     Prefix, ACCOUNT_CANCEL_PATH, ACCOUNT_PATH, ACCOUNT_REVOKE_PATH,
     ACCOUNT_SIGN_OUT_EVERYWHERE_PATH, VERIFICATION_PATH,
 };
+use crate::protocol::account;
+use crate::protocol::user_agent::describe_device;
 use crate::session::{self, Session};
 use crate::store::{ApprovedCode, GrantRow};
 
-pub fn account(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+pub fn account(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let (session, new_cookie) = match page_session(ctx, req, prefix) {
         Ok(found) => found,
         Err(response) => return response,
@@ -149,7 +149,7 @@ fn sign_out_everywhere_form(frame: &Frame<'_>, session: &Session) -> Markup {
 }
 
 /// `POST /account/revoke`: ends one of the signed-in person's grants.
-pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let (session, user, params) = match signed_in_form(ctx, req, prefix, ACCOUNT_PATH) {
         Ok(found) => found,
         Err(response) => return response,
@@ -252,6 +252,6 @@ pub fn sign_out_everywhere(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> 
     );
     html(200, page).with_header(
         "Set-Cookie",
-        session::cleared_cookie(secure_cookies(ctx, req)),
+        session::cleared_cookie(cookie_scope(ctx, req)),
     )
 }

@@ -3,7 +3,7 @@
 use maud::{html, Markup, DOCTYPE};
 
 use crate::app::App;
-use crate::router::Prefix;
+use crate::paths::{Prefix, ACCOUNT_PATH, LOGOUT_PATH, STYLESHEET_PATH};
 use crate::session::Session;
 
 /// The operator's branding: `--site-name` and `--help-text`.
@@ -16,13 +16,13 @@ pub struct Site<'a> {
 
 /// What the layout needs to know about the request.
 pub struct Frame<'a> {
-    pub prefix: Prefix,
+    pub prefix: Prefix<'a>,
     pub session: Option<&'a Session>,
     pub site: Site<'a>,
 }
 
 impl<'a> Frame<'a> {
-    pub fn new(app: &'a App, prefix: Prefix, session: Option<&'a Session>) -> Frame<'a> {
+    pub fn new(app: &'a App, prefix: Prefix<'a>, session: Option<&'a Session>) -> Frame<'a> {
         Frame {
             prefix,
             session,
@@ -34,8 +34,6 @@ impl<'a> Frame<'a> {
     }
 }
 
-pub const STYLESHEET_PATH: &str = "/static/style.css";
-
 pub fn layout(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -45,7 +43,7 @@ pub fn layout(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
                 title { (title) " · " (frame.site.name) }
-                link rel="stylesheet" href=(STYLESHEET_PATH);
+                link rel="stylesheet" href={ (frame.prefix.as_str()) (STYLESHEET_PATH) };
             }
             body {
                 header.brand { (frame.site.name) }
@@ -55,9 +53,9 @@ pub fn layout(frame: &Frame<'_>, title: &str, body: Markup) -> Markup {
                         footer {
                             span { "Signed in as " strong { (user.username) } }
                             span { "·" }
-                            a href={ (frame.prefix.as_str()) "/account" } { "Your devices" }
+                            a href={ (frame.prefix.as_str()) (ACCOUNT_PATH) } { "Your devices" }
                             span { "·" }
-                            form method="post" action={ (frame.prefix.as_str()) "/logout" } {
+                            form method="post" action={ (frame.prefix.as_str()) (LOGOUT_PATH) } {
                                 input type="hidden" name="csrf_token" value=(session.csrf_token);
                                 button.link type="submit" { "Sign out" }
                             }

@@ -12,20 +12,19 @@ mod when;
 
 use maud::Markup;
 
-use crate::app::Ctx;
+use crate::app::{App, Ctx};
 use crate::config::issuer_is_https;
 use crate::http::{Params, ParamsError, Request, Response};
 use crate::logging::printable;
+use crate::paths::{Prefix, VERIFICATION_PATH};
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
 use crate::protocol::limits;
 use crate::protocol::network;
-use crate::router::{Prefix, VERIFICATION_PATH};
 use crate::secrets::{self, UserCodeError};
-use crate::session::{self, Session, SignedIn};
+use crate::session::{self, CookieScope, Session, SignedIn};
 use crate::store::{self, DeviceCode};
 pub use account::{account, cancel_approval, revoke_grant, sign_out_everywhere};
 use layout::Frame;
-pub use layout::STYLESHEET_PATH;
 pub use signin::{login, logout};
 
 const STYLESHEET: &str = include_str!("style.css");
@@ -37,7 +36,7 @@ const STYLESHEET: &str = include_str!("style.css");
 pub fn verification(
     ctx: &mut Ctx<'_>,
     req: &Request,
-    prefix: Prefix,
+    prefix: Prefix<'_>,
     in_path: Option<&str>,
 ) -> Response {
     let (session, new_cookie) = match page_session(ctx, req, prefix) {
@@ -58,12 +57,15 @@ pub fn verification(
     };
     let response = match &session.user {
         None => {
-            // Sign in first, then come back here with the code kept.
-            let next = if req.query.is_empty() {
-                req.path.clone()
-            } else {
-                format!("{}?{}", req.path, req.query)
-            };
+            // Sign in first, then come back here with the code kept: under the mount as
+            // handed out (a proxy may have stripped the issuer's path from `req.path`).
+            let mut next = format!("{}{VERIFICATION_PATH}", prefix.as_str());
+            if let Some(code) = in_path {
+                next = format!("{next}/{code}");
+            }
+            if !req.query.is_empty() {
+                next = format!("{next}?{}", req.query);
+            }
             html(200, views::sign_in(&frame, &session, &next, None, ""))
         }
         Some(_) => {
@@ -76,7 +78,7 @@ pub fn verification(
 
 /// `POST /oauth/device`: the code form. A valid code shows the consent page; a wrong one
 /// counts against the person's and the address's limits.
-pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let (session, user, params) = match signed_in_form(ctx, req, prefix, VERIFICATION_PATH) {
         Ok(found) => found,
         Err(response) => return response,
@@ -90,7 +92,7 @@ pub fn submit_code(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response
 }
 
 /// `POST /oauth/device/decision`: Approve or Deny from the consent page.
-pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let (session, user, params) = match signed_in_form(ctx, req, prefix, VERIFICATION_PATH) {
         Ok(found) => found,
         Err(response) => return response,
@@ -151,6 +153,19 @@ pub fn stylesheet() -> Response {
         STYLESHEET.as_bytes().to_vec(),
     )
     .with_header("Cache-Control", "public, max-age=3600")
+}
+
+/// The 404 page for browsers: no session needed, a way back to the start (code entry).
+pub fn not_found(app: &App, prefix: Prefix<'_>) -> Response {
+    let frame = Frame::new(app, prefix, None);
+    html(
+        404,
+        views::problem(
+            &frame,
+            "Page not found",
+            "There is nothing at this address. To connect a device, enter the code it shows.",
+        ),
+    )
 }
 
 /// A rate-limited look-up of a pending code by a signed-in person.
@@ -275,10 +290,10 @@ pub(super) fn locked(frame: &Frame<'_>, wait: i64) -> Response {
 pub(super) fn page_session(
     ctx: &mut Ctx<'_>,
     req: &Request,
-    prefix: Prefix,
+    prefix: Prefix<'_>,
 ) -> Result<(Session, Option<String>), Response> {
-    let secure = secure_cookies(ctx, req);
-    session::for_page(ctx.store, req, ctx.now, secure)
+    let scope = cookie_scope(ctx, req);
+    session::for_page(ctx.store, req, ctx.now, scope)
         .map_err(|e| store_failure(&Frame::new(ctx.app, prefix, None), e))
 }
 
@@ -287,7 +302,7 @@ pub(super) fn page_session(
 pub(super) fn form_session(
     ctx: &mut Ctx<'_>,
     req: &Request,
-    prefix: Prefix,
+    prefix: Prefix<'_>,
 ) -> Result<(Session, Params), Response> {
     let params = req.params().map_err(|e| {
         let status = if e == ParamsError::TooLarge { 413 } else { 400 };
@@ -324,7 +339,7 @@ pub(super) fn form_session(
 pub(super) fn signed_in_form(
     ctx: &mut Ctx<'_>,
     req: &Request,
-    prefix: Prefix,
+    prefix: Prefix<'_>,
     back: &str,
 ) -> Result<(Session, SignedIn, Params), Response> {
     let (session, params) = form_session(ctx, req, prefix)?;
@@ -334,9 +349,17 @@ pub(super) fn signed_in_form(
     }
 }
 
-/// `Secure` cookies when the issuer is https, or a trusted proxy says the browser used https.
-pub(super) fn secure_cookies(ctx: &Ctx<'_>, req: &Request) -> bool {
-    issuer_is_https(&ctx.app.issuer) || req.forwarded_https
+/// Cookies for the issuer's path (every mount handed out is under it), `Secure` when the
+/// issuer is https or a trusted proxy says the browser used https.
+pub(super) fn cookie_scope<'a>(ctx: &Ctx<'a>, req: &Request) -> CookieScope<'a> {
+    let app = ctx.app;
+    CookieScope {
+        secure: issuer_is_https(&app.issuer) || req.forwarded_https,
+        path: match app.mounts.issuer_path() {
+            "" => "/",
+            path => path,
+        },
+    }
 }
 
 pub(super) fn html(status: u16, markup: Markup) -> Response {

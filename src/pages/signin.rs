@@ -2,15 +2,15 @@
 //! session with a new one (no fixation), and one message covers every wrong credential.
 
 use super::layout::Frame;
-use super::{form_session, html, locked, secure_cookies, store_failure, views};
+use super::{cookie_scope, form_session, html, locked, store_failure, views};
 use crate::app::Ctx;
 use crate::http::{Request, Response};
+use crate::paths::{Prefix, VERIFICATION_PATH};
 use crate::protocol::sign_in::{self, SignIn};
-use crate::router::{Prefix, VERIFICATION_PATH};
 use crate::session::{self, SignedIn};
 
 /// `POST /login`. One message for every failure, so it does not reveal who exists.
-pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let (session, params) = match form_session(ctx, req, prefix) {
         Ok(found) => found,
         Err(response) => return response,
@@ -61,8 +61,8 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
         user_id: user.id,
         username: user.username,
     };
-    let secure = secure_cookies(ctx, req);
-    match session::sign_in(ctx.store, Some(&session), signed_in, ctx.now, secure) {
+    let scope = cookie_scope(ctx, req);
+    match session::sign_in(ctx.store, Some(&session), signed_in, ctx.now, scope) {
         Ok((_, cookie)) => Response::redirect(&next).with_header("Set-Cookie", cookie),
         Err(e) => store_failure(&frame, e),
     }
@@ -72,13 +72,13 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
 const BUSY_RETRY_AFTER: &str = "2";
 
 /// `POST /logout`.
-pub fn logout(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
+pub fn logout(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let (session, _) = match form_session(ctx, req, prefix) {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let secure = secure_cookies(ctx, req);
-    match session::sign_out(ctx.store, &session, secure) {
+    let scope = cookie_scope(ctx, req);
+    match session::sign_out(ctx.store, &session, scope) {
         Ok(cookie) => Response::redirect(&format!("{}{VERIFICATION_PATH}", prefix.as_str()))
             .with_header("Set-Cookie", cookie),
         Err(e) => store_failure(&Frame::new(ctx.app, prefix, Some(&session)), e),
@@ -86,7 +86,7 @@ pub fn logout(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Response {
 }
 
 /// Only same-site paths are redirect targets: no scheme, no `//host`, no backslashes.
-fn safe_next(next: Option<&str>, prefix: Prefix) -> String {
+fn safe_next(next: Option<&str>, prefix: Prefix<'_>) -> String {
     match next {
         Some(path)
             if path.starts_with('/')

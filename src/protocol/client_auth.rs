@@ -3,7 +3,9 @@
 //! Public clients send `client_id` only. Confidential clients use `client_secret_basic`
 //! (HTTP Basic, each part form-url-decoded after Base64, RFC 6749 §2.3.1 / Appendix B) or
 //! `client_secret_post`. Using both at once is `invalid_request` (§2.3). An unknown client
-//! and a wrong secret get the same `invalid_client` answer, after the same work.
+//! and a wrong secret get the same `invalid_client` answer, after the same work. Basic
+//! with an empty password (`guest:`) presents no secret: fine for a public client, a
+//! failure for a confidential one.
 
 use std::sync::Arc;
 
@@ -83,7 +85,12 @@ pub fn authenticate_client(
                     "client_id in the body does not match the Basic credentials",
                 );
             }
-            verify(store, &basic.client_id, Some(&basic.client_secret), true)
+            // `client_id:` with an empty password is a public client naming itself (RFC
+            // 6749 §2.3.1 form-encodes an absent secret as empty; golang.org/x/oauth2 sends
+            // it first): no secret presented. A confidential client still fails, with
+            // the Basic challenge.
+            let secret = Some(basic.client_secret.as_str()).filter(|s| !s.is_empty());
+            verify(store, &basic.client_id, secret, true)
         }
         None => match creds.client_id {
             Some(client_id) => verify(store, client_id, creds.client_secret, false),

@@ -9,6 +9,7 @@ mod device_authorization;
 mod durability;
 mod fuzz;
 mod hostile_http;
+mod http_details;
 mod lifecycle;
 mod metadata;
 mod oauth2_client;
