@@ -533,10 +533,46 @@ fn colours_when_forced_no_color_wins_and_qr_off_draws_nothing() {
     }
 }
 
+#[cfg(unix)]
 #[test]
-fn open_says_when_no_browser_could_be_opened() {
+fn open_uses_browser_and_says_when_no_browser_could_be_opened() {
+    use std::os::unix::fs::PermissionsExt;
     let app = TestApp::spawn();
     let home = tempfile::tempdir().unwrap();
+    // $BROWSER is honoured: it gets the page with the code filled in.
+    let script = home.path().join("browser.sh");
+    let opened = home.path().join("opened");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = device(home.path(), &["login", "--server", &app.base, "--open"]);
+    command
+        .env("PATH", home.path())
+        .env("BROWSER", &script)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WSL_DISTRO_NAME");
+    let login = Login::start(command);
+    let printed = login.printed.clone();
+    let code = login.user_code.clone();
+    login.stop();
+    assert!(
+        printed.contains("Opened the page in a browser."),
+        "{printed}"
+    );
+    let started = Instant::now();
+    while !opened.exists() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(
+        url.trim(),
+        format!("{}/oauth/device?user_code={code}", app.base)
+    );
+    // Nothing to open it with: said, and the login goes on.
     let mut command = device(home.path(), &["login", "--server", &app.base, "--open"]);
     command
         .env("PATH", home.path())
@@ -637,4 +673,44 @@ fn a_symlink_planted_as_the_lock_file_is_not_followed() {
     assert!(!victim.exists());
     // Nothing was refreshed without the lock.
     assert_eq!(app.count_rows("refresh_tokens"), 1);
+}
+
+#[test]
+fn a_failed_revocation_of_the_previous_login_is_said_and_the_new_login_kept() {
+    let app = TestApp::spawn_with(|c| c.poll_interval = 1);
+    app.add_user("alice");
+    let old = app.login("alice");
+    let home = tempfile::tempdir().unwrap();
+    let mut previous = entry(&app, &old, u64::MAX / 2);
+    // Its revocation endpoint no longer answers.
+    previous["endpoints"]["revocation_endpoint"] =
+        format!("http://127.0.0.1:{}/oauth/revoke", free_port()).into();
+    write_saved(home.path(), json!({ app.base.clone(): previous }));
+    let login = Login::start(device(
+        home.path(),
+        &["login", "--server", &app.base, "--qr", "off"],
+    ));
+    approve(&app.db_path, &login.user_code, "alice");
+    let (code, out, err) = login.finish();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("Signed in to {} as alice.", app.base)),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!(
+            "warning: could not revoke the previous login to {}",
+            app.base
+        )) && err.contains("Connection refused"),
+        "{err}"
+    );
+    let entry = &saved(home.path())["servers"][&app.base];
+    assert_ne!(entry["tokens"]["access_token"], old["access_token"]);
+    assert_eq!(
+        app.userinfo(entry["tokens"]["access_token"].as_str().unwrap())
+            .status,
+        200
+    );
+    // Both grants live: the old one could not be revoked.
+    assert_eq!(app.count_rows("grants WHERE revoked_at IS NULL"), 2);
 }
