@@ -17,8 +17,14 @@ pub const DEFAULT_DEVICE_CODE_TTL: u64 = 600;
 pub const DEFAULT_POLL_INTERVAL: u64 = 5;
 pub const DEFAULT_ACCESS_TOKEN_TTL: u64 = 3600;
 pub const DEFAULT_REFRESH_TOKEN_TTL: u64 = 30 * 24 * 3600;
-/// RFC 9700 §4.14.2: strict rotation by default; a retry after a lost response is reuse.
-pub const DEFAULT_REFRESH_GRACE: u64 = 0;
+/// RFC 9700 §4.14.2 wants strict rotation, where a second presentation of a rotated
+/// refresh token revokes the grant. Independent programs on one device (shell prompts,
+/// `make -j`, editor plug-ins, credential helpers) race to refresh the same token within
+/// moments of each other, and strict rotation logs that device out. A few seconds of grace
+/// (`protocol::refresh`: the retry gets its own pair, the pair already out stays valid, at
+/// most `MAX_GRACE_RETRIES`) absorbs that race while a replay later than this is still
+/// reuse.
+pub const DEFAULT_REFRESH_GRACE: u64 = 5;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SWEEP_INTERVAL: u64 = 60;
 pub const DEFAULT_IO_TIMEOUT: u64 = 10;
@@ -80,7 +86,8 @@ pub struct Config {
     /// Seconds a refresh token lives. Default: 2592000 (30 days).
     pub refresh_token_ttl: u64,
     /// Seconds after a refresh in which presenting the old refresh token again counts as a
-    /// retry (new tokens) instead of reuse (grant revoked). Default: 0.
+    /// retry (new tokens) instead of reuse (grant revoked); 0 is strict RFC 9700 §4.14.2
+    /// rotation. At most 300. Default: 5.
     pub refresh_grace: u64,
     /// `error`, `warn`, `info`, `debug` or `off`. Default: `info`.
     pub log_level: String,

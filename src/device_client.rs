@@ -1,6 +1,8 @@
 //! The device side of the flow, as a small library: discover a server, start a device login,
-//! poll it, refresh and revoke tokens, and keep them in a credentials file. The
-//! `devicegate login`, `token` and `logout` commands are thin over this.
+//! poll it, refresh and revoke tokens, ask who a token acts for, and keep tokens in a
+//! credentials file (`credentials`: the file, its lock). The `devicegate login`, `token`,
+//! `logout` and `status` commands are thin over this. Every request names itself with
+//! [`USER_AGENT`], so the consent page and `devicegate pending` show what is asking.
 //!
 //! ```no_run
 //! use devicegate::device_client::{DeviceLogin, PollOutcome};
@@ -8,54 +10,47 @@
 //! println!("open {} and enter {}", login.authorization.verification_uri, login.authorization.user_code);
 //! let tokens = loop {
 //!     std::thread::sleep(login.interval());
-//!     match login.poll()? {
-//!         PollOutcome::Pending | PollOutcome::SlowDown => continue,
-//!         PollOutcome::Done(tokens) => break tokens,
+//!     match login.poll() {
+//!         Ok(PollOutcome::Pending | PollOutcome::SlowDown) => continue,
+//!         Ok(PollOutcome::Done(tokens)) => break tokens,
+//!         // RFC 8628 §3.5: a restarting server is waited for, not given up on (wait with
+//!         // `Backoff` and stop when the code expires, as examples/login.rs does).
+//!         Err(e) if e.is_transient() => continue,
+//!         Err(e) => return Err(e),
 //!     }
 //! };
 //! println!("access token: {}", tokens.access_token);
 //! # Ok::<(), devicegate::device_client::LoginError>(())
 //! ```
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod credentials;
+mod error;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use credentials::{Credentials, SavedLogin};
+pub use error::{Backoff, LoginError, MAX_BACKOFF};
+
 /// RFC 8628 §3.5: +5 s after each `slow_down`.
 const SLOW_DOWN_STEP: u64 = 5;
 
-#[derive(Debug)]
-pub enum LoginError {
-    /// The server could not be reached or answered something that is not OAuth.
-    Http(String),
-    /// The person clicked Deny.
-    Denied,
-    /// The code expired before anyone approved it.
-    Expired,
-    /// Any other OAuth error from the server.
-    OAuth { error: String, description: String },
-    /// Plain http to a non-loopback host without `allow_insecure`.
-    Insecure(String),
-}
+/// The `User-Agent` of every request the device side sends: `devicegate-login/<version>`.
+pub const USER_AGENT: &str = concat!("devicegate-login/", env!("CARGO_PKG_VERSION"));
 
-impl std::fmt::Display for LoginError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoginError::Http(e) => write!(f, "{e}"),
-            LoginError::Denied => write!(f, "the request was denied"),
-            LoginError::Expired => write!(f, "the code expired before it was approved; try again"),
-            LoginError::OAuth { error, description } => write!(f, "{error}: {description}"),
-            LoginError::Insecure(url) => write!(
-                f,
-                "refusing plain http to {url}: codes and tokens would travel in clear"
-            ),
-        }
+/// A `--server` value as the credentials file keys it: an absolute `http://` or `https://`
+/// URL with a host, without trailing slashes. Anything else is `BadServerUrl`.
+pub fn server_url(server: &str) -> Result<String, LoginError> {
+    let trimmed = server.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(trimmed.to_string()),
+        _ => Err(LoginError::BadServerUrl(server.to_string())),
     }
 }
-
-impl std::error::Error for LoginError {}
 
 /// The endpoints from the server's RFC 8414 metadata.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +59,8 @@ pub struct Endpoints {
     pub token_endpoint: String,
     #[serde(default)]
     pub revocation_endpoint: Option<String>,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
 }
 
 /// RFC 8628 §3.2.
@@ -129,7 +126,8 @@ impl DeviceLogin {
         allow_insecure: bool,
     ) -> Result<DeviceLogin, LoginError> {
         let agent = agent();
-        let endpoints = discover(&agent, server, allow_insecure)?;
+        let server = server_url(server)?;
+        let endpoints = discover(&agent, &server, allow_insecure)?;
         let mut form = vec![("client_id", client_id)];
         if let Some(scope) = scope {
             form.push(("scope", scope));
@@ -152,7 +150,9 @@ impl DeviceLogin {
         Duration::from_secs(self.interval)
     }
 
-    /// One token request.
+    /// One token request (RFC 8628 §3.4). `Err(e)` with `e.is_transient()`: the server is
+    /// unreachable or failing for now; wait (see `Backoff`) and poll again until the code
+    /// expires.
     pub fn poll(&mut self) -> Result<PollOutcome, LoginError> {
         let form = [
             ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
@@ -181,7 +181,9 @@ impl DeviceLogin {
     }
 }
 
-/// Exchanges a refresh token for new tokens (RFC 6749 §6).
+/// Exchanges a refresh token for new tokens (RFC 6749 §6). A server that does not rotate
+/// (no `refresh_token` in the answer) leaves the one presented in place. `invalid_grant`
+/// comes back as `OAuth { error: "invalid_grant", .. }`: the login has ended.
 pub fn refresh(
     endpoints: &Endpoints,
     client_id: &str,
@@ -192,7 +194,38 @@ pub fn refresh(
         ("refresh_token", refresh_token),
         ("client_id", client_id),
     ];
-    tokens_from(post_form(&agent(), &endpoints.token_endpoint, &form)?)
+    let mut tokens = tokens_from(post_form(&agent(), &endpoints.token_endpoint, &form)?)?;
+    if tokens.refresh_token.is_none() {
+        tokens.refresh_token = Some(refresh_token.to_string());
+    }
+    Ok(tokens)
+}
+
+/// Who an access token acts for, from the userinfo endpoint: `preferred_username`, else
+/// `username`. `Ok(None)`: the server has no userinfo endpoint or names nobody.
+pub fn user_name(endpoints: &Endpoints, access_token: &str) -> Result<Option<String>, LoginError> {
+    let Some(url) = &endpoints.userinfo_endpoint else {
+        return Ok(None);
+    };
+    let response = match agent()
+        .get(url)
+        .set("Accept", "application/json")
+        .set("Authorization", &format!("Bearer {access_token}"))
+        .call()
+    {
+        Ok(response) => response,
+        Err(ureq::Error::Status(status, response)) => {
+            return Err(status_error(url, status, &response))
+        }
+        Err(ureq::Error::Transport(e)) => return Err(unreachable(url, &e)),
+    };
+    let body: serde_json::Value = response
+        .into_json()
+        .map_err(|e| LoginError::Http(format!("{url} answered without JSON: {e}")))?;
+    Ok(["preferred_username", "username"]
+        .iter()
+        .find_map(|key| body.get(*key).and_then(|v| v.as_str()))
+        .map(str::to_string))
 }
 
 /// Revokes a token (RFC 7009); a server without revocation is not an error.
@@ -217,7 +250,39 @@ fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
         .redirects(0)
+        .user_agent(USER_AGENT)
         .build()
+}
+
+/// A connection-level failure, briefly: the innermost cause ("Connection refused (os
+/// error 111)"), not ureq's whole chain.
+fn unreachable(url: &str, error: &ureq::Transport) -> LoginError {
+    let mut innermost: Option<&dyn std::error::Error> = None;
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        innermost = Some(cause);
+        source = cause.source();
+    }
+    LoginError::Unavailable {
+        url: url.to_string(),
+        detail: innermost.map_or_else(|| error.to_string(), |cause| cause.to_string()),
+        retry_after: None,
+    }
+}
+
+/// A non-JSON error status: 5xx is transient (with its `Retry-After`), the rest is not.
+fn status_error(url: &str, status: u16, response: &ureq::Response) -> LoginError {
+    if status >= 500 {
+        LoginError::Unavailable {
+            url: url.to_string(),
+            detail: format!("the server answered {status}"),
+            retry_after: response
+                .header("Retry-After")
+                .and_then(|v| v.trim().parse().ok()),
+        }
+    } else {
+        LoginError::Http(format!("{url} answered {status}"))
+    }
 }
 
 fn discover(
@@ -228,10 +293,27 @@ fn discover(
     let base = server.trim_end_matches('/');
     check_transport(base, allow_insecure)?;
     let url = format!("{base}/.well-known/oauth-authorization-server");
-    let response = agent
-        .get(&url)
-        .call()
-        .map_err(|e| LoginError::Http(format!("cannot read {url}: {e}")))?;
+    let response = match agent.get(&url).call() {
+        Ok(response) => response,
+        Err(ureq::Error::Transport(e)) => {
+            return Err(match unreachable(base, &e) {
+                LoginError::Unavailable { url, detail, .. } => LoginError::Unavailable {
+                    detail: format!("{detail}; is the server running and the URL right?"),
+                    url,
+                    retry_after: None,
+                },
+                other => other,
+            })
+        }
+        Err(ureq::Error::Status(status, response)) => {
+            return Err(match status_error(&url, status, &response) {
+                LoginError::Http(_) => LoginError::Http(format!(
+                    "{url} answered {status}: is {base} a devicegate (OAuth) server?"
+                )),
+                transient => transient,
+            })
+        }
+    };
     let endpoints: Endpoints = response
         .into_json()
         .map_err(|e| LoginError::Http(format!("{url} is not OAuth metadata: {e}")))?;
@@ -259,8 +341,12 @@ fn post_form(
         .send_form(form)
     {
         Ok(response) => response,
+        // RFC 8628 §3.5: a failing server is waited for, whatever its body says.
+        Err(ureq::Error::Status(status, response)) if status >= 500 => {
+            return Err(status_error(url, status, &response))
+        }
         Err(ureq::Error::Status(_, response)) => response,
-        Err(e) => return Err(LoginError::Http(format!("{url}: {e}"))),
+        Err(ureq::Error::Transport(e)) => return Err(unreachable(url, &e)),
     };
     let status = response.status();
     let body: serde_json::Value = response
@@ -299,93 +385,32 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// One server's entry in the credentials file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedLogin {
-    pub client_id: String,
-    pub endpoints: Endpoints,
-    pub tokens: Tokens,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `$XDG_CONFIG_HOME/devicegate/credentials.json` (or `~/.config/…`), keyed by server URL.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Credentials {
-    pub servers: BTreeMap<String, SavedLogin>,
-}
-
-impl Credentials {
-    pub fn path() -> Result<PathBuf, LoginError> {
-        let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => std::env::var_os("HOME")
-                .map(|home| PathBuf::from(home).join(".config"))
-                .ok_or_else(|| {
-                    LoginError::Http("neither XDG_CONFIG_HOME nor HOME is set".into())
-                })?,
-        };
-        Ok(base.join("devicegate").join("credentials.json"))
-    }
-
-    pub fn load() -> Result<Credentials, LoginError> {
-        let path = Credentials::path()?;
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| LoginError::Http(format!("{} is damaged: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Credentials::default()),
-            Err(e) => Err(LoginError::Http(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
-        }
-    }
-
-    /// Writes the file with mode 0600, atomically: into a new temporary file with a random
-    /// name in the same directory (created exclusively, mode 0600, so a file or symlink
-    /// planted there beforehand is never written through), flushed to disk, then renamed
-    /// over `credentials.json` (a rename replaces a symlink there, never its target).
-    pub fn save(&self) -> Result<(), LoginError> {
-        let path = Credentials::path()?;
-        let io =
-            |e: std::io::Error| LoginError::Http(format!("cannot write {}: {e}", path.display()));
-        let dir = path
-            .parent()
-            .ok_or_else(|| LoginError::Http(format!("{} has no directory", path.display())))?;
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| LoginError::Http(e.to_string()))?;
-        // tempfile: O_CREAT | O_EXCL, mode 0600, a random `.tmpXXXXXX` name.
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        std::io::Write::write_all(&mut tmp, &bytes).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        // The rename itself reaches the disk with the directory.
-        if let Ok(dir) = std::fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
-    }
-
-    /// The saved server named, or the only one saved.
-    pub fn pick(&self, server: Option<&str>) -> Result<String, LoginError> {
-        match server {
-            Some(server) => {
-                let key = server.trim_end_matches('/').to_string();
-                if self.servers.contains_key(&key) {
-                    Ok(key)
-                } else {
-                    Err(LoginError::Http(format!(
-                        "not logged in to {key}; run devicegate login"
-                    )))
-                }
-            }
-            None => match self.servers.keys().collect::<Vec<_>>().as_slice() {
-                [only] => Ok((*only).clone()),
-                [] => Err(LoginError::Http(
-                    "not logged in; run devicegate login --server URL".into(),
-                )),
-                _ => Err(LoginError::Http(
-                    "logged in to several servers; pass --server".into(),
-                )),
-            },
+    #[test]
+    fn server_urls_need_a_scheme_and_a_host() {
+        assert_eq!(
+            server_url("https://auth.example.com/").ok(),
+            Some("https://auth.example.com".into())
+        );
+        assert_eq!(
+            server_url("http://127.0.0.1:8080").ok(),
+            Some("http://127.0.0.1:8080".into())
+        );
+        for bad in [
+            "auth.example.com",
+            "https://",
+            "ftp://x",
+            "//x",
+            "http:///x",
+            "",
+        ] {
+            assert!(
+                matches!(server_url(bad), Err(LoginError::BadServerUrl(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Login(args) => login::run_login(args),
         Command::Token { server } => login::run_token(server.as_deref()),
         Command::Logout { server } => login::run_logout(server.as_deref()),
+        Command::Status { server, json } => login::run_status(server.as_deref(), json),
         command => {
             logging::init(log::LevelFilter::Warn);
             run_admin(&cli.db, command)

@@ -62,7 +62,8 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
         | Command::Check(_)
         | Command::Login(_)
         | Command::Token { .. }
-        | Command::Logout { .. } => Err(Failure::new("not an admin command")),
+        | Command::Logout { .. }
+        | Command::Status { .. } => Err(Failure::new("not an admin command")),
         Command::User(command) => users::run(&store, &clock, command),
         Command::Client(command) => clients::run(&store, &clock, command),
         Command::Grant(GrantCommand::List { user, json }) => {

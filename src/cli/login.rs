@@ -1,4 +1,8 @@
-//! `devicegate login`, `token` and `logout`: the device side, over `device_client`.
+//! `devicegate login`, `token`, `logout` and `status`: the device side, over `device_client`.
+//! Errors are one line each, saying what to do next; never a Debug dump.
+
+mod status;
+mod terminal;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -8,8 +12,13 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::device_client::{self, Credentials, DeviceLogin, LoginError, PollOutcome, SavedLogin};
+use crate::device_client::{
+    self, server_url, Backoff, Credentials, DeviceLogin, LoginError, PollOutcome, SavedLogin,
+};
 use crate::logging::printable;
+
+pub use status::run_status;
+pub use terminal::QrMode;
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -25,13 +34,22 @@ pub struct LoginArgs {
     /// Open the verification page in a browser on this machine
     #[arg(long)]
     pub open: bool,
+    /// The QR code: for a light or dark terminal, or none [default: from COLORFGBG, else drawn black on white]
+    #[arg(long, env = "DEVICEGATE_QR", value_enum, default_value_t = QrMode::Auto, hide_default_value = true)]
+    pub qr: QrMode,
     /// Allow plain http to a non-loopback server
     #[arg(long)]
     pub insecure: bool,
 }
 
-/// Refresh this long before the access token expires.
+/// Refresh this long (seconds) before the access token expires.
 const REFRESH_MARGIN: u64 = 60;
+
+/// One line on stderr, exit 1.
+fn fail(e: &LoginError) -> ExitCode {
+    eprintln!("error: {}", printable(&e.to_string()));
+    ExitCode::FAILURE
+}
 
 pub fn run_login(args: LoginArgs) -> ExitCode {
     let cancelled = Arc::new(AtomicBool::new(false));
@@ -45,15 +63,17 @@ pub fn run_login(args: LoginArgs) -> ExitCode {
             ExitCode::from(130)
         }
         Err(Some(e)) => {
-            eprintln!("\nerror: {}", printable(&e.to_string()));
-            ExitCode::FAILURE
+            if std::io::stdout().is_terminal() {
+                println!();
+            }
+            fail(&e)
         }
     }
 }
 
 /// `Err(None)`: cancelled by a signal.
 fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginError>> {
-    let server = args.server.trim_end_matches('/').to_string();
+    let server = server_url(&args.server)?;
     let mut login = DeviceLogin::start_with(
         &server,
         &args.client_id,
@@ -62,25 +82,50 @@ fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginErr
     )?;
     let auth = login.authorization.clone();
     let terminal = std::io::stdout().is_terminal();
-    // Both come from the server: escaped, so a hostile server cannot drive the terminal.
+    let colour = terminal::styled(terminal);
     println!();
-    println!("  To sign in, open  {}", printable(&auth.verification_uri));
-    println!("  and enter the code  {}", printable(&auth.user_code));
-    println!();
-    if let Some(complete) = &auth.verification_uri_complete {
-        if let Some(qr) = qr_code(complete) {
+    println!(
+        "{}",
+        terminal::where_to_go(
+            "To sign in, open",
+            &auth.verification_uri,
+            &auth.user_code,
+            colour
+        )
+    );
+    let qr = auth
+        .verification_uri_complete
+        .as_deref()
+        .and_then(|complete| terminal::qr_code(complete, args.qr, colour));
+    match qr {
+        // On an 80×24 screen the lines above scroll away under the QR code (21 rows for a
+        // typical URL), so the address and the code follow it again, tightly.
+        Some(qr) => {
+            println!("  Or scan the QR code below; hard to scan? Try --qr light or --qr dark.");
             println!("{qr}");
             println!(
-                "  Or scan this with your phone; the page will still ask you to check the code."
+                "{}",
+                terminal::where_to_go(
+                    "To sign in, open",
+                    &auth.verification_uri,
+                    &auth.user_code,
+                    colour
+                )
             );
-            println!();
         }
-        if args.open {
-            let _ = std::process::Command::new("xdg-open")
-                .arg(complete)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn();
+        None => println!(),
+    }
+    if args.open {
+        let page = auth
+            .verification_uri_complete
+            .as_deref()
+            .unwrap_or(&auth.verification_uri);
+        match webbrowser::open(page) {
+            Ok(()) => println!("  Opened the page in a browser."),
+            Err(e) => eprintln!(
+                "  Could not open a browser ({}); open the address above yourself.",
+                printable(&e.to_string())
+            ),
         }
     }
     let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
@@ -89,9 +134,11 @@ fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginErr
     if !terminal {
         println!("waiting for approval");
     }
+    let mut backoff = Backoff::new(login.interval());
+    let mut wait = login.interval();
     loop {
-        // Sleep the interval in small steps so Ctrl-C is prompt.
-        let wake = Instant::now() + login.interval();
+        // Sleep in small steps so Ctrl-C is prompt.
+        let wake = (Instant::now() + wait).min(deadline);
         while Instant::now() < wake {
             if cancelled.load(Ordering::SeqCst) {
                 return Err(None);
@@ -109,36 +156,105 @@ fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginErr
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        match login.poll()? {
-            PollOutcome::Pending => {}
-            PollOutcome::SlowDown => {
+        wait = login.interval();
+        match login.poll() {
+            Ok(PollOutcome::Pending) => backoff.reset(),
+            Ok(PollOutcome::SlowDown) => {
+                backoff = Backoff::new(login.interval());
+                wait = login.interval();
                 if !terminal {
                     println!(
                         "server asked to slow down; polling every {}s",
-                        login.interval().as_secs()
+                        wait.as_secs()
                     );
                 }
             }
-            PollOutcome::Done(tokens) => {
-                let mut credentials = Credentials::load()?;
-                credentials.servers.insert(
-                    server.clone(),
-                    SavedLogin {
-                        client_id: args.client_id.clone(),
-                        endpoints: login.endpoints.clone(),
-                        tokens,
-                    },
+            Ok(PollOutcome::Done(tokens)) => return Ok(finish(args, &server, &login, tokens)?),
+            // RFC 8628 §3.5: a server restarting or failing for now is waited for, with
+            // backoff, for as long as the code lives.
+            Err(e) if e.is_transient() => {
+                if Instant::now() >= deadline {
+                    return Err(Some(LoginError::Expired));
+                }
+                wait = backoff.next(e.retry_after());
+                if terminal {
+                    println!();
+                }
+                eprintln!(
+                    "{}; trying again in {}s",
+                    printable(&e.to_string()),
+                    wait.as_secs()
                 );
-                credentials.save()?;
-                let path = Credentials::path()?;
-                println!(
-                    "\r  Signed in. Tokens saved to {}          ",
-                    path.display()
-                );
-                return Ok(());
             }
+            Err(e) => return Err(Some(e)),
         }
     }
+}
+
+/// Saves the new login, then revokes the one it replaces (RFC 7009), then says who is
+/// signed in.
+fn finish(
+    args: &LoginArgs,
+    server: &str,
+    login: &DeviceLogin,
+    tokens: device_client::Tokens,
+) -> Result<(), LoginError> {
+    let user = match device_client::user_name(&login.endpoints, &tokens.access_token) {
+        Ok(user) => user,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot ask who signed in: {}",
+                printable(&e.to_string())
+            );
+            None
+        }
+    };
+    let previous = Credentials::locked(|| {
+        let mut credentials = Credentials::load()?;
+        let previous = credentials.servers.insert(
+            server.to_string(),
+            SavedLogin {
+                client_id: args.client_id.clone(),
+                endpoints: login.endpoints.clone(),
+                tokens,
+                user: user.clone(),
+            },
+        );
+        credentials.save()?;
+        Ok(previous)
+    })?;
+    let path = Credentials::path()?;
+    match &user {
+        Some(user) => println!(
+            "\r  Signed in to {} as {}.          ",
+            printable(server),
+            printable(user)
+        ),
+        None => println!("\r  Signed in to {}.          ", printable(server)),
+    }
+    println!("  Tokens saved to {}", path.display());
+    if let Some(previous) = previous {
+        // The earlier login on this device would otherwise live on at the server, unused.
+        match revoke_saved(&previous) {
+            Ok(()) => println!("  The previous login to this server was revoked."),
+            Err(e) => eprintln!(
+                "warning: could not revoke the previous login to {} ({}); it stays valid until \
+                 it expires or is revoked on the account page",
+                printable(server),
+                printable(&e.to_string())
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Revoking the refresh token ends the whole grant at the server.
+fn revoke_saved(saved: &SavedLogin) -> Result<(), LoginError> {
+    let (token, hint) = match &saved.tokens.refresh_token {
+        Some(refresh) => (refresh.as_str(), "refresh_token"),
+        None => (saved.tokens.access_token.as_str(), "access_token"),
+    };
+    device_client::revoke(&saved.endpoints, &saved.client_id, token, hint)
 }
 
 pub fn run_token(server: Option<&str>) -> ExitCode {
@@ -147,35 +263,57 @@ pub fn run_token(server: Option<&str>) -> ExitCode {
             println!("{access_token}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {}", printable(&e.to_string()));
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
 }
 
+/// Under the credentials lock: read, refresh when about to expire, write. A process that
+/// waited for the lock reads what the one before it wrote and usually just prints it.
 fn token(server: Option<&str>) -> Result<String, LoginError> {
-    let mut credentials = Credentials::load()?;
-    let key = credentials.pick(server)?;
-    let saved = credentials
-        .servers
-        .get(&key)
-        .cloned()
-        .ok_or_else(|| LoginError::Http("not logged in".into()))?;
-    if saved.tokens.expires_at > device_client::unix_now() + REFRESH_MARGIN {
-        return Ok(saved.tokens.access_token);
-    }
-    let refresh_token =
-        saved.tokens.refresh_token.as_deref().ok_or_else(|| {
-            LoginError::Http("the access token expired; run devicegate login".into())
-        })?;
-    let tokens = device_client::refresh(&saved.endpoints, &saved.client_id, refresh_token)?;
-    let access_token = tokens.access_token.clone();
-    credentials
-        .servers
-        .insert(key, SavedLogin { tokens, ..saved });
-    credentials.save()?;
-    Ok(access_token)
+    // Not signed in, or which server: said before anything is created for the lock.
+    Credentials::load()?.pick(server)?;
+    Credentials::locked(|| {
+        let mut credentials = Credentials::load()?;
+        let key = credentials.pick(server)?;
+        let saved = credentials
+            .servers
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| LoginError::LoginEnded(key.clone()))?;
+        let now = device_client::unix_now();
+        if saved.tokens.expires_at > now + REFRESH_MARGIN {
+            return Ok(saved.tokens.access_token);
+        }
+        let Some(refresh_token) = saved.tokens.refresh_token.as_deref() else {
+            return Err(LoginError::LoginEnded(key));
+        };
+        let tokens = match device_client::refresh(&saved.endpoints, &saved.client_id, refresh_token)
+        {
+            Ok(tokens) => tokens,
+            // RFC 6749 §5.2: the grant is gone (revoked, expired, client removed).
+            Err(LoginError::OAuth { error, .. })
+                if error == "invalid_grant" || error == "invalid_client" =>
+            {
+                return Err(LoginError::LoginEnded(key))
+            }
+            // Unreachable for now, but the access token still works: use it.
+            Err(e) if e.is_transient() && saved.tokens.expires_at > now => {
+                eprintln!(
+                    "warning: could not renew the access token ({}); it expires in {}s",
+                    printable(&e.to_string()),
+                    saved.tokens.expires_at - now
+                );
+                return Ok(saved.tokens.access_token);
+            }
+            Err(e) => return Err(e),
+        };
+        let access_token = tokens.access_token.clone();
+        credentials
+            .servers
+            .insert(key, SavedLogin { tokens, ..saved });
+        credentials.save()?;
+        Ok(access_token)
+    })
 }
 
 pub fn run_logout(server: Option<&str>) -> ExitCode {
@@ -184,38 +322,20 @@ pub fn run_logout(server: Option<&str>) -> ExitCode {
             println!("logged out of {}", printable(&key));
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {}", printable(&e.to_string()));
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
 }
 
 fn logout(server: Option<&str>) -> Result<String, LoginError> {
-    let mut credentials = Credentials::load()?;
-    let key = credentials.pick(server)?;
-    if let Some(saved) = credentials.servers.get(&key) {
-        // Revoking the refresh token ends the whole grant at the server.
-        let (token, hint) = match &saved.tokens.refresh_token {
-            Some(refresh) => (refresh.as_str(), "refresh_token"),
-            None => (saved.tokens.access_token.as_str(), "access_token"),
-        };
-        device_client::revoke(&saved.endpoints, &saved.client_id, token, hint)?;
-    }
-    credentials.servers.remove(&key);
-    credentials.save()?;
-    Ok(key)
-}
-
-/// The URL as a QR code in Unicode half blocks (light on dark terminals read fine).
-fn qr_code(url: &str) -> Option<String> {
-    use qrcode::render::unicode::Dense1x2;
-    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
-    Some(
-        code.render::<Dense1x2>()
-            .dark_color(Dense1x2::Light)
-            .light_color(Dense1x2::Dark)
-            .quiet_zone(true)
-            .build(),
-    )
+    Credentials::load()?.pick(server)?;
+    Credentials::locked(|| {
+        let mut credentials = Credentials::load()?;
+        let key = credentials.pick(server)?;
+        if let Some(saved) = credentials.servers.get(&key) {
+            revoke_saved(saved)?;
+        }
+        credentials.servers.remove(&key);
+        credentials.save()?;
+        Ok(key)
+    })
 }

@@ -91,6 +91,15 @@ pub enum Command {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Show the servers this device is signed in to: user, client, scopes, token expiry
+    Status {
+        /// Only this server
+        #[arg(long)]
+        server: Option<String>,
+        /// Print JSON: {"servers": [{"server", "client_id", "user", "scope", "access_token_expires_at", "access_token_expired", "can_refresh"}]}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

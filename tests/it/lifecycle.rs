@@ -49,7 +49,9 @@ fn refresh_rotates_and_the_old_token_stops_working() {
 
 #[test]
 fn reusing_a_rotated_refresh_token_revokes_the_whole_grant() {
-    let app = TestApp::spawn();
+    // Strict rotation (RFC 9700 §4.14.2): the default grace would count a repeat 1 s later
+    // as a retry.
+    let app = TestApp::spawn_with(|c| c.refresh_grace = 0);
     let first = app.login("alice");
     let second = app
         .refresh("guest", &s(&first, "refresh_token"), None)
@@ -401,7 +403,11 @@ fn two_devices_of_one_user_are_independent_grants() {
 
 #[test]
 fn concurrent_refreshes_of_one_token_let_at_most_one_succeed() {
-    let app = std::sync::Arc::new(TestApp::spawn_with(|c| c.workers = 8));
+    // Strict rotation; the default grace is pinned in `device_cli`.
+    let app = std::sync::Arc::new(TestApp::spawn_with(|c| {
+        c.workers = 8;
+        c.refresh_grace = 0;
+    }));
     let tokens = app.login("alice");
     let rt = s(&tokens, "refresh_token");
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));

@@ -6,6 +6,7 @@ mod admin;
 mod browser;
 mod cli;
 mod device_authorization;
+mod device_cli;
 mod durability;
 mod fuzz;
 mod hostile_http;

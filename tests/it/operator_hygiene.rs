@@ -193,10 +193,14 @@ fn credentials_are_written_through_a_fresh_private_temp_file() {
         now["servers"]["http://127.0.0.1:10"]["tokens"]["access_token"],
         "second-token"
     );
-    // Nothing else was left behind: the planted links and the file itself.
+    // Nothing else was left behind: the planted links, the file itself and the private lock
+    // file (issue #13; it stays, or two processes could lock two different files).
+    let lock = std::fs::symlink_metadata(config.join("credentials.lock")).unwrap();
+    assert!(lock.file_type().is_file());
+    assert_eq!(lock.permissions().mode() & 0o777, 0o600);
     assert_eq!(
         std::fs::read_dir(&config).unwrap().count(),
-        planted.len() + 1
+        planted.len() + 2
     );
 }
 

@@ -133,7 +133,7 @@ fn retries_of_one_token_are_bounded_then_refused_without_ending_the_grant() {
 
 #[test]
 fn without_a_grace_window_any_reuse_revokes_the_grant() {
-    let app = TestApp::spawn();
+    let app = TestApp::spawn_with(|c| c.refresh_grace = 0);
     let t0 = app.login("alice");
     let t1 = refreshed(&app, &s(&t0, "refresh_token"));
     assert_oauth_error(
