@@ -13,6 +13,7 @@ mod lifecycle;
 mod metadata;
 mod oauth2_client;
 mod operations;
+mod operator_cli;
 mod operator_hygiene;
 mod pages;
 mod proxy_headers;
