@@ -180,7 +180,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             println!("removed client {client_id} with its grants and tokens");
             Ok(())
         }
-        ClientCommand::RotateSecret { client_id } => {
+        ClientCommand::RotateSecret { client_id, json } => {
             let client = store
                 .find_client(&client_id)?
                 .ok_or_else(|| unknown(&client_id))?;
@@ -198,8 +198,13 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 "client rotate-secret `{}`: the old secret stops working",
                 printable(&client_id)
             ));
-            println!("client_id: {client_id}");
-            print_secret(&secret);
+            if json {
+                print_json(&json!({"client_id": client_id, "client_secret": secret}));
+                eprintln!("{SECRET_ONCE}");
+            } else {
+                println!("client_id: {client_id}");
+                print_secret(&secret);
+            }
             Ok(())
         }
     }

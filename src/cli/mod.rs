@@ -350,7 +350,12 @@ pub enum ClientCommand {
     /// Remove a client with its pending requests, grants and tokens
     Remove { client_id: String },
     /// Give a confidential client a new secret (printed once); the old one stops working
-    RotateSecret { client_id: String },
+    RotateSecret {
+        client_id: String,
+        /// Print client_id and client_secret as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -374,6 +374,13 @@ fn a_rotated_secret_replaces_the_old_one_at_the_token_endpoint() {
     assert!(err.contains("audit: client rotate-secret `bot`"), "{err}");
     assert!(!err.contains(&new) && !err.contains(&old));
     eventually(|| poll(&old).status == 401, "the old secret refused");
+    // And once more, as JSON: the secret from before stops working in turn.
+    let (code, out, _) = run(db, &["client", "rotate-secret", "bot", "--json"], None);
+    assert_eq!(code, 0);
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rotated["client_id"], "bot");
+    let (old, new) = (new, rotated["client_secret"].as_str().unwrap().to_string());
+    eventually(|| poll(&old).status == 401, "the second secret refused");
     let refused = poll(&old);
     assert_oauth_error(&refused, 401, "invalid_client");
     let pending = poll(&new);
