@@ -99,7 +99,7 @@ pub enum Command {
 /// How values are spelled, under `serve --help` and `check --help`.
 const SETTINGS_HELP: &str = "Durations take units: 90s, 15m, 1h, 30d, 1h30m (a bare number is \
 seconds; milliseconds for --password-hash-wait-ms). Booleans from the environment: 1/0, \
-true/false, yes/no, on/off. Secrets can come from a file: DEVICEGATE_METRICS_TOKEN_FILE.";
+true/false, yes/no, on/off (empty: off). Secrets can come from a file: DEVICEGATE_METRICS_TOKEN_FILE.";
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {

@@ -10,11 +10,12 @@ use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 
-/// `true` for 1/true/yes/on/y/t, `false` for 0/false/no/off/n/f (case-insensitive).
+/// `true` for 1/true/yes/on/y/t, `false` for 0/false/no/off/n/f and for an empty value
+/// (`Environment=DEVICEGATE_TRUST_PROXY=` in a unit clears it), case-insensitive.
 pub fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" | "y" | "t" => Ok(true),
-        "0" | "false" | "no" | "off" | "n" | "f" => Ok(false),
+        "" | "0" | "false" | "no" | "off" | "n" | "f" => Ok(false),
         _ => Err(format!(
             "`{text}` is not a boolean: use 1/0, true/false, yes/no or on/off"
         )),
@@ -175,8 +176,9 @@ mod tests {
         for no in ["0", "false", "False", "no", "NO", "off", "Off"] {
             assert_eq!(parse_bool(no), Ok(false), "{no}");
         }
+        assert_eq!(parse_bool(""), Ok(false), "set but empty: off");
         assert!(parse_bool("maybe").is_err());
-        assert!(parse_bool("").is_err());
+        assert!(parse_bool("2").is_err());
     }
 
     #[test]

@@ -419,7 +419,7 @@ fn boolean_variables_take_the_usual_spellings_and_a_bad_one_is_named() {
         assert_eq!(code, 0, "{on}: {err}");
         assert!(!err.contains("pass --trust-proxy"), "{on} is true: {err}");
     }
-    for off in ["0", "false", "No", "OFF"] {
+    for off in ["0", "false", "No", "OFF", ""] {
         let (code, _, err) = check(off);
         assert_eq!(code, 0, "{off}: {err}");
         assert!(err.contains("pass --trust-proxy"), "{off} is false: {err}");
