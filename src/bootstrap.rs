@@ -1,5 +1,12 @@
 //! First-run set-up: the built-in public client `guest` that Campus's CLI and library use,
 //! and an `admin` user with a random password when the database has no users at all.
+//!
+//! The password must reach the operator exactly once, whatever runs the server: on a
+//! terminal it is printed; otherwise (systemd's journal, a container's log) it goes to a
+//! private file beside the database and only that file's path is logged.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::clock::Timestamp;
 use crate::protocol::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
@@ -10,7 +17,14 @@ pub const GUEST_CLIENT_ID: &str = "guest";
 /// Campus's default scope for the guest client.
 pub const GUEST_SCOPES: &[&str] = &["read", "write"];
 
-/// Creates `guest` when missing; leaves an operator's changes to it alone.
+/// The name the consent page shows for `guest` ("… wants to sign in"): what a person
+/// recognises, not what it is inside devicegate.
+pub const GUEST_CLIENT_NAME: &str = "Command-line sign-in";
+/// `guest`'s name before issue #13; a database still carrying it gets the new one.
+const OLD_GUEST_CLIENT_NAME: &str = "Guest (built-in public client)";
+
+/// Creates `guest` when missing; leaves an operator's changes to it alone (only the old
+/// default name is replaced by the new default).
 pub fn ensure_builtin_clients(store: &Store, now: Timestamp) -> Result<(), store::Error> {
     let scopes: Vec<String> = GUEST_SCOPES.iter().map(|s| s.to_string()).collect();
     let grants = vec![
@@ -20,7 +34,7 @@ pub fn ensure_builtin_clients(store: &Store, now: Timestamp) -> Result<(), store
     let created = store.create_client_if_missing(
         &NewClient {
             client_id: GUEST_CLIENT_ID,
-            name: "Guest (built-in public client)",
+            name: GUEST_CLIENT_NAME,
             secret_hash: None,
             scopes: &scopes,
             grant_types: &grants,
@@ -31,6 +45,8 @@ pub fn ensure_builtin_clients(store: &Store, now: Timestamp) -> Result<(), store
     )?;
     if created {
         log::info!("created the built-in public client `{GUEST_CLIENT_ID}`");
+    } else {
+        store.rename_client_if_named(GUEST_CLIENT_ID, OLD_GUEST_CLIENT_NAME, GUEST_CLIENT_NAME)?;
     }
     Ok(())
 }
@@ -52,5 +68,185 @@ pub fn ensure_first_admin(store: &Store, now: Timestamp) -> Result<Option<String
         // Another process created it at the same moment: theirs stands.
         Err(store::Error::Conflict(_)) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Where the first start leaves `admin`'s password when stdout is not a terminal:
+/// `<db>.admin-password`, beside the database (the same directory, the same owner).
+pub fn admin_password_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".admin-password");
+    PathBuf::from(name)
+}
+
+/// What the first start did about `admin`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FirstAdmin {
+    /// There were users already. `reminder`: the password file of an earlier first start is
+    /// still there (the caller reminds the operator to sign in and delete it).
+    Existing { reminder: Option<PathBuf> },
+    /// Created `admin`; the caller shows this password on the terminal, once.
+    Show(String),
+    /// Created `admin`; its password is in this 0600 file (the caller logs the path only).
+    InFile(PathBuf),
+}
+
+/// Why the first start could not create `admin`. Nothing was created.
+#[derive(Debug)]
+pub enum FirstAdminError {
+    Store(store::Error),
+    /// The password file could not be created (it exists, is a symlink, the directory is
+    /// not writable): the path and the reason.
+    File(PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for FirstAdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FirstAdminError::Store(e) => write!(f, "{e}"),
+            FirstAdminError::File(path, e) => write!(
+                f,
+                "cannot create {} for the first start's `{FIRST_ADMIN}` password ({e}); \
+                 no user was created. Remove or fix it and start again, or create a user \
+                 with `devicegate user add NAME`",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl From<store::Error> for FirstAdminError {
+    fn from(e: store::Error) -> Self {
+        FirstAdminError::Store(e)
+    }
+}
+
+/// The first start's `admin`: created on a database without users, its password either
+/// returned for the terminal (`to_file == false`) or written to `admin_password_path(db)`
+/// (created exclusively, mode 0600, never through a symlink) before the user exists, so
+/// a failure leaves no user whose password nobody saw.
+pub fn first_start(
+    store: &Store,
+    db: &Path,
+    to_file: bool,
+    now: Timestamp,
+) -> Result<FirstAdmin, FirstAdminError> {
+    let path = admin_password_path(db);
+    if store.count_users()? > 0 {
+        let reminder = std::fs::symlink_metadata(&path).is_ok().then_some(path);
+        return Ok(FirstAdmin::Existing { reminder });
+    }
+    if !to_file {
+        return Ok(match ensure_first_admin(store, now)? {
+            Some(password) => FirstAdmin::Show(password),
+            None => FirstAdmin::Existing { reminder: None },
+        });
+    }
+    let mut file = create_private(&path).map_err(|e| FirstAdminError::File(path.clone(), e))?;
+    let created = ensure_first_admin(store, now);
+    let written = match &created {
+        Ok(Some(password)) => file
+            .write_all(format!("{password}\n").as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| FirstAdminError::File(path.clone(), e)),
+        _ => Ok(()),
+    };
+    match (created, written) {
+        (Ok(Some(_)), Ok(())) => Ok(FirstAdmin::InFile(path)),
+        (Ok(Some(_)), Err(e)) => {
+            // Unwritten: take the user back so the next start tries again.
+            let _ = std::fs::remove_file(&path);
+            let _ = store.delete_user(FIRST_ADMIN);
+            Err(e)
+        }
+        (Ok(None), _) => {
+            let _ = std::fs::remove_file(&path);
+            Ok(FirstAdmin::Existing { reminder: None })
+        }
+        (Err(e), _) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e.into())
+        }
+    }
+}
+
+/// A new file: 0600, `O_EXCL` (never over an existing file or a dangling symlink),
+/// `O_NOFOLLOW`.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_file_sits_beside_the_database() {
+        assert_eq!(
+            admin_password_path(Path::new("/var/lib/devicegate/devicegate.db")),
+            Path::new("/var/lib/devicegate/devicegate.db.admin-password")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_password_file_stops_the_first_start_without_creating_admin() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("d.db");
+        let store = Store::open(&db).expect("store");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), admin_password_path(&db))
+            .expect("symlink");
+        let result = first_start(&store, &db, true, Timestamp::from_secs(0));
+        assert!(
+            matches!(result, Err(FirstAdminError::File(..))),
+            "{result:?}"
+        );
+        assert_eq!(store.count_users().expect("count"), 0);
+        assert!(
+            !dir.path().join("elsewhere").exists(),
+            "no file through the link"
+        );
+    }
+
+    #[test]
+    fn on_a_terminal_the_password_is_returned_and_no_file_is_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("d.db");
+        let store = Store::open(&db).expect("store");
+        let password = match first_start(&store, &db, false, Timestamp::from_secs(0)) {
+            Ok(FirstAdmin::Show(password)) => password,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(password.len(), 20);
+        assert!(!admin_password_path(&db).exists());
+        assert_eq!(store.count_users().expect("count"), 1);
+    }
+
+    #[test]
+    fn later_starts_remind_while_the_file_is_there() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("d.db");
+        let store = Store::open(&db).expect("store");
+        let path = match first_start(&store, &db, true, Timestamp::from_secs(0)) {
+            Ok(FirstAdmin::InFile(path)) => path,
+            other => panic!("{other:?}"),
+        };
+        let again = first_start(&store, &db, true, Timestamp::from_secs(1)).expect("start");
+        assert_eq!(
+            again,
+            FirstAdmin::Existing {
+                reminder: Some(path.clone())
+            }
+        );
+        std::fs::remove_file(&path).expect("remove");
+        let again = first_start(&store, &db, false, Timestamp::from_secs(2)).expect("start");
+        assert_eq!(again, FirstAdmin::Existing { reminder: None });
     }
 }

@@ -5,13 +5,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use devicegate::bootstrap::{ensure_first_admin, FIRST_ADMIN};
+use std::io::IsTerminal;
+
+use devicegate::bootstrap::{first_start, FirstAdmin, FirstAdminError, FIRST_ADMIN};
 use devicegate::cli::{login, run_admin, Cli, Command};
 use devicegate::config::log_level_filter;
-use devicegate::store::{self, Store};
+use devicegate::store::Store;
 use devicegate::{logging, Clock, Server};
 
 fn main() -> ExitCode {
+    devicegate::metrics::record_start();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args.into_config(cli.db)),
@@ -20,29 +23,42 @@ fn main() -> ExitCode {
         Command::Logout { server } => login::run_logout(server.as_deref()),
         Command::Status { server, json } => login::run_status(server.as_deref(), json),
         command => {
-            logging::init(log::LevelFilter::Warn);
+            // Info: admin actions write an audit line (`audit: … by …`) to stderr.
+            logging::init(log::LevelFilter::Info);
             run_admin(&cli.db, command)
         }
     }
 }
 
-fn serve(config: devicegate::Config) -> ExitCode {
-    logging::init(log_level_filter(&config.log_level).unwrap_or(log::LevelFilter::Info));
-    if let Err(problems) = config.validate() {
-        for problem in problems {
-            eprintln!("error: {problem}");
+fn serve(config: Result<devicegate::Config, Vec<String>>) -> ExitCode {
+    let config = match config.and_then(|c| c.validate().map(|()| c)) {
+        Ok(config) => config,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            return ExitCode::from(2);
         }
-        return ExitCode::from(2);
-    }
-    let first_admin = match first_admin(&config) {
-        Ok(password) => password,
+    };
+    logging::init(log_level_filter(&config.log_level).unwrap_or(log::LevelFilter::Info));
+    let db_path = config.db_path.clone();
+    // Bind (in `Server::bind`) before `admin` exists: a busy port must not cost the only
+    // showing of its password.
+    let server = match Server::bind(config) {
+        Ok(server) => server,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::bind(config) {
-        Ok(server) => server,
+    // Under systemd or in a container stdout is the journal: the password goes to a
+    // private file there, and only the file's path to the log.
+    let to_file = !std::io::stdout().is_terminal();
+    let first_admin = match Store::open(&db_path)
+        .map_err(FirstAdminError::Store)
+        .and_then(|store| first_start(&store, &db_path, to_file, Clock::system().now()))
+    {
+        Ok(first_admin) => first_admin,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
@@ -66,17 +82,7 @@ fn serve(config: devicegate::Config) -> ExitCode {
         server.local_addr(),
         server.issuer()
     );
-    if let Some(password) = first_admin {
-        // To the terminal only: the log may be shipped elsewhere.
-        println!();
-        println!("  First start: created the user `{FIRST_ADMIN}`.");
-        println!("  Password: {password}");
-        println!(
-            "  It is shown only this once. Sign in at {}/oauth/device",
-            server.issuer()
-        );
-        println!();
-    }
+    announce(&first_admin, server.issuer(), &db_path);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -86,7 +92,34 @@ fn serve(config: devicegate::Config) -> ExitCode {
     }
 }
 
-fn first_admin(config: &devicegate::Config) -> Result<Option<String>, store::Error> {
-    let store = Store::open(&config.db_path)?;
-    ensure_first_admin(&store, Clock::system().now())
+/// Tells the operator about the first start's `admin`, once, and how to get out of a lost
+/// password: `devicegate user passwd admin`.
+fn announce(first_admin: &FirstAdmin, issuer: &str, db: &std::path::Path) {
+    let passwd = format!("devicegate --db {} user passwd {FIRST_ADMIN}", db.display());
+    match first_admin {
+        FirstAdmin::Show(password) => {
+            // To the terminal only: the log may be shipped elsewhere.
+            println!();
+            println!("  First start: created the user `{FIRST_ADMIN}`.");
+            println!("  Password: {password}");
+            println!("  It is shown only this once. Sign in at {issuer}/oauth/device");
+            println!("  Lost it? Set a new one with `{passwd}`.");
+            println!();
+        }
+        // `info`, the default level: news, not a fault (a reminder on later starts is one).
+        FirstAdmin::InFile(path) => log::info!(
+            "first start: created the user `{FIRST_ADMIN}`; its password is in {} (mode 0600). \
+             Sign in at {issuer}/oauth/device, then delete the file. Lost it? Set a new one \
+             with `{passwd}`",
+            path.display()
+        ),
+        FirstAdmin::Existing {
+            reminder: Some(path),
+        } => log::warn!(
+            "the first start's password for `{FIRST_ADMIN}` is still in {}: sign in, set your \
+             own with `{passwd}`, and delete the file",
+            path.display()
+        ),
+        FirstAdmin::Existing { reminder: None } => {}
+    }
 }

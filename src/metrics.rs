@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::paths::ROUTE_LABELS;
@@ -98,8 +99,20 @@ impl Metrics {
         );
         out.push_str("# HELP devicegate_device_codes Device codes in the database by state.\n");
         out.push_str("# TYPE devicegate_device_codes gauge\n");
-        for (state, n) in device_codes {
+        // Every state, 0 included: a series that appears only once non-zero breaks
+        // `rate()` and alerts on absence (Prometheus's instrumentation practices).
+        for state in DEVICE_CODE_STATES {
+            let n: i64 = device_codes
+                .iter()
+                .filter(|(s, _)| s == state)
+                .map(|(_, n)| n)
+                .sum();
             let _ = writeln!(out, "devicegate_device_codes{{state=\"{state}\"}} {n}");
+        }
+        for (state, n) in device_codes {
+            if !DEVICE_CODE_STATES.contains(&state.as_str()) {
+                let _ = writeln!(out, "devicegate_device_codes{{state=\"{state}\"}} {n}");
+            }
         }
         for (name, help, counter) in [
             (
@@ -124,6 +137,79 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP devicegate_build_info The running version.\n\
+             # TYPE devicegate_build_info gauge\n\
+             devicegate_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        process_metrics(&mut out);
         out
+    }
+}
+
+/// Every state `devicegate_device_codes` reports, even at 0: the stored statuses, and
+/// `expired` (pending past its lifetime, not yet swept).
+pub const DEVICE_CODE_STATES: [&str; 5] = ["pending", "approved", "denied", "redeemed", "expired"];
+
+static STARTED: OnceLock<f64> = OnceLock::new();
+
+/// Notes the process's start time for `process_start_time_seconds`; `main` calls it first
+/// thing (otherwise the first `/metrics` request counts as the start).
+pub fn record_start() {
+    STARTED.get_or_init(unix_now);
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The standard process metrics (the names Prometheus's client libraries use), from
+/// `/proc/self` on Linux; elsewhere only the start time.
+fn process_metrics(out: &mut String) {
+    let started = *STARTED.get_or_init(unix_now);
+    let _ = writeln!(
+        out,
+        "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds.\n\
+         # TYPE process_start_time_seconds gauge\n\
+         process_start_time_seconds {}",
+        started.floor()
+    );
+    #[cfg(target_os = "linux")]
+    {
+        // "VmRSS:    12345 kB"
+        let resident = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status.lines().find_map(|line| {
+                    line.strip_prefix("VmRSS:")?
+                        .trim()
+                        .strip_suffix("kB")?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+            });
+        if let Some(kib) = resident {
+            let _ = writeln!(
+                out,
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+                 # TYPE process_resident_memory_bytes gauge\n\
+                 process_resident_memory_bytes {}",
+                kib * 1024
+            );
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            let _ = writeln!(
+                out,
+                "# HELP process_open_fds Number of open file descriptors.\n\
+                 # TYPE process_open_fds gauge\n\
+                 process_open_fds {}",
+                fds.count()
+            );
+        }
     }
 }

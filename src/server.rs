@@ -106,10 +106,12 @@ impl Server {
     /// As `bind`, with a chosen clock (tests move a manual one).
     pub fn bind_with_clock(config: Config, clock: Clock) -> Result<Server, Error> {
         config.validate().map_err(Error::Config)?;
+        // Bind first: a busy port must fail before anything is created (issue #13: the
+        // first start's admin password was lost when the port was taken).
+        let http = listen(&config)?;
         // Open once up front: creates the file, applies the schema, fails early.
         let store = Store::open(&config.db_path)?;
         crate::bootstrap::ensure_builtin_clients(&store, clock.now())?;
-        let http = listen(&config)?;
         let local_addr = http
             .server_addr()
             .to_ip()

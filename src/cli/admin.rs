@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{backup, clients, users, Command, GrantCommand, ServeArgs};
+use super::{backup, clients, users, CheckArgs, Command, GrantCommand};
 use crate::clock::{Clock, Timestamp};
 use crate::logging::printable;
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
@@ -109,6 +109,7 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
         }
         Command::Grant(GrantCommand::Revoke { id }) => {
             if store.revoke_grant(id, None, clock.now().secs())? {
+                audit(format_args!("grant revoke {id}"));
                 println!("revoked grant {id}");
                 Ok(())
             } else {
@@ -125,6 +126,13 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
             };
             let code = approval::decide(&store, &user_code, decision, Actor::Operator, clock.now())
                 .map_err(explain)?;
+            // The code is spent now, but its first half is all a log ever gets.
+            audit(format_args!(
+                "approve {} for `{}` (client `{}`)",
+                secrets::redacted_user_code(&code.user_code),
+                printable(&account.username),
+                printable(&code.client_id)
+            ));
             println!(
                 "approved {} for {} (client {})",
                 secrets::display_user_code(&code.user_code),
@@ -142,6 +150,11 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
                 clock.now(),
             )
             .map_err(explain)?;
+            audit(format_args!(
+                "deny {} (client `{}`)",
+                secrets::redacted_user_code(&code.user_code),
+                printable(&code.client_id)
+            ));
             println!(
                 "denied {} (client {})",
                 secrets::display_user_code(&code.user_code),
@@ -213,40 +226,170 @@ fn unlock(store: &Store, target: &str) -> Result<(), Failure> {
              name or an IP address"
         )));
     }
+    audit(format_args!(
+        "unlock {shown} ({removed} counter(s) cleared)"
+    ));
     println!("unlocked {shown} ({removed} counter(s) cleared)");
     Ok(())
 }
 
-/// `check`: every configuration problem at once (exit 2), then the database's integrity.
-fn check(db: &Path, args: ServeArgs) -> Result<(), Failure> {
-    let config = args.into_config(db.to_path_buf());
-    if let Err(problems) = config.validate() {
-        for problem in &problems {
+/// `check`: every problem at once. Configuration (exit 2), then what the server would meet
+/// at start: can it bind the listen address, can it create or open the database (its
+/// directory exists and takes new files; the file passes SQLite's integrity check) (exit 1).
+fn check(db: &Path, args: CheckArgs) -> Result<(), Failure> {
+    let json = args.json;
+    let listen = args.serve.listen.clone();
+    let address = listen.parse::<std::net::SocketAddr>().ok();
+    let (config_problems, warnings) = match args.serve.into_config(db.to_path_buf()) {
+        Ok(config) => (
+            config.validate().err().unwrap_or_default(),
+            // The warnings `serve` would log at start.
+            address.map_or_else(Vec::new, |addr| {
+                config.proxy_warnings(addr, &config.issuer_for(addr))
+            }),
+        ),
+        Err(problems) => (problems, Vec::new()),
+    };
+    let listen_problem = address.and_then(|addr| bind_problem(addr).err());
+    let database = check_database(db);
+    if json {
+        print_json(&json!({
+            "ok": config_problems.is_empty() && listen_problem.is_none() && database.is_ok(),
+            "configuration": {
+                "ok": config_problems.is_empty(),
+                "problems": config_problems,
+                "warnings": warnings,
+            },
+            "listen": {"ok": listen_problem.is_none(), "address": listen, "problem": listen_problem},
+            "database": {
+                "ok": database.is_ok(),
+                "path": db.display().to_string(),
+                "exists": db.exists(),
+                "problem": database.as_ref().err(),
+            },
+        }));
+    } else {
+        for problem in &config_problems {
             eprintln!("config: {problem}");
         }
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
+        if config_problems.is_empty() {
+            println!("configuration: ok");
+        }
+        match &listen_problem {
+            Some(problem) => eprintln!("listen: {problem}"),
+            None => println!("listen: {} can be bound", printable(&listen)),
+        }
+        match &database {
+            Ok(state) => println!("database: {state}"),
+            Err(problem) => eprintln!("database: {problem}"),
+        }
+    }
+    if !config_problems.is_empty() {
         return Err(Failure(
-            format!("{} configuration problem(s)", problems.len()),
+            format!("{} configuration problem(s)", config_problems.len()),
             2,
         ));
     }
-    println!("configuration: ok");
-    if !db.exists() {
-        println!(
-            "database: {} does not exist yet (created on first start)",
-            db.display()
-        );
-        return Ok(());
+    if listen_problem.is_some() || database.is_err() {
+        return Err(Failure::new("the server would not start"));
     }
-    let store = Store::open(db)?;
-    let report = store.integrity_check()?;
-    if report == ["ok"] {
-        println!("database: ok");
-        Ok(())
-    } else {
-        for line in &report {
-            eprintln!("database: {line}");
+    Ok(())
+}
+
+/// Binds `addr` for a moment, as `serve` would, and says why it cannot.
+fn bind_problem(addr: std::net::SocketAddr) -> Result<(), String> {
+    use std::io::ErrorKind;
+    match std::net::TcpListener::bind(addr) {
+        Ok(listener) => {
+            drop(listener);
+            Ok(())
         }
-        Err(Failure::new("the database failed its integrity check"))
+        Err(e) => Err(match e.kind() {
+            ErrorKind::AddrInUse => format!(
+                "{addr}: address in use (another program, or devicegate already running, \
+                 listens there)"
+            ),
+            ErrorKind::PermissionDenied => format!(
+                "{addr}: permission denied (ports below 1024 need root or \
+                 CAP_NET_BIND_SERVICE, e.g. AmbientCapabilities= in a systemd unit)"
+            ),
+            ErrorKind::AddrNotAvailable => {
+                format!("{addr}: address not available (not an address of this machine)")
+            }
+            _ => format!("{addr}: cannot bind: {e}"),
+        }),
+    }
+}
+
+/// The database as `serve` would meet it: `Ok` with what was found, or the problem.
+fn check_database(db: &Path) -> Result<String, String> {
+    if db.exists() {
+        let store = Store::open_existing(db).map_err(|e| e.to_string())?;
+        let report = store.integrity_check().map_err(|e| e.to_string())?;
+        return if report == ["ok"] {
+            Ok("ok".into())
+        } else {
+            Err(format!("failed its integrity check: {}", report.join("; ")))
+        };
+    }
+    let dir = match db.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "the directory {} does not exist, so {} cannot be created; create it (owned by \
+             the user devicegate runs as) or pass another --db",
+            dir.display(),
+            db.display()
+        ));
+    }
+    // Creating (and at once removing) a file is the only sure test of "may create here".
+    tempfile::Builder::new()
+        .prefix(".devicegate-check")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            format!(
+                "cannot create files in {} ({e}), so {} cannot be created",
+                dir.display(),
+                db.display()
+            )
+        })?;
+    Ok(format!(
+        "{} does not exist yet (created on first start)",
+        db.display()
+    ))
+}
+
+/// Writes an audit line for an admin action, in the server's log format on stderr:
+/// `audit: <action> by <operator>`. `what` names ids and settings, never a secret or a
+/// password; client-chosen text in it is already `printable`.
+pub(super) fn audit(what: std::fmt::Arguments<'_>) {
+    log::info!("audit: {what} by {}", operator());
+}
+
+/// Who runs this command: the login name (`sudo`'s caller when run through sudo) and,
+/// on Linux, the user id.
+fn operator() -> String {
+    let name = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next().map(str::to_string))
+        });
+    match (name, uid) {
+        (Some(name), Some(uid)) => format!("{} (uid {uid})", printable(&name)),
+        (Some(name), None) => printable(&name).into_owned(),
+        (None, Some(uid)) => format!("uid {uid}"),
+        (None, None) => "an unknown user".into(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::admin::{print_json, Failure};
+use super::admin::{audit, print_json, Failure};
 use super::ClientCommand;
 use crate::bootstrap::GUEST_CLIENT_ID;
 use crate::clock::Clock;
@@ -10,35 +10,34 @@ use crate::logging::printable;
 use crate::protocol::scope::is_scope_token;
 use crate::protocol::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::secrets;
-use crate::store::{Client, NewClient, Store};
+use crate::store::{self, Client, ClientChanges, NewClient, Store};
 
 pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Result<(), Failure> {
     match command {
         ClientCommand::Add {
             name,
+            id,
+            json,
             confidential,
             scope,
             grant_types,
             device_code_ttl,
             poll_interval,
         } => {
-            let scopes: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
-            if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
-                return Err(Failure::new(format!("`{bad}` is not a valid scope")));
-            }
+            check_name(&name)?;
+            let scopes = parse_scopes(&scope)?;
             let grants = parse_grants(&grant_types)?;
-            if device_code_ttl.is_some_and(|t| !(60..=86_400).contains(&t)) {
-                return Err(Failure::new(
-                    "--device-code-ttl: between 60 and 86400 seconds",
-                ));
-            }
-            if poll_interval.is_some_and(|i| !(1..=60).contains(&i)) {
-                return Err(Failure::new("--poll-interval: between 1 and 60 seconds"));
-            }
-            let client_id = format!("{}-{}", slug(&name), secrets::random_id(8));
+            check_lifetimes(device_code_ttl, poll_interval)?;
+            let client_id = match id {
+                Some(id) => {
+                    check_client_id(&id)?;
+                    id
+                }
+                None => format!("{}-{}", slug(&name), secrets::random_id(8)),
+            };
             let secret = confidential.then(secrets::random_token);
             let secret_hash = secret.as_deref().map(secrets::hash_secret);
-            store.create_client(
+            let created = store.create_client(
                 &NewClient {
                     client_id: &client_id,
                     name: &name,
@@ -49,11 +48,101 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                     poll_interval,
                 },
                 clock.now().secs(),
-            )?;
-            println!("client_id: {client_id}");
-            if let Some(secret) = secret {
-                print_secret(&secret);
+            );
+            match created {
+                Ok(()) => {}
+                Err(store::Error::Conflict(_)) => {
+                    return Err(Failure::new(format!(
+                        "a client `{client_id}` already exists; choose another --id (or \
+                         change it with `devicegate client edit {client_id}`)"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
             }
+            audit(format_args!(
+                "client add `{client_id}` ({}, name \"{}\", scopes \"{}\")",
+                if confidential {
+                    "confidential"
+                } else {
+                    "public"
+                },
+                printable(&name),
+                scopes.join(" ")
+            ));
+            if json {
+                print_json(&json!({"client_id": client_id, "client_secret": secret}));
+                if secret.is_some() {
+                    eprintln!("{SECRET_ONCE}");
+                }
+            } else {
+                println!("client_id: {client_id}");
+                if let Some(secret) = secret {
+                    print_secret(&secret);
+                }
+            }
+            Ok(())
+        }
+        ClientCommand::Edit {
+            client_id,
+            name,
+            scope,
+            grant_types,
+            device_code_ttl,
+            poll_interval,
+        } => {
+            if let Some(name) = &name {
+                check_name(name)?;
+            }
+            let scopes = scope.as_deref().map(parse_scopes).transpose()?;
+            let grants = grant_types.as_deref().map(parse_grants).transpose()?;
+            let device_code_ttl = device_code_ttl
+                .as_deref()
+                .map(|t| lifetime("--device-code-ttl", t))
+                .transpose()?;
+            let poll_interval = poll_interval
+                .as_deref()
+                .map(|t| lifetime("--poll-interval", t))
+                .transpose()?;
+            check_lifetimes(device_code_ttl.flatten(), poll_interval.flatten())?;
+            let changes = ClientChanges {
+                name: name.as_deref(),
+                scopes: scopes.as_deref(),
+                grant_types: grants.as_deref(),
+                device_code_ttl,
+                poll_interval,
+            };
+            let mut changed: Vec<&str> = Vec::new();
+            for (field, given) in [
+                ("name", changes.name.is_some()),
+                ("scopes", changes.scopes.is_some()),
+                ("grant types", changes.grant_types.is_some()),
+                ("device code lifetime", changes.device_code_ttl.is_some()),
+                ("poll interval", changes.poll_interval.is_some()),
+            ] {
+                if given {
+                    changed.push(field);
+                }
+            }
+            if changed.is_empty() {
+                return Err(Failure(
+                    "nothing to change: give --name, --scope, --grant-types, \
+                     --device-code-ttl or --poll-interval"
+                        .into(),
+                    2,
+                ));
+            }
+            if !store.update_client(&client_id, &changes)? {
+                return Err(unknown(&client_id));
+            }
+            audit(format_args!(
+                "client edit `{}`: {}",
+                printable(&client_id),
+                changed.join(", ")
+            ));
+            let client = store
+                .find_client(&client_id)?
+                .ok_or_else(|| unknown(&client_id))?;
+            println!("{}", line(&client));
             Ok(())
         }
         ClientCommand::List { json } => {
@@ -70,7 +159,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
         ClientCommand::Show { client_id, json } => {
             let client = store
                 .find_client(&client_id)?
-                .ok_or_else(|| Failure::new(format!("no client `{client_id}`")))?;
+                .ok_or_else(|| unknown(&client_id))?;
             if json {
                 print_json(&as_json(&client));
             } else {
@@ -85,32 +174,126 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 ));
             }
             if !store.delete_client(&client_id)? {
-                return Err(Failure::new(format!("no client `{client_id}`")));
+                return Err(unknown(&client_id));
             }
+            audit(format_args!("client remove `{}`", printable(&client_id)));
             println!("removed client {client_id} with its grants and tokens");
             Ok(())
         }
-        ClientCommand::RotateSecret { client_id } => {
+        ClientCommand::RotateSecret { client_id, json } => {
             let client = store
                 .find_client(&client_id)?
-                .ok_or_else(|| Failure::new(format!("no client `{client_id}`")))?;
+                .ok_or_else(|| unknown(&client_id))?;
             if !client.is_confidential() {
                 return Err(Failure::new(format!(
-                    "`{client_id}` is a public client: it has no secret"
+                    "`{}` is a public client: it has no secret",
+                    printable(&client_id)
                 )));
             }
             let secret = secrets::random_token();
-            store.set_client_secret(&client_id, &secrets::hash_secret(&secret))?;
-            println!("client_id: {client_id}");
-            print_secret(&secret);
+            if !store.set_client_secret(&client_id, &secrets::hash_secret(&secret))? {
+                return Err(unknown(&client_id));
+            }
+            audit(format_args!(
+                "client rotate-secret `{}`: the old secret stops working",
+                printable(&client_id)
+            ));
+            if json {
+                print_json(&json!({"client_id": client_id, "client_secret": secret}));
+                eprintln!("{SECRET_ONCE}");
+            } else {
+                println!("client_id: {client_id}");
+                print_secret(&secret);
+            }
             Ok(())
         }
     }
 }
 
+const SECRET_ONCE: &str = "Store the secret now: only its hash is kept, it cannot be shown again.";
+
 fn print_secret(secret: &str) {
     println!("client_secret: {secret}");
-    eprintln!("Store the secret now: only its hash is kept, it cannot be shown again.");
+    eprintln!("{SECRET_ONCE}");
+}
+
+fn unknown(client_id: &str) -> Failure {
+    Failure::new(format!(
+        "no client `{}` (see `devicegate client list`)",
+        printable(client_id)
+    ))
+}
+
+/// The longest client_id `--id` accepts.
+const MAX_CLIENT_ID: usize = 64;
+
+/// A chosen client_id: 1–64 of RFC 3986's unreserved characters, so it goes into a form,
+/// a URL and HTTP Basic authentication (RFC 6749 §2.3.1) without escaping.
+fn check_client_id(id: &str) -> Result<(), Failure> {
+    let unreserved = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
+    if id.is_empty() || id.len() > MAX_CLIENT_ID || !id.chars().all(unreserved) {
+        return Err(Failure(
+            format!(
+                "--id `{}`: a client_id is 1–{MAX_CLIENT_ID} of A-Z a-z 0-9 - . _ ~",
+                printable(id)
+            ),
+            2,
+        ));
+    }
+    Ok(())
+}
+
+/// The longest client name (it is shown on the consent page).
+const MAX_CLIENT_NAME: usize = 100;
+
+fn check_name(name: &str) -> Result<(), Failure> {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_CLIENT_NAME
+        || name.chars().any(crate::logging::needs_escape)
+    {
+        return Err(Failure(
+            format!("a client name is 1–{MAX_CLIENT_NAME} printable characters"),
+            2,
+        ));
+    }
+    Ok(())
+}
+
+fn parse_scopes(scope: &str) -> Result<Vec<String>, Failure> {
+    let scopes: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
+    if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
+        return Err(Failure::new(format!(
+            "`{}` is not a valid scope",
+            printable(bad)
+        )));
+    }
+    Ok(scopes)
+}
+
+/// `--device-code-ttl` / `--poll-interval` of `client edit`: a duration, or `default`
+/// (`None`: the server's setting).
+fn lifetime(flag: &str, text: &str) -> Result<Option<u64>, Failure> {
+    if text.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    super::values::parse_duration(text, super::values::Unit::Seconds)
+        .map(Some)
+        .map_err(|e| Failure(format!("{flag}: {e}, or `default`"), 2))
+}
+
+fn check_lifetimes(
+    device_code_ttl: Option<u64>,
+    poll_interval: Option<u64>,
+) -> Result<(), Failure> {
+    if device_code_ttl.is_some_and(|t| !(60..=86_400).contains(&t)) {
+        return Err(Failure::new(
+            "--device-code-ttl: between 60 and 86400 seconds",
+        ));
+    }
+    if poll_interval.is_some_and(|i| !(1..=60).contains(&i)) {
+        return Err(Failure::new("--poll-interval: between 1 and 60 seconds"));
+    }
+    Ok(())
 }
 
 fn parse_grants(grant_types: &str) -> Result<Vec<String>, Failure> {

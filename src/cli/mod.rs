@@ -6,6 +6,7 @@ mod backup;
 mod clients;
 pub mod login;
 mod users;
+pub mod values;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server
+    #[command(after_help = SETTINGS_HELP)]
     Serve(ServeArgs),
     /// Manage the people who sign in to approve devices
     #[command(subcommand)]
@@ -70,8 +72,9 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Report configuration problems (all at once) and check the database's integrity
-    Check(ServeArgs),
+    /// Report configuration problems (all at once), whether the listen address can be bound, and the database's directory and integrity
+    #[command(after_help = SETTINGS_HELP)]
+    Check(CheckArgs),
     /// Sign in to a devicegate server from this device (the device side of the flow)
     Login(login::LoginArgs),
     /// Print a valid access token for a server, refreshing it first when it is about to expire
@@ -102,6 +105,20 @@ pub enum Command {
     },
 }
 
+/// How values are spelled, under `serve --help` and `check --help`.
+const SETTINGS_HELP: &str = "Durations take units: 90s, 15m, 1h, 30d, 1h30m (a bare number is \
+seconds; milliseconds for --password-hash-wait-ms). Booleans from the environment: 1/0, \
+true/false, yes/no, on/off (empty: off). Secrets can come from a file: DEVICEGATE_METRICS_TOKEN_FILE.";
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on
@@ -114,40 +131,43 @@ pub struct ServeArgs {
     #[arg(long, env = "DEVICEGATE_WORKERS", default_value_t = config::default_workers(), hide_default_value = true)]
     pub workers: usize,
     /// Seconds a device code stays valid
-    #[arg(long, env = "DEVICEGATE_DEVICE_CODE_TTL", default_value_t = config::DEFAULT_DEVICE_CODE_TTL)]
+    #[arg(long, env = "DEVICEGATE_DEVICE_CODE_TTL", value_parser = values::SECONDS, default_value_t = config::DEFAULT_DEVICE_CODE_TTL)]
     pub device_code_ttl: u64,
     /// Seconds a device must wait between polls
-    #[arg(long, env = "DEVICEGATE_POLL_INTERVAL", default_value_t = config::DEFAULT_POLL_INTERVAL)]
+    #[arg(long, env = "DEVICEGATE_POLL_INTERVAL", value_parser = values::SECONDS, default_value_t = config::DEFAULT_POLL_INTERVAL)]
     pub poll_interval: u64,
     /// Seconds an access token lives
-    #[arg(long, env = "DEVICEGATE_ACCESS_TOKEN_TTL", default_value_t = config::DEFAULT_ACCESS_TOKEN_TTL)]
+    #[arg(long, env = "DEVICEGATE_ACCESS_TOKEN_TTL", value_parser = values::SECONDS, default_value_t = config::DEFAULT_ACCESS_TOKEN_TTL)]
     pub access_token_ttl: u64,
     /// Seconds a refresh token lives
-    #[arg(long, env = "DEVICEGATE_REFRESH_TOKEN_TTL", default_value_t = config::DEFAULT_REFRESH_TOKEN_TTL)]
+    #[arg(long, env = "DEVICEGATE_REFRESH_TOKEN_TTL", value_parser = values::SECONDS, default_value_t = config::DEFAULT_REFRESH_TOKEN_TTL)]
     pub refresh_token_ttl: u64,
     /// Seconds after a refresh in which the old refresh token counts as a retry, not reuse
-    #[arg(long, env = "DEVICEGATE_REFRESH_GRACE", default_value_t = config::DEFAULT_REFRESH_GRACE)]
+    #[arg(long, env = "DEVICEGATE_REFRESH_GRACE", value_parser = values::SECONDS, default_value_t = config::DEFAULT_REFRESH_GRACE)]
     pub refresh_grace: u64,
     /// Behind a reverse proxy: take the client IP from X-Forwarded-For and the scheme from X-Forwarded-Proto
-    #[arg(long, env = "DEVICEGATE_TRUST_PROXY")]
+    #[arg(long, env = "DEVICEGATE_TRUST_PROXY", value_parser = values::Boolish)]
     pub trust_proxy: bool,
     /// Serve GET /metrics to callers presenting this bearer token [default: metrics off]
     #[arg(long, env = "DEVICEGATE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Read the metrics bearer token from this file (one trailing newline is dropped); not together with --metrics-token
+    #[arg(long, env = "DEVICEGATE_METRICS_TOKEN_FILE", value_name = "PATH")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Seconds a connection may stay silent (an idle keep-alive connection, or a stall within any one read or write) before it is closed
-    #[arg(long, env = "DEVICEGATE_IO_TIMEOUT", default_value_t = config::DEFAULT_IO_TIMEOUT)]
+    #[arg(long, env = "DEVICEGATE_IO_TIMEOUT", value_parser = values::SECONDS, default_value_t = config::DEFAULT_IO_TIMEOUT)]
     pub io_timeout: u64,
     /// Seconds within which a request's line and headers must arrive (else 408 and close)
-    #[arg(long, env = "DEVICEGATE_HEAD_TIMEOUT", default_value_t = config::DEFAULT_HEAD_TIMEOUT)]
+    #[arg(long, env = "DEVICEGATE_HEAD_TIMEOUT", value_parser = values::SECONDS, default_value_t = config::DEFAULT_HEAD_TIMEOUT)]
     pub head_timeout: u64,
     /// Seconds within which a request's body must arrive after its headers (else 408 and close)
-    #[arg(long, env = "DEVICEGATE_BODY_TIMEOUT", default_value_t = config::DEFAULT_BODY_TIMEOUT)]
+    #[arg(long, env = "DEVICEGATE_BODY_TIMEOUT", value_parser = values::SECONDS, default_value_t = config::DEFAULT_BODY_TIMEOUT)]
     pub body_timeout: u64,
     /// The most connections one client address (IPv6: one /64) may hold open; past it, 503 and close (0: no limit; not applied with --trust-proxy)
     #[arg(long, env = "DEVICEGATE_MAX_CONNECTIONS_PER_IP", default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
     /// After SIGINT/SIGTERM, keep answering until no request has arrived for this many seconds (at most 10)
-    #[arg(long, env = "DEVICEGATE_SHUTDOWN_GRACE", default_value_t = config::DEFAULT_SHUTDOWN_GRACE)]
+    #[arg(long, env = "DEVICEGATE_SHUTDOWN_GRACE", value_parser = values::SECONDS, default_value_t = config::DEFAULT_SHUTDOWN_GRACE)]
     pub shutdown_grace: u64,
     /// Device authorizations one address (IPv6: one /64) may start per minute, in bursts of up to as many (then 429)
     #[arg(long, env = "DEVICEGATE_AUTHORIZE_LIMIT_PER_ADDRESS", default_value_t = config::DEFAULT_AUTHORIZE_LIMIT_PER_ADDRESS)]
@@ -159,10 +179,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DEVICEGATE_PASSWORD_HASH_CONCURRENCY", default_value_t = config::default_password_hash_concurrency(), hide_default_value = true)]
     pub password_hash_concurrency: usize,
     /// Milliseconds a sign-in waits for a free password verification before a 503
-    #[arg(long, env = "DEVICEGATE_PASSWORD_HASH_WAIT_MS", default_value_t = config::DEFAULT_PASSWORD_HASH_WAIT_MS)]
+    #[arg(long, env = "DEVICEGATE_PASSWORD_HASH_WAIT_MS", value_parser = values::MILLISECONDS, default_value_t = config::DEFAULT_PASSWORD_HASH_WAIT_MS)]
     pub password_hash_wait_ms: u64,
     /// Seconds of the window that sign-in and code-entry failures are counted in
-    #[arg(long, env = "DEVICEGATE_LIMIT_WINDOW", default_value_t = config::DEFAULT_LIMIT_WINDOW)]
+    #[arg(long, env = "DEVICEGATE_LIMIT_WINDOW", value_parser = values::SECONDS, default_value_t = config::DEFAULT_LIMIT_WINDOW)]
     pub limit_window: u64,
     /// Failed sign-ins for one name from one address (IPv6: /64) before that pair is locked
     #[arg(long, env = "DEVICEGATE_SIGN_IN_FAILURES_PER_NAME_ADDRESS", default_value_t = config::DEFAULT_SIGN_IN_FAILURES_PER_NAME_ADDRESS)]
@@ -174,7 +194,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DEVICEGATE_SIGN_IN_BACKOFF_AFTER", default_value_t = config::DEFAULT_SIGN_IN_BACKOFF_AFTER)]
     pub sign_in_backoff_after: u32,
     /// Seconds between further attempts for a slowed-down name (the longest wait asked)
-    #[arg(long, env = "DEVICEGATE_SIGN_IN_BACKOFF", default_value_t = config::DEFAULT_SIGN_IN_BACKOFF)]
+    #[arg(long, env = "DEVICEGATE_SIGN_IN_BACKOFF", value_parser = values::SECONDS, default_value_t = config::DEFAULT_SIGN_IN_BACKOFF)]
     pub sign_in_backoff: u64,
     /// Wrong user codes one account may submit before it is locked for the window
     #[arg(long, env = "DEVICEGATE_CODE_FAILURES_PER_ACCOUNT", default_value_t = config::DEFAULT_CODE_FAILURES_PER_ACCOUNT)]
@@ -186,7 +206,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
     pub log_level: String,
     /// Allow an http:// issuer on a non-loopback host (codes and tokens then travel in clear)
-    #[arg(long, env = "DEVICEGATE_ALLOW_INSECURE_HTTP")]
+    #[arg(long, env = "DEVICEGATE_ALLOW_INSECURE_HTTP", value_parser = values::Boolish)]
     pub allow_insecure_http: bool,
     /// The name in every page's header and title
     #[arg(long, env = "DEVICEGATE_SITE_NAME", default_value = config::DEFAULT_SITE_NAME)]
@@ -197,8 +217,34 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn into_config(self, db_path: PathBuf) -> Config {
-        Config {
+    /// The configuration these flags and variables describe, with secrets read from their
+    /// `_FILE`s; `Err`: every problem reading them (`Config::validate` checks the rest).
+    pub fn into_config(self, db_path: PathBuf) -> Result<Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let metrics_token = match (self.metrics_token, &self.metrics_token_file) {
+            (Some(_), Some(_)) => {
+                problems.push(
+                    "DEVICEGATE_METRICS_TOKEN_FILE (--metrics-token-file) and \
+                     DEVICEGATE_METRICS_TOKEN (--metrics-token) are both set; set one"
+                        .to_string(),
+                );
+                None
+            }
+            (token, None) => token,
+            (None, Some(path)) => match values::read_secret_file(path) {
+                Ok(token) => Some(token),
+                Err(e) => {
+                    problems.push(format!(
+                        "DEVICEGATE_METRICS_TOKEN_FILE (--metrics-token-file): {e}"
+                    ));
+                    None
+                }
+            },
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Config {
             db_path,
             listen: self.listen,
             issuer: self.issuer,
@@ -211,7 +257,7 @@ impl ServeArgs {
             log_level: self.log_level,
             allow_insecure_http: self.allow_insecure_http,
             trust_proxy: self.trust_proxy,
-            metrics_token: self.metrics_token,
+            metrics_token,
             io_timeout: self.io_timeout,
             head_timeout: self.head_timeout,
             body_timeout: self.body_timeout,
@@ -231,7 +277,7 @@ impl ServeArgs {
             site_name: self.site_name,
             help_text: self.help_text.filter(|text| !text.trim().is_empty()),
             ..Config::default()
-        }
+        })
     }
 }
 
@@ -264,6 +310,12 @@ pub enum ClientCommand {
     Add {
         /// A human-readable name, shown on the consent page
         name: String,
+        /// Choose the client_id (1–64 of A-Z a-z 0-9 - . _ ~) [default: from the name, plus a random suffix]
+        #[arg(long)]
+        id: Option<String>,
+        /// Print client_id and client_secret as JSON
+        #[arg(long)]
+        json: bool,
         /// Give the client a secret (it must then authenticate)
         #[arg(long)]
         confidential: bool,
@@ -273,12 +325,31 @@ pub enum ClientCommand {
         /// Space-separated grant types: device_code, refresh_token (none: a resource server)
         #[arg(long, default_value = "device_code refresh_token")]
         grant_types: String,
-        /// Seconds this client's device codes live [default: the server's]
-        #[arg(long)]
+        /// Seconds this client's device codes live (or 10m, 1h) [default: the server's]
+        #[arg(long, value_parser = values::SECONDS)]
         device_code_ttl: Option<u64>,
-        /// Seconds this client's devices wait between polls [default: the server's]
-        #[arg(long)]
+        /// Seconds this client's devices wait between polls (or 5s) [default: the server's]
+        #[arg(long, value_parser = values::SECONDS)]
         poll_interval: Option<u64>,
+    },
+    /// Change a client; only the settings given change
+    Edit {
+        client_id: String,
+        /// A human-readable name, shown on the consent page
+        #[arg(long)]
+        name: Option<String>,
+        /// Space-separated scopes the client may ask for
+        #[arg(long)]
+        scope: Option<String>,
+        /// Space-separated grant types: device_code, refresh_token (none: a resource server)
+        #[arg(long)]
+        grant_types: Option<String>,
+        /// Seconds this client's device codes live (or 10m, 1h; `default`: the server's)
+        #[arg(long)]
+        device_code_ttl: Option<String>,
+        /// Seconds this client's devices wait between polls (or 5s; `default`: the server's)
+        #[arg(long)]
+        poll_interval: Option<String>,
     },
     /// List clients
     List {
@@ -296,7 +367,12 @@ pub enum ClientCommand {
     /// Remove a client with its pending requests, grants and tokens
     Remove { client_id: String },
     /// Give a confidential client a new secret (printed once); the old one stops working
-    RotateSecret { client_id: String },
+    RotateSecret {
+        client_id: String,
+        /// Print client_id and client_secret as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

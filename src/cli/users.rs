@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::admin::{print_json, read_password, Failure};
+use super::admin::{audit, print_json, read_password, Failure};
 use super::UserCommand;
 use crate::clock::Clock;
 use crate::logging::printable;
@@ -23,6 +23,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: UserCommand) -> Result<
             let hash = hash(&read_password(&name)?)?;
             match store.create_user(&name, &hash, clock.now().secs()) {
                 Ok(_) => {
+                    audit(format_args!("user add `{}`", printable(&name)));
                     println!("added user {name}");
                     Ok(())
                 }
@@ -50,6 +51,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: UserCommand) -> Result<
         }
         UserCommand::Remove { name } => {
             found(store.delete_user(&name)?, &name)?;
+            audit(format_args!("user remove `{}`", printable(&name)));
             println!("removed user {name} and their grants");
             Ok(())
         }
@@ -60,16 +62,19 @@ pub(super) fn run(store: &Store, clock: &Clock, command: UserCommand) -> Result<
             let hash = hash(&read_password(&name)?)?;
             store.set_user_password(&name, &hash)?;
             store.delete_user_sessions(user.id)?;
+            audit(format_args!("user passwd `{}`", printable(&name)));
             println!("password changed for {name}; their browser sessions ended");
             Ok(())
         }
         UserCommand::Disable { name } => {
             found(store.set_user_disabled(&name, true)?, &name)?;
+            audit(format_args!("user disable `{}`", printable(&name)));
             println!("disabled {name}: no sign-in, and their tokens stop working");
             Ok(())
         }
         UserCommand::Enable { name } => {
             found(store.set_user_disabled(&name, false)?, &name)?;
+            audit(format_args!("user enable `{}`", printable(&name)));
             println!("enabled {name}");
             Ok(())
         }

@@ -52,6 +52,19 @@ pub struct NewClient<'a> {
     pub poll_interval: Option<u64>,
 }
 
+/// A change to a client: `None` leaves a field as it is. For the lifetimes,
+/// `Some(None)` goes back to the server's setting.
+#[derive(Debug, Default)]
+pub struct ClientChanges<'a> {
+    pub name: Option<&'a str>,
+    pub scopes: Option<&'a [String]>,
+    pub grant_types: Option<&'a [String]>,
+    /// Seconds.
+    pub device_code_ttl: Option<Option<u64>>,
+    /// Seconds.
+    pub poll_interval: Option<Option<u64>>,
+}
+
 const COLUMNS: &str = "client_id, name, secret_hash, scopes, grant_types, device_code_ttl, \
                        poll_interval, created_at";
 
@@ -140,6 +153,43 @@ impl Store {
         let changed = self.conn.execute(
             "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
             params![client_id, secret_hash],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Changes the fields given (`Some`) and leaves the rest; `false` when there is no such
+    /// client. One `UPDATE`, so a concurrent edit of other fields is never undone.
+    pub fn update_client(&self, client_id: &str, changes: &ClientChanges<'_>) -> Result<bool> {
+        let _writing = self.shared.write_turn();
+        self.forget_client(client_id);
+        let changed = self.conn.execute(
+            "UPDATE clients SET name = COALESCE(?2, name), scopes = COALESCE(?3, scopes), \
+             grant_types = COALESCE(?4, grant_types), \
+             device_code_ttl = CASE WHEN ?5 THEN ?6 ELSE device_code_ttl END, \
+             poll_interval = CASE WHEN ?7 THEN ?8 ELSE poll_interval END \
+             WHERE client_id = ?1",
+            params![
+                client_id,
+                changes.name,
+                changes.scopes.map(|s| s.join(" ")),
+                changes.grant_types.map(|g| g.join(" ")),
+                changes.device_code_ttl.is_some(),
+                changes.device_code_ttl.flatten(),
+                changes.poll_interval.is_some(),
+                changes.poll_interval.flatten(),
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Renames a client only while it still has the name `old` (a default being replaced
+    /// must not overwrite an operator's choice); true when it was renamed.
+    pub fn rename_client_if_named(&self, client_id: &str, old: &str, new: &str) -> Result<bool> {
+        let _writing = self.shared.write_turn();
+        self.forget_client(client_id);
+        let changed = self.conn.execute(
+            "UPDATE clients SET name = ?3 WHERE client_id = ?1 AND name = ?2",
+            params![client_id, old, new],
         )?;
         Ok(changed == 1)
     }

@@ -14,7 +14,7 @@ mod sessions;
 mod throttles;
 mod users;
 
-pub use clients::{Client, NewClient, CLIENT_CACHE_TTL};
+pub use clients::{Client, ClientChanges, NewClient, CLIENT_CACHE_TTL};
 pub use device_codes::{ApprovedCode, DeviceCode, DeviceCodeStatus, NewDeviceCode};
 pub use grants::{
     AccessTokenRow, GrantRow, IssuedTokens, RedeemOutcome, RefreshFacts, RefreshOutcome,

@@ -445,7 +445,7 @@ fn account_page_lists_grants_and_revokes_with_csrf_only() {
         2,
         "alice's two grants, not bob's"
     );
-    assert!(page.body.contains("Guest (built-in public client)"));
+    assert!(page.body.contains("Command-line sign-in"));
     let ids: Vec<String> = page
         .body
         .match_indices("name=\"grant_id\" value=\"")

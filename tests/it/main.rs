@@ -15,6 +15,7 @@ mod lifecycle;
 mod metadata;
 mod oauth2_client;
 mod operations;
+mod operator_cli;
 mod operator_hygiene;
 mod pages;
 mod pages_ux;

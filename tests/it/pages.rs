@@ -78,7 +78,7 @@ fn sign_in_returns_to_the_consent_page_with_the_code_kept() {
     assert_eq!(consent.status, 200);
     assert_html_security_headers(&consent);
     for expected in [
-        "Guest (built-in public client)",
+        "Command-line sign-in",
         "guest",
         codes.user_code.as_str(),
         "127.0.0.1",
