@@ -12,7 +12,13 @@ CREATE TABLE IF NOT EXISTS clients (
     grant_types     TEXT NOT NULL,     -- space-separated grant types the client may use
     device_code_ttl INTEGER,           -- NULL: the server's default
     poll_interval   INTEGER,           -- NULL: the server's default
-    created_at      INTEGER NOT NULL
+    created_at      INTEGER NOT NULL,
+    -- OpenID Connect and RFC 9068 (schema version 3):
+    access_token_format  TEXT NOT NULL DEFAULT 'opaque',  -- 'opaque' or 'jwt' (RFC 9068)
+    access_token_audience TEXT,        -- a JWT access token's `aud`; NULL: the client_id
+    id_token_signed_response_alg TEXT NOT NULL DEFAULT 'RS256',  -- 'RS256' or 'EdDSA'
+    refresh_requires_offline_access INTEGER NOT NULL DEFAULT 0  -- 1: a refresh token only
+                                       -- when the grant's scope has `offline_access`
 );
 
 CREATE TABLE IF NOT EXISTS users (
@@ -20,8 +26,14 @@ CREATE TABLE IF NOT EXISTS users (
     username      TEXT NOT NULL UNIQUE,
     password_hash TEXT NOT NULL,
     disabled      INTEGER NOT NULL DEFAULT 0,
-    created_at    INTEGER NOT NULL
+    created_at    INTEGER NOT NULL,
+    -- OpenID Connect (schema version 3):
+    subject       TEXT,               -- `sub`: random, opaque, survives a rename; set by the store
+    display_name  TEXT,               -- `name`
+    email         TEXT,               -- `email`
+    email_verified INTEGER NOT NULL DEFAULT 0  -- `email_verified`
 );
+CREATE UNIQUE INDEX IF NOT EXISTS users_by_subject ON users (subject);
 
 -- One row per device authorization request (RFC 8628 §3.1), from issue to redemption.
 CREATE TABLE IF NOT EXISTS device_codes (
@@ -38,7 +50,8 @@ CREATE TABLE IF NOT EXISTS device_codes (
     created_at        INTEGER NOT NULL,
     expires_at        INTEGER NOT NULL,
     decided_at        INTEGER,
-    decided_ip        TEXT
+    decided_ip        TEXT,
+    auth_time         INTEGER             -- when the approver signed in (OIDC `auth_time`)
 );
 CREATE INDEX IF NOT EXISTS device_codes_by_expiry ON device_codes (expires_at);
 
@@ -54,7 +67,8 @@ CREATE TABLE IF NOT EXISTS grants (
     device_user_agent TEXT,
     created_at        INTEGER NOT NULL,
     last_used_at      INTEGER NOT NULL,
-    revoked_at        INTEGER
+    revoked_at        INTEGER,
+    auth_time         INTEGER             -- when the approver signed in (OIDC `auth_time`)
 );
 CREATE INDEX IF NOT EXISTS grants_by_user ON grants (user_id);
 

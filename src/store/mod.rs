@@ -35,7 +35,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// Bump with each migration; `migrate` brings older files forward.
 /// 1: the initial schema. 2: `refresh_tokens.rotated_from` and `.grace_retries`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// A storage failure, without the backend's types.
 #[derive(Debug, Clone)]
@@ -199,6 +199,46 @@ impl Store {
                      ALTER TABLE refresh_tokens ADD COLUMN grace_retries INTEGER NOT NULL DEFAULT 0;",
                 )?;
             }
+            if (1..3).contains(&version) {
+                // 2 → 3: OpenID Connect (issue #14). Existing users get a random subject;
+                // `users_by_subject` (in SCHEMA, below) keeps subjects unique.
+                for (table, column, declaration) in [
+                    (
+                        "clients",
+                        "access_token_format",
+                        "TEXT NOT NULL DEFAULT 'opaque'",
+                    ),
+                    ("clients", "access_token_audience", "TEXT"),
+                    (
+                        "clients",
+                        "id_token_signed_response_alg",
+                        "TEXT NOT NULL DEFAULT 'RS256'",
+                    ),
+                    (
+                        "clients",
+                        "refresh_requires_offline_access",
+                        "INTEGER NOT NULL DEFAULT 0",
+                    ),
+                    ("users", "subject", "TEXT"),
+                    ("users", "display_name", "TEXT"),
+                    ("users", "email", "TEXT"),
+                    ("users", "email_verified", "INTEGER NOT NULL DEFAULT 0"),
+                    ("device_codes", "auth_time", "INTEGER"),
+                    ("grants", "auth_time", "INTEGER"),
+                ] {
+                    add_column_if_missing(&tx, table, column, declaration)?;
+                }
+                let ids: Vec<i64> = tx
+                    .prepare("SELECT id FROM users WHERE subject IS NULL")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for id in ids {
+                    tx.execute(
+                        "UPDATE users SET subject = ?1 WHERE id = ?2",
+                        rusqlite::params![users::new_subject(), id],
+                    )?;
+                }
+            }
             tx.execute_batch(SCHEMA)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
@@ -280,4 +320,24 @@ fn create_private_file(_path: &Path) -> Result<()> {
 /// Space-separated list ⇄ vector, the portable way lists are stored.
 fn split_list(list: &str) -> Vec<String> {
     list.split_whitespace().map(str::to_string).collect()
+}
+
+/// `ALTER TABLE … ADD COLUMN` unless the column is there already (a step of `migrate`).
+fn add_column_if_missing(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    column: &str,
+    declaration: &str,
+) -> Result<()> {
+    let present: bool = tx.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )?;
+    if !present {
+        tx.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+        ))?;
+    }
+    Ok(())
 }

@@ -25,13 +25,20 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
+/// A new user's OpenID Connect `sub` (OIDC Core §2): 26 random lower-case letters and
+/// digits (about 131 bits), opaque and never reassigned, so it survives a rename.
+pub(super) fn new_subject() -> String {
+    crate::secrets::random_id(26)
+}
+
 impl Store {
     /// Creates a user; `Error::Conflict` when the name is taken.
     pub fn create_user(&self, username: &str, password_hash: &str, now: i64) -> Result<i64> {
         let _writing = self.shared.write_turn();
         self.conn.execute(
-            "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
-            params![username, password_hash, now],
+            "INSERT INTO users (username, password_hash, created_at, subject) \
+             VALUES (?1, ?2, ?3, ?4)",
+            params![username, password_hash, now, new_subject()],
         )?;
         Ok(self.conn.last_insert_rowid())
     }

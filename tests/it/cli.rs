@@ -285,8 +285,9 @@ fn the_database_is_in_wal_mode_with_its_schema_version_recorded() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    // 2: refresh_tokens.rotated_from and .grace_retries (issue #12, refresh grace).
-    assert_eq!(version, 2);
+    // 2: refresh_tokens.rotated_from and .grace_retries (issue #12, refresh grace);
+    // 3: OpenID Connect's columns (issue #14).
+    assert_eq!(version, 3);
     // Foreign keys are on in the server's connections: removing a user takes their grants.
     app.login("alice");
     assert!(app.store().delete_user("alice").unwrap());

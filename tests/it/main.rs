@@ -23,6 +23,7 @@ mod proxy_headers;
 mod refresh_grace;
 mod resilience;
 mod response_headers;
+mod schema_upgrades;
 mod secrets_at_rest;
 mod sign_in_limits;
 mod support;

@@ -168,7 +168,7 @@ fn a_version_1_database_is_upgraded_for_grace_retries() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let columns: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_info('refresh_tokens')")
         .unwrap()
