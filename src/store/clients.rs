@@ -31,6 +31,14 @@ pub struct Client {
     pub device_code_ttl: Option<u64>,
     pub poll_interval: Option<u64>,
     pub created_at: i64,
+    /// `"opaque"` or `"jwt"` (RFC 9068).
+    pub access_token_format: String,
+    /// A JWT access token's `aud`; `None`: the client_id.
+    pub access_token_audience: Option<String>,
+    /// The ID token's `alg`: `"RS256"` or `"EdDSA"`.
+    pub id_token_signed_response_alg: String,
+    /// A refresh token only when the grant's scope has `offline_access`.
+    pub refresh_requires_offline_access: bool,
 }
 
 impl Client {
@@ -66,7 +74,8 @@ pub struct ClientChanges<'a> {
 }
 
 const COLUMNS: &str = "client_id, name, secret_hash, scopes, grant_types, device_code_ttl, \
-                       poll_interval, created_at";
+                       poll_interval, created_at, access_token_format, access_token_audience, \
+                       id_token_signed_response_alg, refresh_requires_offline_access";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Client> {
     Ok(Client {
@@ -78,6 +87,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Client> {
         device_code_ttl: row.get(5)?,
         poll_interval: row.get(6)?,
         created_at: row.get(7)?,
+        access_token_format: row.get(8)?,
+        access_token_audience: row.get(9)?,
+        id_token_signed_response_alg: row.get(10)?,
+        refresh_requires_offline_access: row.get(11)?,
     })
 }
 

@@ -11,9 +11,16 @@ pub struct User {
     pub password_hash: String,
     pub disabled: bool,
     pub created_at: i64,
+    /// OpenID Connect `sub`: random and opaque, kept across renames.
+    pub subject: String,
+    /// OpenID Connect `name`.
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
 }
 
-const COLUMNS: &str = "id, username, password_hash, disabled, created_at";
+const COLUMNS: &str = "id, username, password_hash, disabled, created_at, subject, \
+                       display_name, email, email_verified";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -22,6 +29,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         password_hash: row.get(2)?,
         disabled: row.get(3)?,
         created_at: row.get(4)?,
+        subject: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        display_name: row.get(6)?,
+        email: row.get(7)?,
+        email_verified: row.get(8)?,
     })
 }
 
