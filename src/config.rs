@@ -397,7 +397,7 @@ impl Config {
             ),
         ] {
             let Some(text) = text else { continue };
-            if text.chars().count() > max || text.chars().any(char::is_control) {
+            if text.chars().count() > max || text.chars().any(crate::logging::needs_escape) {
                 problems.push(format!(
                     "{flag}: plain text on one line, at most {max} characters"
                 ));
@@ -493,17 +493,19 @@ fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<(), String> {
 
 /// The issuer's path is where every route is served (`/sso` → `/sso/oauth/token`), so it
 /// must reach us as written: non-empty segments of letters, digits and
-/// `- . _ ~ ! $ & ' ( ) * + , ; = : @`, no `.` or `..` (clients remove them, RFC 3986
+/// `- . _ ~ ! $ & ' ( ) * + = : @`, no `.` or `..` (clients remove them, RFC 3986
 /// §5.2.4), no percent-encoding (clients may write it differently). One trailing `/` is
 /// allowed and ignored when building URLs (RFC 8414 §3.1 removes it too); the metadata's
 /// `issuer` stays exactly as configured. A path that is itself a route (`/account`) is
 /// refused: behind a proxy that strips it, `/account` would be both the route and the mount.
+/// No `;` or `,` either: the path is also the session cookie's `Path`, where browsers cut
+/// at `;` (RFC 6265 §4.1.1), so a cookie for `/a;b` would never come back to `/a;b/…`.
 fn check_issuer_path(path: &str) -> Result<(), String> {
     let trimmed = path.strip_suffix('/').unwrap_or(path);
     if trimmed.is_empty() {
         return Ok(());
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c);
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+=:@".contains(c);
     for segment in trimmed[1..].split('/') {
         if segment.is_empty() {
             return Err(format!("the path `{path}` has an empty segment (`//`)"));
@@ -514,7 +516,8 @@ fn check_issuer_path(path: &str) -> Result<(), String> {
         if !segment.chars().all(allowed) {
             return Err(format!(
                 "the path `{path}` may only hold letters, digits and - . _ ~ ! $ & ' ( ) * + \
-                 , ; = : @ between slashes (no percent-encoding)"
+                 = : @ between slashes (no percent-encoding; no `;` or `,`, which cookies \
+                 cannot carry)"
             ));
         }
     }
@@ -738,6 +741,8 @@ mod tests {
             "https://x/café",
             "https://x/oauth/device",
             "https://x/account/",
+            "https://x/a;b",
+            "https://x/a,b",
         ] {
             assert!(check_issuer(bad, false).is_err(), "{bad}");
         }

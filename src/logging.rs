@@ -62,10 +62,11 @@ thread_local! {
 
 /// Client-sent text made safe for a terminal or a log line: C0 controls (`\0`–`\x1f`,
 /// including CR, LF and TAB), DEL and C1 controls (U+0080–U+009F) become `\x1b`-style
-/// escapes, and the Unicode controls that reorder or break a line (bidi embeddings,
-/// overrides and isolates U+202A–U+202E, U+2066–U+2069, marks U+200E–U+200F and U+061C;
-/// line and paragraph separators U+2028, U+2029; invisible ones: zero-width U+200B–U+200D,
-/// U+2060–U+2064 and the byte-order mark U+FEFF) become `\u{202e}`-style escapes. Everything else passes unchanged, and
+/// escapes, and the Unicode characters that reorder, hide or break a line (every format
+/// character, e.g. bidi overrides U+202A–U+202E, zero-width U+200B–U+200D, tag characters
+/// U+E0020–U+E007F, the byte-order mark U+FEFF; line and paragraph separators U+2028,
+/// U+2029; Hangul fillers; see `needs_escape`) become `\u{202e}`-style escapes. Everything
+/// else passes unchanged, and
 /// text with nothing to escape is borrowed, not copied. Use it on every piece of text a
 /// device, a browser or a client sent (paths, methods, user agents, names, ids) before it
 /// reaches `log::` or a CLI table, so no escape sequence or forged line gets through.
@@ -89,19 +90,39 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// The characters `printable` escapes.
+/// The characters `printable` escapes, and that names shown to people may not hold:
+/// controls (Unicode Cc), every format character (Unicode Cf: bidi embeddings, overrides,
+/// isolates and marks, zero-width characters, invisible operators, the byte-order mark,
+/// interlinear annotations, tag characters, …), line and paragraph separators, and the
+/// Hangul fillers that render as blank space.
 pub(crate) fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{2060}'..='\u{2064}'
+            '\u{00ad}'
+                | '\u{0600}'..='\u{0605}'
                 | '\u{061c}'
+                | '\u{06dd}'
+                | '\u{070f}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08e2}'
+                | '\u{115f}'..='\u{1160}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{3164}'
                 | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1343f}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0001}'
+                | '\u{e0020}'..='\u{e007f}'
         )
 }
 

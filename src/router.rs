@@ -261,11 +261,13 @@ fn root(prefix: Prefix<'_>) -> Response {
 /// 404: a page for browsers (they prefer `text/html`), `{"error":"not_found"}` for
 /// everyone else, as before.
 fn not_found(app: &App, req: &Request, prefix: Prefix<'_>) -> Response {
-    if req.prefers_html() {
+    let answer = if req.prefers_html() {
         pages::not_found(app, prefix)
     } else {
         Response::json(404, &serde_json::json!({"error": "not_found"}))
-    }
+    };
+    // The answer depends on `Accept`: a shared cache must not hand one to the other.
+    answer.with_header("Vary", "Accept")
 }
 
 #[cfg(test)]

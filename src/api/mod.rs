@@ -99,6 +99,7 @@ pub(super) fn credentials<'a>(
 ) -> ClientCredentials<'a> {
     ClientCredentials {
         authorization: req.header("authorization"),
+        repeated_authorization: req.header_repeated("authorization"),
         client_id: params.get("client_id"),
         client_secret: params.get("client_secret"),
     }

@@ -5,9 +5,8 @@ use serde_json::json;
 use super::{credentials, error_response, params_error};
 use crate::app::Ctx;
 use crate::http::{Request, Response};
-use crate::protocol::client_auth::authenticate_client;
+use crate::protocol::client_auth::{self, authenticate_client};
 use crate::protocol::resource::{self, Introspection};
-use crate::protocol::{oauth, ErrorCode};
 
 /// `POST /oauth/revoke`: 200 for revoked, unknown and other clients' tokens alike (§2.2).
 /// Public clients authenticate with `client_id` alone, so a CLI can log out.
@@ -38,12 +37,13 @@ pub fn introspect(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         Ok(params) => params,
         Err(e) => return params_error(&e),
     };
-    let result = authenticate_client(ctx.store, credentials(req, &params)).and_then(|client| {
+    let creds = credentials(req, &params);
+    let result = authenticate_client(ctx.store, creds).and_then(|client| {
         if !client.is_confidential() {
-            return oauth(
-                ErrorCode::InvalidClient,
+            return Err(client_auth::refuse(
+                creds,
                 "introspection needs a confidential client's credentials",
-            );
+            ));
         }
         resource::introspect(
             ctx.store,
@@ -63,6 +63,18 @@ pub fn introspect(ctx: &mut Ctx<'_>, req: &Request) -> Response {
 
 /// `GET /oauth/userinfo` with `Authorization: Bearer`: who this token acts for.
 pub fn userinfo(ctx: &mut Ctx<'_>, req: &Request) -> Response {
+    if req.header_repeated("authorization") {
+        // RFC 6750 §3.1: more than one way of presenting a token is `invalid_request`.
+        return Response::json(
+            400,
+            &json!({"error": "invalid_request", "error_description": "send one Authorization header"}),
+        )
+        .with_header(
+            "WWW-Authenticate",
+            "Bearer realm=\"devicegate\", error=\"invalid_request\"",
+        )
+        .no_store();
+    }
     let Some(token) = req.bearer_token() else {
         // RFC 6750 §3.1: no credentials, no error code.
         return bearer_challenge(None);

@@ -274,7 +274,10 @@ impl ServeArgs {
             sign_in_backoff: self.sign_in_backoff,
             code_failures_per_account: self.code_failures_per_account,
             code_failures_per_address: self.code_failures_per_address,
-            site_name: self.site_name,
+            // Empty, as `Environment=DEVICEGATE_SITE_NAME=` leaves it: the default.
+            site_name: Some(self.site_name)
+                .filter(|name| !name.trim().is_empty())
+                .unwrap_or_else(|| config::DEFAULT_SITE_NAME.to_string()),
             help_text: self.help_text.filter(|text| !text.trim().is_empty()),
             ..Config::default()
         })

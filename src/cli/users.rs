@@ -14,10 +14,13 @@ pub(super) fn run(store: &Store, clock: &Clock, command: UserCommand) -> Result<
         UserCommand::Add { name } => {
             if name.is_empty()
                 || name.len() > 64
-                || name.chars().any(|c| c.is_control() || c.is_whitespace())
+                || name
+                    .chars()
+                    .any(|c| crate::logging::needs_escape(c) || c.is_whitespace())
             {
-                return Err(Failure::new(
-                    "a user name is 1–64 characters without spaces",
+                return Err(Failure(
+                    "a user name is 1–64 characters without spaces or invisible characters".into(),
+                    2,
                 ));
             }
             let hash = hash(&read_password(&name)?)?;

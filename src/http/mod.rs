@@ -253,6 +253,16 @@ impl Request {
 
     /// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1; the scheme is
     /// case-insensitive, RFC 7235 §2.1).
+    /// Was `name` sent more than once? For a field that is not a list (`Authorization`,
+    /// RFC 9110 §11.6.2) that makes the request ambiguous, so it is refused, not guessed.
+    pub fn header_repeated(&self, name: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .nth(1)
+            .is_some()
+    }
+
     pub fn bearer_token(&self) -> Option<&str> {
         let (scheme, token) = self.header("authorization")?.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

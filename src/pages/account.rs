@@ -213,7 +213,7 @@ pub fn cancel_approval(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Resp
                 &frame,
                 "Nothing to cancel",
                 "That approval is not waiting on your account: the device may have finished \
-                 signing in already (revoke it below your devices instead), or it expired.",
+                 signing in already (revoke it from your devices page instead), or it expired.",
             ),
         ),
         Err(e) => store_failure(&frame, e),

@@ -23,8 +23,13 @@ pub fn sign_in(
         frame,
         "Sign in",
         html! {
-            h1 { "Sign in to connect a device" }
-            p.muted { "A device or app is waiting for you to approve it. Sign in first." }
+            @if next.split('?').next().is_some_and(|path| path.ends_with(ACCOUNT_PATH)) {
+                h1 { "Sign in to see your devices" }
+                p.muted { "Your account page lists the devices and apps signed in as you." }
+            } @else {
+                h1 { "Sign in to connect a device" }
+                p.muted { "A device or app is waiting for you to approve it. Sign in first." }
+            }
             @if let Some(error) = error { p.error role="alert" { (error) } }
             form method="post" action={ (frame.prefix.as_str()) "/login" } {
                 (csrf_field(session))
@@ -113,7 +118,8 @@ pub fn consent(frame: &Frame<'_>, session: &Session, view: &ConsentView<'_>) -> 
                 dt { "Asked" } dd { (when::time(view.now, asked)) }
                 dt { "From" } dd { (code.device_ip) }
                 @if code.device_user_agent.is_some() {
-                    dt { "Device" } dd { (describe_device(code.device_user_agent.as_deref())) }
+                    // The device chooses its User-Agent: a claim, not a fact (RFC 8628 §5.4).
+                    dt { "Says it is" } dd { (describe_device(code.device_user_agent.as_deref())) }
                 }
             }
             form method="post" action={ (frame.prefix.as_str()) (VERIFICATION_PATH) "/decision" } {

@@ -5,7 +5,8 @@ use maud::{html, Markup};
 
 use crate::clock::Timestamp;
 
-/// `then` relative to `now`, in whole minutes, hours or days (rounded down).
+/// `then` relative to `now`, in whole minutes, hours, days, months (30 days, from 60 days
+/// on) or years (365 days), rounded down.
 pub fn relative(now: Timestamp, then: Timestamp) -> String {
     let diff = then.secs() - now.secs();
     let (amount, unit) = match diff.unsigned_abs() {
@@ -18,7 +19,9 @@ pub fn relative(now: Timestamp, then: Timestamp) -> String {
         }
         secs @ 60..=3599 => (secs / 60, "minute"),
         secs @ 3600..=86_399 => (secs / 3600, "hour"),
-        secs => (secs / 86_400, "day"),
+        secs @ 86_400..=5_183_999 => (secs / 86_400, "day"),
+        secs @ 5_184_000..=31_535_999 => (secs / 2_592_000, "month"),
+        secs => (secs / 31_536_000, "year"),
     };
     let plural = if amount == 1 { "" } else { "s" };
     if diff < 0 {
@@ -53,6 +56,11 @@ mod tests {
         assert_eq!(at(3 * 60), "in 3 minutes");
         assert_eq!(at(2 * 3600 + 5), "in 2 hours");
         assert_eq!(at(86_400), "in 1 day");
+        assert_eq!(at(-59 * 86_400), "59 days ago");
+        assert_eq!(at(-60 * 86_400), "2 months ago");
+        assert_eq!(at(-364 * 86_400), "12 months ago");
+        assert_eq!(at(-365 * 86_400), "1 year ago");
+        assert_eq!(at(-1_800_000_000), "57 years ago");
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::store::{Client, Store};
 pub struct ClientCredentials<'a> {
     /// The raw `Authorization` header value, if any.
     pub authorization: Option<&'a str>,
+    /// `Authorization` came more than once: which one would be the client's is a guess.
+    pub repeated_authorization: bool,
     pub client_id: Option<&'a str>,
     pub client_secret: Option<&'a str>,
 }
@@ -70,6 +72,12 @@ pub fn authenticate_client(
     store: &Store,
     creds: ClientCredentials<'_>,
 ) -> Result<Arc<Client>, Error> {
+    if creds.repeated_authorization {
+        return oauth(
+            ErrorCode::InvalidRequest,
+            "send one Authorization header, not several",
+        );
+    }
     match creds.authorization.and_then(parse_basic) {
         Some(Err(())) => Err(failed(true).into()),
         Some(Ok(basic)) => {
@@ -126,6 +134,17 @@ fn verify(
         Some(client) if accepted => Ok(client),
         _ => Err(failed(tried_basic).into()),
     }
+}
+
+/// The refusal for a client that authenticated but may not use this endpoint (a public
+/// client at introspection): `invalid_client`, with the Basic challenge when it tried Basic
+/// (RFC 6749 §5.2 asks for `WWW-Authenticate` whenever the client used the header).
+pub fn refuse(creds: ClientCredentials<'_>, description: &'static str) -> Error {
+    OAuthError {
+        basic_challenge: creds.authorization.and_then(parse_basic).is_some(),
+        ..OAuthError::new(ErrorCode::InvalidClient, description)
+    }
+    .into()
 }
 
 fn failed(tried_basic: bool) -> OAuthError {

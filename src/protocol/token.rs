@@ -101,8 +101,23 @@ pub fn exchange_device_code(
                     refresh_token,
                     scope: code.scope,
                 }),
+                // Something changed the code between the read and the claim: answer for
+                // what it is now (a person cancelling the approval is a denial, not a use).
                 RedeemOutcome::NotRedeemable => {
-                    oauth(ErrorCode::InvalidGrant, "device_code already used")
+                    let now_status = store.find_device_code_by_hash(&secrets::hex(&digest))?;
+                    match now_status.map(|code| code.status) {
+                        Some(DeviceCodeStatus::Denied) => {
+                            oauth(ErrorCode::AccessDenied, "the user denied the request")
+                        }
+                        Some(DeviceCodeStatus::Redeemed) => {
+                            oauth(ErrorCode::InvalidGrant, "device_code already used")
+                        }
+                        // Still approved but not claimable: its approver has been disabled.
+                        Some(_) => {
+                            oauth(ErrorCode::AccessDenied, "the approval is no longer valid")
+                        }
+                        None => oauth(ErrorCode::ExpiredToken, "the device_code has expired"),
+                    }
                 }
             }
         }

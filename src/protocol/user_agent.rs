@@ -105,7 +105,7 @@ fn printable_truncated(text: &str, max: usize) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .chars()
-        .filter(|c| !c.is_control() && !is_format_character(*c))
+        .filter(|c| !crate::logging::needs_escape(*c))
         .collect();
     if cleaned.len() <= max {
         cleaned.into_iter().collect()
@@ -114,11 +114,6 @@ fn printable_truncated(text: &str, max: usize) -> String {
         cut.push('…');
         cut
     }
-}
-
-/// Invisible characters that reorder or hide text (Unicode Cf in the ranges that matter).
-fn is_format_character(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}')
 }
 
 #[cfg(test)]
@@ -194,6 +189,14 @@ mod tests {
         assert_eq!(
             describe_device(Some("evil\u{1b}[31m \u{202e}gnp.exe\u{7}  x")),
             "evil[31m gnp.exe x"
+        );
+        // Every kind of invisible character: Arabic letter mark, tag characters, the
+        // interlinear annotation controls, a Hangul filler.
+        assert_eq!(
+            describe_device(Some(
+                "a\u{061c}b\u{e0041}\u{e007f}c\u{fff9}d\u{fffb}e\u{115f}f\u{2067}g"
+            )),
+            "abcdefg"
         );
         let long = "A".repeat(5000);
         let shown = describe_device(Some(&long));

@@ -351,6 +351,9 @@ fn an_issuer_whose_path_cannot_be_served_is_refused_at_start() {
         ("https://auth.example.com/a/../sso", "`..`"),
         ("https://auth.example.com/caf%C3%A9", "percent-encoding"),
         ("https://auth.example.com/account", "own routes"),
+        // The session cookie's Path would be cut at `;`: nobody could sign in.
+        ("https://auth.example.com/a;b", "no `;`"),
+        ("https://auth.example.com/a,b", "no `;`"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
@@ -404,6 +407,8 @@ fn an_unknown_path_is_a_page_for_browsers_and_json_for_api_clients() {
     assert!(page.header("content-security-policy").is_some());
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert!(page.body.contains("Page not found"), "{}", page.body);
+    // Which 404 depends on `Accept`: a shared cache must keep them apart.
+    assert_eq!(page.header("vary"), Some("Accept"));
     assert!(
         page.body.contains("href=\"/sso/oauth/device\""),
         "a link to the start: {}",
@@ -415,6 +420,7 @@ fn an_unknown_path_is_a_page_for_browsers_and_json_for_api_clients() {
         assert_eq!(resp.status, 404, "{accept:?}");
         assert_eq!(resp.header("content-type"), Some("application/json"));
         assert_eq!(resp.json(), serde_json::json!({"error": "not_found"}));
+        assert_eq!(resp.header("vary"), Some("Accept"), "{accept:?}");
     }
     // A browser's POST to nowhere gets the page too; HEAD the same head without a body.
     let post = app.request("POST", "/nowhere", &[("Accept", BROWSER_ACCEPT)], Some(b""));
@@ -604,4 +610,72 @@ fn a_confidential_client_with_an_empty_password_still_fails() {
         &[("Authorization", basic("backend", "s3cret").as_str())],
     );
     assert_eq!(resp.status, 200, "{}", resp.body);
+}
+
+/// RFC 6749 §5.2: a client that used the Authorization header gets `WWW-Authenticate`
+/// with every `invalid_client`, also when it authenticated as a public client that may
+/// not use the endpoint.
+#[test]
+fn a_public_client_at_introspection_with_basic_gets_the_basic_challenge() {
+    let app = TestApp::spawn();
+    let resp = app.post_form_with(
+        "/oauth/introspect",
+        &[("token", "whatever")],
+        &[("Authorization", basic("guest", "").as_str())],
+    );
+    assert_oauth_error(&resp, 401, "invalid_client");
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("Basic realm=\"devicegate\"")
+    );
+    // Without Basic there is nothing to challenge.
+    let resp = app.post_form(
+        "/oauth/introspect",
+        &[("client_id", "guest"), ("token", "x")],
+    );
+    assert_oauth_error(&resp, 401, "invalid_client");
+    assert_eq!(resp.header("www-authenticate"), None);
+}
+
+/// `Authorization` is not a list: two of them make the request ambiguous (the first one
+/// used to win silently), at the client endpoints and at userinfo alike.
+#[test]
+fn two_authorization_headers_are_refused_not_guessed() {
+    let app = TestApp::spawn();
+    app.add_client("conf", Some("s3cret"), &[DEVICE_GRANT]);
+    let addr = app.base.trim_start_matches("http://");
+    let body = "client_id=guest";
+    for path in [
+        "/oauth/device_authorize",
+        "/oauth/token",
+        "/oauth/revoke",
+        "/oauth/introspect",
+    ] {
+        let answer = crate::support::raw_http(
+            addr,
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                 Authorization: {}\r\nAuthorization: {}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                basic("guest", ""),
+                basic("conf", "s3cret"),
+                body.len()
+            )
+            .as_bytes(),
+        );
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        let json: serde_json::Value =
+            serde_json::from_str(crate::support::raw_body(&answer)).unwrap();
+        assert_eq!(json["error"], "invalid_request", "{path}");
+    }
+    let answer = crate::support::raw_http(
+        addr,
+        b"GET /oauth/userinfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+          Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("WWW-Authenticate: Bearer realm=\"devicegate\", error=\"invalid_request\""),
+        "{answer}"
+    );
 }

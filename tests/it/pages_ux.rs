@@ -513,6 +513,28 @@ fn site_name_and_help_text_come_from_the_environment_and_are_validated() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--help-text: plain text on one line, at most 500 characters"));
     assert!(err.contains("--site-name: plain text on one line, at most 60 characters"));
+    // Invisible characters that reorder or hide text are refused like line breaks.
+    for sneaky in [
+        "Room\u{202e}21",
+        "Room\u{e0041}12",
+        "Room\u{2066}12",
+        "\u{115f}Room",
+    ] {
+        let (code, _, err) = crate::cli::run(&db, &["check", "--site-name", sneaky], None);
+        assert_eq!(code, 2, "{sneaky:?}: {err}");
+        assert!(err.contains("--site-name: plain text on one line"), "{err}");
+    }
+    // An empty variable (what `Environment=DEVICEGATE_SITE_NAME=` gives) means the default.
+    let out = std::process::Command::new(crate::cli::BIN)
+        .args(["--db", db.to_str().unwrap(), "check", "--json"])
+        .env("DEVICEGATE_SITE_NAME", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -838,7 +860,10 @@ fn a_person_cancels_an_approval_then_signs_out_everywhere_in_chromium() {
     let (waiting, user_code) = authorize_as(&app, FIREFOX_ANDROID);
     app.approve(&user_code, alice);
     driver.goto(&app.url("/account"));
-    driver.wait_for("Sign in to connect a device");
+    // Opening the account page signed out asks to sign in for the account, not for a
+    // device that is not waiting.
+    let page = driver.wait_for("Sign in to see your devices");
+    assert!(!page.contains("is waiting for you"), "{page}");
     crate::browser::sign_in(&driver);
     let page = driver.wait_for("Waiting to finish signing in");
     assert!(page.contains("Firefox on Android"), "{page}");
@@ -858,5 +883,62 @@ fn a_person_cancels_an_approval_then_signs_out_everywhere_in_chromium() {
     assert_eq!(app.userinfo(access).status, 401);
     // The browser's session is gone too: the account page asks to sign in again.
     driver.goto(&app.url("/account"));
-    driver.wait_for("Sign in to connect a device");
+    // Opening the account page signed out asks to sign in for the account, not for a
+    // device that is not waiting.
+    let page = driver.wait_for("Sign in to see your devices");
+    assert!(!page.contains("is waiting for you"), "{page}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Review fixes.
+
+/// The device writes its own User-Agent: the consent page presents it as a claim, and
+/// strips every invisible character from it.
+#[test]
+fn the_consent_page_presents_the_user_agent_as_the_devices_claim() {
+    let app = TestApp::spawn();
+    app.add_user("alice");
+    let (_, user_code) = authorize_as(
+        &app,
+        "Your work laptop (verified by IT)\u{061c}\u{e0041}\u{fff9}",
+    );
+    let browser = Browser::signed_in(&app, "alice");
+    let page = browser.enter_code(&user_code);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<dt>Says it is</dt><dd>Your work laptop (verified by IT)</dd>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<dt>Device</dt>"));
+}
+
+#[test]
+fn user_names_with_invisible_characters_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::support::new_database(dir.path());
+    for sneaky in ["eve\u{202e}", "e\u{200b}ve", "eve\u{e0041}", "\u{115f}eve"] {
+        let (code, _, err) = crate::cli::run(&db, &["user", "add", sneaky], None);
+        assert_eq!(code, 2, "{sneaky:?}: {err}");
+        assert!(
+            err.contains("without spaces or invisible characters"),
+            "{err}"
+        );
+    }
+}
+
+/// When the code changes between the poll's read and its claim (the person cancels the
+/// approval, or their account is disabled), the device hears what happened, not
+/// "already used". The disabled approver is the case a test can make happen every time;
+/// the cancel race takes the same path.
+#[test]
+fn an_approval_that_can_no_longer_be_claimed_is_a_denial_not_a_used_code() {
+    let app = TestApp::spawn();
+    let alice = app.add_user("alice");
+    let codes = app.device_authorize("guest");
+    app.approve(&codes.user_code, alice);
+    assert!(app.store().set_user_disabled("alice", true).unwrap());
+    let resp = app.poll("guest", &codes.device_code);
+    crate::support::assert_oauth_error(&resp, 400, "access_denied");
 }
