@@ -287,6 +287,35 @@ pub enum UserCommand {
     Add {
         /// Login name
         name: String,
+        /// Email address (OpenID Connect `email`, released with the `email` scope)
+        #[arg(long)]
+        email: Option<String>,
+        /// Whether you vouch for the address (OpenID Connect `email_verified`): true|false [default: false]
+        #[arg(long, value_parser = values::Boolish, requires = "email")]
+        email_verified: Option<bool>,
+        /// Full name as shown to people (OpenID Connect `name`, released with the `profile` scope)
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Change a user's email address or display name; only what is given changes
+    Edit {
+        /// Login name
+        name: String,
+        /// A new email address (unverified unless --email-verified true comes with it)
+        #[arg(long, conflicts_with = "no_email")]
+        email: Option<String>,
+        /// Remove the email address
+        #[arg(long)]
+        no_email: bool,
+        /// Whether you vouch for the address (OpenID Connect `email_verified`): true|false
+        #[arg(long, value_parser = values::Boolish, conflicts_with = "no_email")]
+        email_verified: Option<bool>,
+        /// A new display name (OpenID Connect `name`)
+        #[arg(long, conflicts_with = "no_display_name")]
+        display_name: Option<String>,
+        /// Remove the display name
+        #[arg(long)]
+        no_display_name: bool,
     },
     /// List users
     List {

@@ -127,6 +127,8 @@ pub struct RefreshTokenRow {
     pub client_id: String,
     pub user_id: i64,
     pub username: String,
+    /// The user's OpenID Connect `sub`.
+    pub subject: String,
     pub scope: String,
     pub issued_at: i64,
     pub expires_at: i64,
@@ -142,6 +144,8 @@ pub struct AccessTokenRow {
     pub client_id: String,
     pub user_id: i64,
     pub username: String,
+    /// The user's OpenID Connect `sub`.
+    pub subject: String,
     pub scope: String,
     pub issued_at: i64,
     pub expires_at: i64,
@@ -221,7 +225,8 @@ impl Store {
     pub fn find_refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.grant_id, g.client_id, g.user_id, u.username, r.scope, r.issued_at, \
-             r.expires_at, r.rotated_at, g.revoked_at IS NOT NULL, u.disabled \
+             r.expires_at, r.rotated_at, g.revoked_at IS NOT NULL, u.disabled, \
+             COALESCE(u.subject, '') \
              FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              JOIN users u ON u.id = g.user_id WHERE r.token_hash = ?1",
         )?;
@@ -238,6 +243,7 @@ impl Store {
                     rotated_at: r.get(7)?,
                     grant_revoked: r.get(8)?,
                     user_disabled: r.get(9)?,
+                    subject: r.get(10)?,
                 })
             })
             .optional()?)
@@ -334,7 +340,7 @@ impl Store {
     pub fn find_access_token(&self, token_hash: &str, now: i64) -> Result<Option<AccessTokenRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT t.grant_id, g.client_id, g.user_id, u.username, t.scope, t.issued_at, \
-             t.expires_at, g.last_used_at \
+             t.expires_at, g.last_used_at, COALESCE(u.subject, '') \
              FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
              JOIN users u ON u.id = g.user_id \
              WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND g.revoked_at IS NULL \
@@ -351,6 +357,7 @@ impl Store {
                     issued_at: r.get(5)?,
                     expires_at: r.get(6)?,
                     last_used_at: r.get(7)?,
+                    subject: r.get(8)?,
                 })
             })
             .optional()?)
