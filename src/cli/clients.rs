@@ -23,6 +23,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             grant_types,
             device_code_ttl,
             poll_interval,
+            refresh_requires_offline_access,
         } => {
             check_name(&name)?;
             let scopes = parse_scopes(&scope)?;
@@ -59,15 +60,29 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 }
                 Err(e) => return Err(e.into()),
             }
+            if let Some(rule) = refresh_requires_offline_access {
+                store.update_client(
+                    &client_id,
+                    &ClientChanges {
+                        refresh_requires_offline_access: Some(rule),
+                        ..ClientChanges::default()
+                    },
+                )?;
+            }
             audit(format_args!(
-                "client add `{client_id}` ({}, name \"{}\", scopes \"{}\")",
+                "client add `{client_id}` ({}, name \"{}\", scopes \"{}\"{})",
                 if confidential {
                     "confidential"
                 } else {
                     "public"
                 },
                 printable(&name),
-                scopes.join(" ")
+                scopes.join(" "),
+                if refresh_requires_offline_access == Some(true) {
+                    ", refresh token only with offline_access"
+                } else {
+                    ""
+                }
             ));
             if json {
                 print_json(&json!({"client_id": client_id, "client_secret": secret}));
@@ -89,6 +104,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             grant_types,
             device_code_ttl,
             poll_interval,
+            refresh_requires_offline_access,
         } => {
             if let Some(name) = &name {
                 check_name(name)?;
@@ -110,6 +126,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 grant_types: grants.as_deref(),
                 device_code_ttl,
                 poll_interval,
+                refresh_requires_offline_access,
             };
             let mut changed: Vec<&str> = Vec::new();
             for (field, given) in [
@@ -118,6 +135,10 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 ("grant types", changes.grant_types.is_some()),
                 ("device code lifetime", changes.device_code_ttl.is_some()),
                 ("poll interval", changes.poll_interval.is_some()),
+                (
+                    "refresh requires offline_access",
+                    changes.refresh_requires_offline_access.is_some(),
+                ),
             ] {
                 if given {
                     changed.push(field);
@@ -126,7 +147,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             if changed.is_empty() {
                 return Err(Failure(
                     "nothing to change: give --name, --scope, --grant-types, \
-                     --device-code-ttl or --poll-interval"
+                     --device-code-ttl, --poll-interval or --refresh-requires-offline-access"
                         .into(),
                     2,
                 ));
@@ -326,12 +347,17 @@ fn line(c: &Client) -> String {
     };
     let grants: Vec<&str> = c.grant_types.iter().map(|g| short_grant(g)).collect();
     format!(
-        "{}\t{}\t{}\tscopes: {}\tgrants: {}",
+        "{}\t{}\t{}\tscopes: {}\tgrants: {}{}",
         printable(&c.client_id),
         kind,
         printable(&c.name),
         printable(&c.scopes.join(" ")),
-        printable(&grants.join(" "))
+        printable(&grants.join(" ")),
+        if c.refresh_requires_offline_access {
+            "\trefresh token: with offline_access only"
+        } else {
+            ""
+        }
     )
 }
 
@@ -340,6 +366,7 @@ fn as_json(c: &Client) -> serde_json::Value {
         "client_id": c.client_id, "name": c.name, "confidential": c.is_confidential(),
         "scopes": c.scopes, "grant_types": c.grant_types,
         "device_code_ttl": c.device_code_ttl, "poll_interval": c.poll_interval,
+        "refresh_requires_offline_access": c.refresh_requires_offline_access,
         "created_at": c.created_at,
     })
 }

@@ -360,6 +360,9 @@ pub enum ClientCommand {
         /// Seconds this client's devices wait between polls (or 5s) [default: the server's]
         #[arg(long, value_parser = values::SECONDS)]
         poll_interval: Option<u64>,
+        /// Issue a refresh token only when the granted scope includes offline_access: true|false [default: false, always one]
+        #[arg(long, value_parser = values::Boolish)]
+        refresh_requires_offline_access: Option<bool>,
     },
     /// Change a client; only the settings given change
     Edit {
@@ -379,6 +382,9 @@ pub enum ClientCommand {
         /// Seconds this client's devices wait between polls (or 5s; `default`: the server's)
         #[arg(long)]
         poll_interval: Option<String>,
+        /// Issue a refresh token only when the granted scope includes offline_access (new logins): true|false
+        #[arg(long, value_parser = values::Boolish)]
+        refresh_requires_offline_access: Option<bool>,
     },
     /// List clients
     List {

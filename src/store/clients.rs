@@ -71,6 +71,8 @@ pub struct ClientChanges<'a> {
     pub device_code_ttl: Option<Option<u64>>,
     /// Seconds.
     pub poll_interval: Option<Option<u64>>,
+    /// A refresh token only when the grant's scope has `offline_access`.
+    pub refresh_requires_offline_access: Option<bool>,
 }
 
 const COLUMNS: &str = "client_id, name, secret_hash, scopes, grant_types, device_code_ttl, \
@@ -179,7 +181,9 @@ impl Store {
             "UPDATE clients SET name = COALESCE(?2, name), scopes = COALESCE(?3, scopes), \
              grant_types = COALESCE(?4, grant_types), \
              device_code_ttl = CASE WHEN ?5 THEN ?6 ELSE device_code_ttl END, \
-             poll_interval = CASE WHEN ?7 THEN ?8 ELSE poll_interval END \
+             poll_interval = CASE WHEN ?7 THEN ?8 ELSE poll_interval END, \
+             refresh_requires_offline_access = \
+                 COALESCE(?9, refresh_requires_offline_access) \
              WHERE client_id = ?1",
             params![
                 client_id,
@@ -190,6 +194,7 @@ impl Store {
                 changes.device_code_ttl.flatten(),
                 changes.poll_interval.is_some(),
                 changes.poll_interval.flatten(),
+                changes.refresh_requires_offline_access,
             ],
         )?;
         Ok(changed == 1)

@@ -5,11 +5,12 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::{Result, Store};
 
-/// Hashes and expiry times of a freshly minted token pair.
+/// Hashes and expiry times of freshly minted tokens: an access token, and a refresh token
+/// unless `refresh_hash` is `None` (a client that requires `offline_access` for one).
 pub struct IssuedTokens<'a> {
     pub access_hash: &'a str,
     pub access_expires_at: i64,
-    pub refresh_hash: &'a str,
+    pub refresh_hash: Option<&'a str>,
     pub refresh_expires_at: i64,
 }
 
@@ -82,7 +83,7 @@ impl Store {
     }
 }
 
-/// Stores a token pair; `rotated_from`: the hash of the refresh token it was exchanged for.
+/// Stores a token pair (or only the access token, without a refresh hash); `rotated_from`: the hash of the refresh token it was exchanged for.
 /// RFC 6749 §6: a new refresh token keeps the grant's scope, while the access token carries
 /// the (possibly narrowed) scope asked for.
 fn insert_token_pair(
@@ -105,12 +106,15 @@ fn insert_token_pair(
         now,
         tokens.access_expires_at
     ])?;
+    let Some(refresh_hash) = tokens.refresh_hash else {
+        return Ok(());
+    };
     tx.prepare_cached(
         "INSERT INTO refresh_tokens (token_hash, grant_id, scope, issued_at, expires_at, \
          rotated_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
-        tokens.refresh_hash,
+        refresh_hash,
         grant_id,
         refresh_scope,
         now,
@@ -452,15 +456,18 @@ impl Store {
         Ok(())
     }
 
-    /// Grants that still have a live refresh token, newest first; all users or one.
+    /// Grants that still have a live refresh token (or, for a grant issued without one, a
+    /// live access token), newest first; all users or one.
     pub fn list_active_grants(&self, user_id: Option<i64>, now: i64) -> Result<Vec<GrantRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT g.id, u.username, g.client_id, c.name, g.scope, g.approved_at, g.approved_ip, \
              g.device_ip, g.device_user_agent, g.last_used_at \
              FROM grants g JOIN users u ON u.id = g.user_id JOIN clients c ON c.client_id = g.client_id \
              WHERE g.revoked_at IS NULL AND (?1 IS NULL OR g.user_id = ?1) \
-             AND EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = g.id \
-                         AND r.rotated_at IS NULL AND r.expires_at > ?2) \
+             AND (EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = g.id \
+                          AND r.rotated_at IS NULL AND r.expires_at > ?2) \
+                  OR EXISTS (SELECT 1 FROM access_tokens a WHERE a.grant_id = g.id \
+                             AND a.expires_at > ?2)) \
              ORDER BY g.approved_at DESC, g.id DESC",
         )?;
         let rows = stmt.query_map(params![user_id, now], |r| {
