@@ -7,7 +7,7 @@ use super::ClientCommand;
 use crate::bootstrap::GUEST_CLIENT_ID;
 use crate::clock::Clock;
 use crate::logging::printable;
-use crate::protocol::scope::is_scope_token;
+use crate::protocol::scope::{is_scope_token, OFFLINE_ACCESS_SCOPE};
 use crate::protocol::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::secrets;
 use crate::store::{self, Client, ClientChanges, NewClient, Store};
@@ -84,6 +84,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                     ""
                 }
             ));
+            warn_if_never_refreshed(&scopes, refresh_requires_offline_access == Some(true));
             if json {
                 print_json(&json!({"client_id": client_id, "client_secret": secret}));
                 if secret.is_some() {
@@ -164,6 +165,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 .find_client(&client_id)?
                 .ok_or_else(|| unknown(&client_id))?;
             println!("{}", line(&client));
+            warn_if_never_refreshed(&client.scopes, client.refresh_requires_offline_access);
             Ok(())
         }
         ClientCommand::List { json } => {
@@ -236,6 +238,17 @@ const SECRET_ONCE: &str = "Store the secret now: only its hash is kept, it canno
 fn print_secret(secret: &str) {
     println!("client_secret: {secret}");
     eprintln!("{SECRET_ONCE}");
+}
+
+/// A client that needs `offline_access` for a refresh token but may not ask for it would
+/// never get one: allowed, but almost certainly not meant, so say so on stderr.
+fn warn_if_never_refreshed(scopes: &[String], requires_offline_access: bool) {
+    if requires_offline_access && !scopes.iter().any(|s| s == OFFLINE_ACCESS_SCOPE) {
+        eprintln!(
+            "warning: this client needs offline_access for a refresh token but may not ask \
+             for it, so it will never get one; add offline_access to --scope"
+        );
+    }
 }
 
 fn unknown(client_id: &str) -> Failure {

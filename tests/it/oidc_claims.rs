@@ -331,6 +331,7 @@ fn a_client_that_opts_in_gets_a_refresh_token_only_with_offline_access() {
         err.contains("refresh token only with offline_access"),
         "audit line: {err}"
     );
+    assert!(!err.contains("warning"), "{err}");
     let (_, out, _) = run(db, &["client", "show", "kube", "--json"], None);
     let shown: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["refresh_requires_offline_access"], true);
@@ -383,6 +384,27 @@ fn a_client_that_opts_in_gets_a_refresh_token_only_with_offline_access() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("not a boolean"), "{err}");
+    // Requiring offline_access of a client that may not ask for it: done, with a warning.
+    let (code, _, err) = run(
+        db,
+        &[
+            "client",
+            "edit",
+            "kube",
+            "--scope",
+            "openid profile",
+            "--refresh-requires-offline-access",
+            "true",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "warning: this client needs offline_access for a refresh token but may not ask for it"
+        ),
+        "{err}"
+    );
 }
 
 // ---- users: profile flags through the binary ----
