@@ -9,13 +9,26 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::clock::Timestamp;
+use crate::protocol::scope::{EMAIL_SCOPE, OFFLINE_ACCESS_SCOPE, OPENID_SCOPE, PROFILE_SCOPE};
 use crate::protocol::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::secrets;
 use crate::store::{self, NewClient, Store};
 
 pub const GUEST_CLIENT_ID: &str = "guest";
-/// Campus's default scope for the guest client.
-pub const GUEST_SCOPES: &[&str] = &["read", "write"];
+/// What `guest` may ask for: Campus's `read write` (also its default when it names no
+/// scope, see `protocol::scope::default_scope`) and the four OpenID Connect scopes, so
+/// kubelogin, MSAL and other OpenID Connect clients can sign in with it.
+pub const GUEST_SCOPES: &[&str] = &[
+    "read",
+    "write",
+    OPENID_SCOPE,
+    PROFILE_SCOPE,
+    EMAIL_SCOPE,
+    OFFLINE_ACCESS_SCOPE,
+];
+/// `guest`'s scopes before issue #14; a database still carrying exactly these gets
+/// `GUEST_SCOPES`.
+const OLD_GUEST_SCOPES: &[&str] = &["read", "write"];
 
 /// The name the consent page shows for `guest` ("… wants to sign in"): what a person
 /// recognises, not what it is inside devicegate.
@@ -24,7 +37,7 @@ pub const GUEST_CLIENT_NAME: &str = "Command-line sign-in";
 const OLD_GUEST_CLIENT_NAME: &str = "Guest (built-in public client)";
 
 /// Creates `guest` when missing; leaves an operator's changes to it alone (only the old
-/// default name is replaced by the new default).
+/// default name and the old default scope list are replaced by the new defaults).
 pub fn ensure_builtin_clients(store: &Store, now: Timestamp) -> Result<(), store::Error> {
     let scopes: Vec<String> = GUEST_SCOPES.iter().map(|s| s.to_string()).collect();
     let grants = vec![
@@ -47,6 +60,14 @@ pub fn ensure_builtin_clients(store: &Store, now: Timestamp) -> Result<(), store
         log::info!("created the built-in public client `{GUEST_CLIENT_ID}`");
     } else {
         store.rename_client_if_named(GUEST_CLIENT_ID, OLD_GUEST_CLIENT_NAME, GUEST_CLIENT_NAME)?;
+        let old: Vec<String> = OLD_GUEST_SCOPES.iter().map(|s| s.to_string()).collect();
+        if store.set_client_scopes_if(GUEST_CLIENT_ID, &old, &scopes)? {
+            log::info!(
+                "the built-in client `{GUEST_CLIENT_ID}` may now also ask for the OpenID \
+                 Connect scopes: {}",
+                scopes.join(" ")
+            );
+        }
     }
     Ok(())
 }

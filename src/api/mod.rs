@@ -18,18 +18,31 @@ use serde_json::json;
 use crate::app::Ctx;
 use crate::http::{ParamsError, Request, Response};
 use crate::paths::{self, Prefix};
+use crate::protocol::claims::CLAIMS_SUPPORTED;
 use crate::protocol::client_auth::ClientCredentials;
+use crate::protocol::scope::OIDC_SCOPES;
 use crate::protocol::{self, ErrorCode, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::store;
 
 /// `GET /.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`
 /// (RFC 8414 §2–3), also path-inserted (§3.1) and under each mount: the same document at
 /// all of them, `issuer` exactly as configured, endpoints under the mount the request
-/// came in on (under `/auth/v1` when fetched under `/auth/v1`).
+/// came in on (under `/auth/v1` when fetched under `/auth/v1`). The same document serves
+/// as OpenID Connect Discovery 1.0 §3 provider metadata.
+///
+/// No authorization endpoint exists (devicegate has no authorization-code or implicit
+/// flow), so `authorization_endpoint` is left out, as RFC 8414 §2 allows when no listed
+/// grant uses it. `response_types_supported` is REQUIRED by RFC 8414 §2 and OIDC Discovery
+/// §3, and an empty list is refused by validators (Authlib); `["none"]` is the one value
+/// that promises no credential from an authorization endpoint (OAuth 2.0 Multiple Response
+/// Type Encoding Practices §4), so no client is led to expect a flow that is not there.
 pub fn metadata(ctx: &mut Ctx<'_>, prefix: Prefix<'_>) -> Response {
     let scopes = match ctx.store.list_clients() {
         Ok(clients) => {
+            // Every client's scopes, and the OpenID Connect ones every client may name
+            // (narrowed away when not allowed, see `protocol::scope`).
             let mut all: Vec<String> = clients.into_iter().flat_map(|c| c.scopes).collect();
+            all.extend(OIDC_SCOPES.iter().map(|s| s.to_string()));
             all.sort();
             all.dedup();
             all
@@ -53,8 +66,12 @@ pub fn metadata(ctx: &mut Ctx<'_>, prefix: Prefix<'_>) -> Response {
             "token_endpoint_auth_methods_supported":
                 ["none", "client_secret_basic", "client_secret_post"],
             "scopes_supported": scopes,
-            // No authorization endpoint: devicegate only does the device grant.
-            "response_types_supported": [],
+            // OpenID Connect Discovery §3. (`jwks_uri` and
+            // `id_token_signing_alg_values_supported` come with the signing keys.)
+            "claims_supported": CLAIMS_SUPPORTED,
+            "subject_types_supported": ["public"],
+            // No authorization endpoint, see above.
+            "response_types_supported": ["none"],
         }),
     )
     .with_header("Cache-Control", "public, max-age=300")

@@ -61,7 +61,8 @@ pub fn introspect(ctx: &mut Ctx<'_>, req: &Request) -> Response {
     }
 }
 
-/// `GET /oauth/userinfo` with `Authorization: Bearer`: who this token acts for.
+/// `GET /oauth/userinfo` with `Authorization: Bearer` (OIDC Core §5.3): the claims the
+/// token's scope releases, `sub` always, plus `username`, `scope` and `client_id`.
 pub fn userinfo(ctx: &mut Ctx<'_>, req: &Request) -> Response {
     if req.header_repeated("authorization") {
         // RFC 6750 §3.1: more than one way of presenting a token is `invalid_request`.
@@ -79,18 +80,13 @@ pub fn userinfo(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         // RFC 6750 §3.1: no credentials, no error code.
         return bearer_challenge(None);
     };
-    match resource::bearer(ctx.store, token, ctx.now) {
-        Ok(Some(row)) => Response::json(
-            200,
-            &json!({
-                "sub": row.user_id.to_string(),
-                "username": row.username,
-                "scope": row.scope,
-                "client_id": row.client_id,
-            }),
-        )
-        .no_store(),
-        Ok(None) => bearer_challenge(Some("the access token is invalid, expired or revoked")),
+    let invalid = "the access token is invalid, expired or revoked";
+    match resource::bearer(ctx.store, token, ctx.now).and_then(|row| {
+        row.map(|row| resource::userinfo(ctx.store, &row))
+            .transpose()
+    }) {
+        Ok(Some(Some(claims))) => Response::json(200, &claims).no_store(),
+        Ok(Some(None) | None) => bearer_challenge(Some(invalid)),
         Err(e) => error_response(e),
     }
 }

@@ -7,7 +7,7 @@ use super::ClientCommand;
 use crate::bootstrap::GUEST_CLIENT_ID;
 use crate::clock::Clock;
 use crate::logging::printable;
-use crate::protocol::scope::is_scope_token;
+use crate::protocol::scope::{is_scope_token, OFFLINE_ACCESS_SCOPE};
 use crate::protocol::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::secrets;
 use crate::store::{self, Client, ClientChanges, NewClient, Store};
@@ -23,6 +23,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             grant_types,
             device_code_ttl,
             poll_interval,
+            refresh_requires_offline_access,
         } => {
             check_name(&name)?;
             let scopes = parse_scopes(&scope)?;
@@ -59,16 +60,31 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 }
                 Err(e) => return Err(e.into()),
             }
+            if let Some(rule) = refresh_requires_offline_access {
+                store.update_client(
+                    &client_id,
+                    &ClientChanges {
+                        refresh_requires_offline_access: Some(rule),
+                        ..ClientChanges::default()
+                    },
+                )?;
+            }
             audit(format_args!(
-                "client add `{client_id}` ({}, name \"{}\", scopes \"{}\")",
+                "client add `{client_id}` ({}, name \"{}\", scopes \"{}\"{})",
                 if confidential {
                     "confidential"
                 } else {
                     "public"
                 },
                 printable(&name),
-                scopes.join(" ")
+                scopes.join(" "),
+                if refresh_requires_offline_access == Some(true) {
+                    ", refresh token only with offline_access"
+                } else {
+                    ""
+                }
             ));
+            warn_if_never_refreshed(&scopes, refresh_requires_offline_access == Some(true));
             if json {
                 print_json(&json!({"client_id": client_id, "client_secret": secret}));
                 if secret.is_some() {
@@ -89,6 +105,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             grant_types,
             device_code_ttl,
             poll_interval,
+            refresh_requires_offline_access,
         } => {
             if let Some(name) = &name {
                 check_name(name)?;
@@ -110,6 +127,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 grant_types: grants.as_deref(),
                 device_code_ttl,
                 poll_interval,
+                refresh_requires_offline_access,
             };
             let mut changed: Vec<&str> = Vec::new();
             for (field, given) in [
@@ -118,6 +136,10 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 ("grant types", changes.grant_types.is_some()),
                 ("device code lifetime", changes.device_code_ttl.is_some()),
                 ("poll interval", changes.poll_interval.is_some()),
+                (
+                    "refresh requires offline_access",
+                    changes.refresh_requires_offline_access.is_some(),
+                ),
             ] {
                 if given {
                     changed.push(field);
@@ -126,7 +148,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             if changed.is_empty() {
                 return Err(Failure(
                     "nothing to change: give --name, --scope, --grant-types, \
-                     --device-code-ttl or --poll-interval"
+                     --device-code-ttl, --poll-interval or --refresh-requires-offline-access"
                         .into(),
                     2,
                 ));
@@ -143,6 +165,7 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 .find_client(&client_id)?
                 .ok_or_else(|| unknown(&client_id))?;
             println!("{}", line(&client));
+            warn_if_never_refreshed(&client.scopes, client.refresh_requires_offline_access);
             Ok(())
         }
         ClientCommand::List { json } => {
@@ -215,6 +238,17 @@ const SECRET_ONCE: &str = "Store the secret now: only its hash is kept, it canno
 fn print_secret(secret: &str) {
     println!("client_secret: {secret}");
     eprintln!("{SECRET_ONCE}");
+}
+
+/// A client that needs `offline_access` for a refresh token but may not ask for it would
+/// never get one: allowed, but almost certainly not meant, so say so on stderr.
+fn warn_if_never_refreshed(scopes: &[String], requires_offline_access: bool) {
+    if requires_offline_access && !scopes.iter().any(|s| s == OFFLINE_ACCESS_SCOPE) {
+        eprintln!(
+            "warning: this client needs offline_access for a refresh token but may not ask \
+             for it, so it will never get one; add offline_access to --scope"
+        );
+    }
 }
 
 fn unknown(client_id: &str) -> Failure {
@@ -326,12 +360,17 @@ fn line(c: &Client) -> String {
     };
     let grants: Vec<&str> = c.grant_types.iter().map(|g| short_grant(g)).collect();
     format!(
-        "{}\t{}\t{}\tscopes: {}\tgrants: {}",
+        "{}\t{}\t{}\tscopes: {}\tgrants: {}{}",
         printable(&c.client_id),
         kind,
         printable(&c.name),
         printable(&c.scopes.join(" ")),
-        printable(&grants.join(" "))
+        printable(&grants.join(" ")),
+        if c.refresh_requires_offline_access {
+            "\trefresh token: with offline_access only"
+        } else {
+            ""
+        }
     )
 }
 
@@ -340,6 +379,7 @@ fn as_json(c: &Client) -> serde_json::Value {
         "client_id": c.client_id, "name": c.name, "confidential": c.is_confidential(),
         "scopes": c.scopes, "grant_types": c.grant_types,
         "device_code_ttl": c.device_code_ttl, "poll_interval": c.poll_interval,
+        "refresh_requires_offline_access": c.refresh_requires_offline_access,
         "created_at": c.created_at,
     })
 }

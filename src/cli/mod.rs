@@ -290,6 +290,35 @@ pub enum UserCommand {
     Add {
         /// Login name
         name: String,
+        /// Email address (OpenID Connect `email`, released with the `email` scope)
+        #[arg(long)]
+        email: Option<String>,
+        /// Whether you vouch for the address (OpenID Connect `email_verified`): true|false [default: false]
+        #[arg(long, value_parser = values::Boolish, requires = "email")]
+        email_verified: Option<bool>,
+        /// Full name as shown to people (OpenID Connect `name`, released with the `profile` scope)
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Change a user's email address or display name; only what is given changes
+    Edit {
+        /// Login name
+        name: String,
+        /// A new email address (unverified unless --email-verified true comes with it)
+        #[arg(long, conflicts_with = "no_email")]
+        email: Option<String>,
+        /// Remove the email address
+        #[arg(long)]
+        no_email: bool,
+        /// Whether you vouch for the address (OpenID Connect `email_verified`): true|false
+        #[arg(long, value_parser = values::Boolish, conflicts_with = "no_email")]
+        email_verified: Option<bool>,
+        /// A new display name (OpenID Connect `name`)
+        #[arg(long, conflicts_with = "no_display_name")]
+        display_name: Option<String>,
+        /// Remove the display name
+        #[arg(long)]
+        no_display_name: bool,
     },
     /// List users
     List {
@@ -334,6 +363,9 @@ pub enum ClientCommand {
         /// Seconds this client's devices wait between polls (or 5s) [default: the server's]
         #[arg(long, value_parser = values::SECONDS)]
         poll_interval: Option<u64>,
+        /// Issue a refresh token only when the granted scope includes offline_access: true|false [default: false, always one]
+        #[arg(long, value_parser = values::Boolish)]
+        refresh_requires_offline_access: Option<bool>,
     },
     /// Change a client; only the settings given change
     Edit {
@@ -353,6 +385,9 @@ pub enum ClientCommand {
         /// Seconds this client's devices wait between polls (or 5s; `default`: the server's)
         #[arg(long)]
         poll_interval: Option<String>,
+        /// Issue a refresh token only when the granted scope includes offline_access (new logins): true|false
+        #[arg(long, value_parser = values::Boolish)]
+        refresh_requires_offline_access: Option<bool>,
     },
     /// List clients
     List {

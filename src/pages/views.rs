@@ -205,8 +205,10 @@ pub fn scope_words(scope: &str) -> String {
     match scope {
         "read" => "Read your data".into(),
         "write" => "Change your data".into(),
-        "openid" | "profile" => "Know who you are".into(),
-        "offline_access" => "Stay signed in".into(),
+        "openid" => "Know who you are (an ID that stays the same for your account)".into(),
+        "profile" => "See your name and user name".into(),
+        "email" => "See your email address".into(),
+        "offline_access" => "Stay signed in when you are not using it".into(),
         other => format!("Use the “{other}” permission"),
     }
 }

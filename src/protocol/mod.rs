@@ -6,6 +6,7 @@
 pub mod account;
 pub mod approval;
 pub mod authorize_limits;
+pub mod claims;
 pub mod client_auth;
 pub mod device;
 mod errors;

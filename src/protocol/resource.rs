@@ -47,7 +47,8 @@ pub fn revoke(
     Ok(())
 }
 
-/// RFC 7662 §2.2 answer.
+/// RFC 7662 §2.2 answer. `sub` is the user's OpenID Connect subject (the same opaque
+/// value as in userinfo and ID tokens), `username` their login name.
 #[derive(Debug, serde::Serialize)]
 #[serde(untagged)]
 pub enum Introspection {
@@ -85,7 +86,7 @@ pub fn introspect(
                 scope: row.scope,
                 client_id: row.client_id,
                 username: row.username,
-                sub: row.user_id.to_string(),
+                sub: row.subject,
                 token_type: "Bearer",
                 exp: row.expires_at,
                 iat: row.issued_at,
@@ -103,7 +104,7 @@ pub fn introspect(
                 scope: row.scope,
                 client_id: row.client_id,
                 username: row.username,
-                sub: row.user_id.to_string(),
+                sub: row.subject,
                 token_type: "refresh_token",
                 exp: row.expires_at,
                 iat: row.issued_at,
@@ -123,6 +124,30 @@ pub fn introspect(
         }
     };
     Ok(found.unwrap_or(Introspection::Inactive { active: false }))
+}
+
+/// OIDC Core §5.3.2: the userinfo answer for a live access token: the claims its scope
+/// releases (`claims::user_claims`), and, for clients written before OpenID Connect
+/// (Campus's CLI, `devicegate login`), `username`, `scope` and `client_id` as extra members.
+/// `None` when the user is gone (removed between the token look-up and this read).
+pub fn userinfo(
+    store: &Store,
+    token: &AccessTokenRow,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, store::Error> {
+    let Some(user) = store.find_user(token.user_id)? else {
+        return Ok(None);
+    };
+    let mut answer = super::claims::user_claims(&user, &token.scope);
+    for (name, value) in [
+        ("username", &user.username),
+        ("scope", &token.scope),
+        ("client_id", &token.client_id),
+    ] {
+        answer
+            .entry(name)
+            .or_insert_with(|| serde_json::Value::String(value.clone()));
+    }
+    Ok(Some(answer))
 }
 
 /// The live access token presented as a bearer token, recording the grant's use.

@@ -1,19 +1,34 @@
 //! The device code grant (RFC 8628 §3.4–3.5), and minting token pairs for every grant.
 
 use super::polls::{PollKey, PollTracker, PollVerdict};
+use super::scope::{has_scope, OFFLINE_ACCESS_SCOPE};
 use super::{oauth, Error, ErrorCode, OAuthError, Settings, DEVICE_CODE_GRANT};
 use crate::clock::Timestamp;
 use crate::secrets;
 use crate::store::{Client, DeviceCodeStatus, IssuedTokens, RedeemOutcome, Store};
 
-/// RFC 6749 §5.1 success body.
+/// RFC 6749 §5.1 success body. `scope` is always sent: §5.1 requires it whenever it
+/// differs from the request (narrowed, see `scope::resolve_scope`), and Campus's clients
+/// read it every time.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
     pub expires_in: u64,
-    pub refresh_token: String,
+    /// `None` (left out) for a client that requires `offline_access` for a refresh token
+    /// when the grant's scope lacks it (`refresh_token_issued`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     pub scope: String,
+}
+
+/// Whether a new device grant gets a refresh token: always (today's rule), except for a
+/// client with `refresh_requires_offline_access`, which gets one only when the granted
+/// scope includes `offline_access` (OIDC Core §11). Decided once, when the device code is
+/// redeemed: the grant's refresh tokens then keep rotating as usual, and an operator
+/// changing the setting later affects new logins only.
+pub fn refresh_token_issued(client: &Client, granted_scope: &str) -> bool {
+    !client.refresh_requires_offline_access || has_scope(granted_scope, OFFLINE_ACCESS_SCOPE)
 }
 
 /// One poll of the device code grant.
@@ -77,7 +92,9 @@ pub fn exchange_device_code(
         }
         DeviceCodeStatus::Approved => {
             let access_token = secrets::random_token();
-            let refresh_token = secrets::random_token();
+            let refresh_token =
+                refresh_token_issued(client, &code.scope).then(secrets::random_token);
+            let refresh_hash = refresh_token.as_deref().map(secrets::hash_secret);
             let outcome = store.redeem_device_code(
                 code.id,
                 &IssuedTokens {
@@ -85,7 +102,7 @@ pub fn exchange_device_code(
                     access_expires_at: now
                         .secs()
                         .saturating_add_unsigned(settings.access_token_ttl),
-                    refresh_hash: &secrets::hash_secret(&refresh_token),
+                    refresh_hash: refresh_hash.as_deref(),
                     refresh_expires_at: now
                         .secs()
                         .saturating_add_unsigned(settings.refresh_token_ttl),
@@ -149,7 +166,7 @@ impl MintedTokens {
         IssuedTokens {
             access_hash: &self.access_hash,
             access_expires_at: self.access_expires_at,
-            refresh_hash: &self.refresh_hash,
+            refresh_hash: Some(&self.refresh_hash),
             refresh_expires_at: self.refresh_expires_at,
         }
     }
@@ -173,7 +190,7 @@ pub fn mint(settings: &Settings, scope: String, now: Timestamp) -> (MintedTokens
         access_token,
         token_type: "Bearer",
         expires_in: settings.access_token_ttl,
-        refresh_token,
+        refresh_token: Some(refresh_token),
         scope,
     };
     (minted, response)

@@ -71,6 +71,8 @@ pub struct ClientChanges<'a> {
     pub device_code_ttl: Option<Option<u64>>,
     /// Seconds.
     pub poll_interval: Option<Option<u64>>,
+    /// A refresh token only when the grant's scope has `offline_access`.
+    pub refresh_requires_offline_access: Option<bool>,
 }
 
 const COLUMNS: &str = "client_id, name, secret_hash, scopes, grant_types, device_code_ttl, \
@@ -179,7 +181,9 @@ impl Store {
             "UPDATE clients SET name = COALESCE(?2, name), scopes = COALESCE(?3, scopes), \
              grant_types = COALESCE(?4, grant_types), \
              device_code_ttl = CASE WHEN ?5 THEN ?6 ELSE device_code_ttl END, \
-             poll_interval = CASE WHEN ?7 THEN ?8 ELSE poll_interval END \
+             poll_interval = CASE WHEN ?7 THEN ?8 ELSE poll_interval END, \
+             refresh_requires_offline_access = \
+                 COALESCE(?9, refresh_requires_offline_access) \
              WHERE client_id = ?1",
             params![
                 client_id,
@@ -190,6 +194,7 @@ impl Store {
                 changes.device_code_ttl.flatten(),
                 changes.poll_interval.is_some(),
                 changes.poll_interval.flatten(),
+                changes.refresh_requires_offline_access,
             ],
         )?;
         Ok(changed == 1)
@@ -203,6 +208,23 @@ impl Store {
         let changed = self.conn.execute(
             "UPDATE clients SET name = ?3 WHERE client_id = ?1 AND name = ?2",
             params![client_id, old, new],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Replaces a client's scopes only while they are still exactly `old` (a default being
+    /// extended must not overwrite an operator's choice); true when they were replaced.
+    pub fn set_client_scopes_if(
+        &self,
+        client_id: &str,
+        old: &[String],
+        new: &[String],
+    ) -> Result<bool> {
+        let _writing = self.shared.write_turn();
+        self.forget_client(client_id);
+        let changed = self.conn.execute(
+            "UPDATE clients SET scopes = ?3 WHERE client_id = ?1 AND scopes = ?2",
+            params![client_id, old.join(" "), new.join(" ")],
         )?;
         Ok(changed == 1)
     }

@@ -5,11 +5,12 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::{Result, Store};
 
-/// Hashes and expiry times of a freshly minted token pair.
+/// Hashes and expiry times of freshly minted tokens: an access token, and a refresh token
+/// unless `refresh_hash` is `None` (a client that requires `offline_access` for one).
 pub struct IssuedTokens<'a> {
     pub access_hash: &'a str,
     pub access_expires_at: i64,
-    pub refresh_hash: &'a str,
+    pub refresh_hash: Option<&'a str>,
     pub refresh_expires_at: i64,
 }
 
@@ -82,7 +83,7 @@ impl Store {
     }
 }
 
-/// Stores a token pair; `rotated_from`: the hash of the refresh token it was exchanged for.
+/// Stores a token pair (or only the access token, without a refresh hash); `rotated_from`: the hash of the refresh token it was exchanged for.
 /// RFC 6749 §6: a new refresh token keeps the grant's scope, while the access token carries
 /// the (possibly narrowed) scope asked for.
 fn insert_token_pair(
@@ -105,12 +106,15 @@ fn insert_token_pair(
         now,
         tokens.access_expires_at
     ])?;
+    let Some(refresh_hash) = tokens.refresh_hash else {
+        return Ok(());
+    };
     tx.prepare_cached(
         "INSERT INTO refresh_tokens (token_hash, grant_id, scope, issued_at, expires_at, \
          rotated_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
-        tokens.refresh_hash,
+        refresh_hash,
         grant_id,
         refresh_scope,
         now,
@@ -127,6 +131,8 @@ pub struct RefreshTokenRow {
     pub client_id: String,
     pub user_id: i64,
     pub username: String,
+    /// The user's OpenID Connect `sub`.
+    pub subject: String,
     pub scope: String,
     pub issued_at: i64,
     pub expires_at: i64,
@@ -142,6 +148,8 @@ pub struct AccessTokenRow {
     pub client_id: String,
     pub user_id: i64,
     pub username: String,
+    /// The user's OpenID Connect `sub`.
+    pub subject: String,
     pub scope: String,
     pub issued_at: i64,
     pub expires_at: i64,
@@ -221,7 +229,8 @@ impl Store {
     pub fn find_refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.grant_id, g.client_id, g.user_id, u.username, r.scope, r.issued_at, \
-             r.expires_at, r.rotated_at, g.revoked_at IS NOT NULL, u.disabled \
+             r.expires_at, r.rotated_at, g.revoked_at IS NOT NULL, u.disabled, \
+             COALESCE(u.subject, '') \
              FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              JOIN users u ON u.id = g.user_id WHERE r.token_hash = ?1",
         )?;
@@ -238,6 +247,7 @@ impl Store {
                     rotated_at: r.get(7)?,
                     grant_revoked: r.get(8)?,
                     user_disabled: r.get(9)?,
+                    subject: r.get(10)?,
                 })
             })
             .optional()?)
@@ -334,7 +344,7 @@ impl Store {
     pub fn find_access_token(&self, token_hash: &str, now: i64) -> Result<Option<AccessTokenRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT t.grant_id, g.client_id, g.user_id, u.username, t.scope, t.issued_at, \
-             t.expires_at, g.last_used_at \
+             t.expires_at, g.last_used_at, COALESCE(u.subject, '') \
              FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
              JOIN users u ON u.id = g.user_id \
              WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND g.revoked_at IS NULL \
@@ -351,6 +361,7 @@ impl Store {
                     issued_at: r.get(5)?,
                     expires_at: r.get(6)?,
                     last_used_at: r.get(7)?,
+                    subject: r.get(8)?,
                 })
             })
             .optional()?)
@@ -445,15 +456,18 @@ impl Store {
         Ok(())
     }
 
-    /// Grants that still have a live refresh token, newest first; all users or one.
+    /// Grants that still have a live refresh token (or, for a grant issued without one, a
+    /// live access token), newest first; all users or one.
     pub fn list_active_grants(&self, user_id: Option<i64>, now: i64) -> Result<Vec<GrantRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT g.id, u.username, g.client_id, c.name, g.scope, g.approved_at, g.approved_ip, \
              g.device_ip, g.device_user_agent, g.last_used_at \
              FROM grants g JOIN users u ON u.id = g.user_id JOIN clients c ON c.client_id = g.client_id \
              WHERE g.revoked_at IS NULL AND (?1 IS NULL OR g.user_id = ?1) \
-             AND EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = g.id \
-                         AND r.rotated_at IS NULL AND r.expires_at > ?2) \
+             AND (EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = g.id \
+                          AND r.rotated_at IS NULL AND r.expires_at > ?2) \
+                  OR EXISTS (SELECT 1 FROM access_tokens a WHERE a.grant_id = g.id \
+                             AND a.expires_at > ?2)) \
              ORDER BY g.approved_at DESC, g.id DESC",
         )?;
         let rows = stmt.query_map(params![user_id, now], |r| {

@@ -22,7 +22,7 @@ pub use grants::{
 };
 pub use sessions::SessionRow;
 pub use throttles::ThrottleWindow;
-pub use users::User;
+pub use users::{ProfileChanges, User, UserProfile};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -42,16 +42,85 @@ pub(super) fn new_subject() -> String {
     crate::secrets::random_id(26)
 }
 
+/// The OpenID Connect profile of a user (OIDC Core §5.1), as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserProfile<'a> {
+    pub display_name: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub email_verified: bool,
+}
+
+/// A change to a user's profile: `None` leaves a field as it is; `Some(None)` clears it.
+#[derive(Debug, Default)]
+pub struct ProfileChanges<'a> {
+    pub display_name: Option<Option<&'a str>>,
+    pub email: Option<Option<&'a str>>,
+    pub email_verified: Option<bool>,
+}
+
+impl ProfileChanges<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.display_name.is_none() && self.email.is_none() && self.email_verified.is_none()
+    }
+}
+
 impl Store {
     /// Creates a user; `Error::Conflict` when the name is taken.
     pub fn create_user(&self, username: &str, password_hash: &str, now: i64) -> Result<i64> {
+        self.create_user_with_profile(username, password_hash, &UserProfile::default(), now)
+    }
+
+    /// Creates a user with a profile, in one statement; `Error::Conflict` when the name is
+    /// taken.
+    pub fn create_user_with_profile(
+        &self,
+        username: &str,
+        password_hash: &str,
+        profile: &UserProfile<'_>,
+        now: i64,
+    ) -> Result<i64> {
         let _writing = self.shared.write_turn();
         self.conn.execute(
-            "INSERT INTO users (username, password_hash, created_at, subject) \
-             VALUES (?1, ?2, ?3, ?4)",
-            params![username, password_hash, now, new_subject()],
+            "INSERT INTO users (username, password_hash, created_at, subject, display_name, \
+             email, email_verified) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                username,
+                password_hash,
+                now,
+                new_subject(),
+                profile.display_name,
+                profile.email,
+                profile.email_verified
+            ],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Changes the profile fields given and leaves the rest, in one `UPDATE`; `false` when
+    /// there is no such user. Clearing the email also clears `email_verified`.
+    pub fn update_user_profile(
+        &self,
+        username: &str,
+        changes: &ProfileChanges<'_>,
+    ) -> Result<bool> {
+        let _writing = self.shared.write_turn();
+        let changed = self.conn.execute(
+            "UPDATE users SET \
+             display_name = CASE WHEN ?2 THEN ?3 ELSE display_name END, \
+             email = CASE WHEN ?4 THEN ?5 ELSE email END, \
+             email_verified = CASE WHEN ?4 AND ?5 IS NULL THEN 0 \
+                                   WHEN ?6 IS NOT NULL THEN ?6 ELSE email_verified END \
+             WHERE username = ?1",
+            params![
+                username,
+                changes.display_name.is_some(),
+                changes.display_name.flatten(),
+                changes.email.is_some(),
+                changes.email.flatten(),
+                changes.email_verified,
+            ],
+        )?;
+        Ok(changed == 1)
     }
 
     pub fn find_user_by_name(&self, username: &str) -> Result<Option<User>> {

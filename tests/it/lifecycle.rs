@@ -271,13 +271,15 @@ fn introspection_of_each_token_state() {
     let app = TestApp::spawn();
     with_resource_server(&app);
     let tokens = app.login("alice");
-    let user_id = app.store().find_user_by_name("alice").unwrap().unwrap().id;
+    let alice = app.store().find_user_by_name("alice").unwrap().unwrap();
     let live = introspect(&app, &s(&tokens, "access_token"));
     assert_eq!(live["active"], true);
     assert_eq!(live["scope"], "read write");
     assert_eq!(live["client_id"], "guest");
     assert_eq!(live["username"], "alice");
-    assert_eq!(live["sub"], user_id.to_string());
+    // RFC 7662 `sub`: the same opaque OpenID Connect subject as userinfo, not the row id.
+    assert_eq!(live["sub"], alice.subject);
+    assert_ne!(live["sub"], alice.id.to_string());
     assert_eq!(live["token_type"], "Bearer");
     assert_eq!(live["iss"], app.base);
     let (iat, exp) = (live["iat"].as_i64().unwrap(), live["exp"].as_i64().unwrap());

@@ -25,9 +25,17 @@ fn both_well_known_paths_serve_the_same_document() {
     for m in ["none", "client_secret_basic", "client_secret_post"] {
         assert!(methods.contains(&m.into()), "{m}");
     }
+    // Every client's scopes and the OpenID Connect ones (`guest` allows all of them).
     assert_eq!(
         doc["scopes_supported"],
-        serde_json::json!(["read", "write"])
+        serde_json::json!([
+            "email",
+            "offline_access",
+            "openid",
+            "profile",
+            "read",
+            "write"
+        ])
     );
     assert!(doc["response_types_supported"].is_array());
 }

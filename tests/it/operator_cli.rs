@@ -224,7 +224,17 @@ fn client_edit_changes_only_what_is_given_and_the_live_server_uses_it() {
     let shown: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["name"], "Campus sign-in");
     assert_eq!(shown["poll_interval"], 7);
-    assert_eq!(shown["scopes"], serde_json::json!(["read", "write"]));
+    assert_eq!(
+        shown["scopes"],
+        serde_json::json!([
+            "read",
+            "write",
+            "openid",
+            "profile",
+            "email",
+            "offline_access"
+        ])
+    );
     assert_eq!(shown["device_code_ttl"], Value::Null, "left alone");
 
     // The device sees the interval; the person sees the name on the consent page.
