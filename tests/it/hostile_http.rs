@@ -519,9 +519,20 @@ fn other_http_versions_get_505_and_a_close_and_give_their_place_back() {
         b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n",
         b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n",
     ] {
-        let mut stream = connect_from("127.0.0.1", addr);
-        stream.write_all(request).unwrap();
-        assert_refused(&read_until_closed(&mut stream), 505, "invalid_request");
+        // The place of the connection before is given back just after its close reaches
+        // us: on a loaded machine the next one may still find the cap full (503) for a
+        // moment. Given back late is fine; never given back is the bug (then this times out).
+        let started = std::time::Instant::now();
+        let answer = loop {
+            let mut stream = connect_from("127.0.0.1", addr);
+            stream.write_all(request).unwrap();
+            let answer = read_until_closed(&mut stream);
+            if status_of(&answer) != 503 || started.elapsed() > Duration::from_secs(10) {
+                break answer;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_refused(&answer, 505, "invalid_request");
     }
     let held = hold_admitted("127.0.0.1", addr, 3);
     assert_eq!(held.len(), 3);
