@@ -19,9 +19,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args.into_config(cli.db)),
         Command::Login(args) => login::run_login(args),
-        Command::Token { server } => login::run_token(server.as_deref()),
+        Command::Token { server, refresh } => login::run_token(server.as_deref(), refresh),
         Command::Logout { server } => login::run_logout(server.as_deref()),
-        Command::Status { server, json } => login::run_status(server.as_deref(), json),
+        Command::Status {
+            server,
+            json,
+            offline,
+        } => login::run_status(server.as_deref(), json, offline),
         command => {
             // Info: admin actions write an audit line (`audit: … by …`) to stderr.
             logging::init(log::LevelFilter::Info);
@@ -95,21 +99,27 @@ fn serve(config: Result<devicegate::Config, Vec<String>>) -> ExitCode {
 /// Tells the operator about the first start's `admin`, once, and how to get out of a lost
 /// password: `devicegate user passwd admin`.
 fn announce(first_admin: &FirstAdmin, issuer: &str, db: &std::path::Path) {
-    let passwd = format!("devicegate --db {} user passwd {FIRST_ADMIN}", db.display());
+    let passwd = format!(
+        "devicegate --db {} user passwd {FIRST_ADMIN}",
+        shell_quote(&db.display().to_string())
+    );
+    // The same URL the server serves the page at, whatever the issuer's trailing `/`.
+    let mounts = devicegate::paths::Mounts::from_issuer(issuer);
+    let page = mounts.root().url(devicegate::paths::VERIFICATION_PATH);
     match first_admin {
         FirstAdmin::Show(password) => {
             // To the terminal only: the log may be shipped elsewhere.
             println!();
             println!("  First start: created the user `{FIRST_ADMIN}`.");
             println!("  Password: {password}");
-            println!("  It is shown only this once. Sign in at {issuer}/oauth/device");
+            println!("  It is shown only this once. Sign in at {page}");
             println!("  Lost it? Set a new one with `{passwd}`.");
             println!();
         }
         // `info`, the default level: news, not a fault (a reminder on later starts is one).
         FirstAdmin::InFile(path) => log::info!(
             "first start: created the user `{FIRST_ADMIN}`; its password is in {} (mode 0600). \
-             Sign in at {issuer}/oauth/device, then delete the file. Lost it? Set a new one \
+             Sign in at {page}, then delete the file. Lost it? Set a new one \
              with `{passwd}`",
             path.display()
         ),
@@ -121,5 +131,17 @@ fn announce(first_admin: &FirstAdmin, issuer: &str, db: &std::path::Path) {
             path.display()
         ),
         FirstAdmin::Existing { reminder: None } => {}
+    }
+}
+
+/// `s` as one POSIX shell word: as it is when it needs no quoting, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }

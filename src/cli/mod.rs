@@ -77,11 +77,15 @@ pub enum Command {
     Check(CheckArgs),
     /// Sign in to a devicegate server from this device (the device side of the flow)
     Login(login::LoginArgs),
-    /// Print a valid access token for a server, refreshing it first when it is about to expire
+    /// Print the saved access token for a server, refreshing it first when it is about to
+    /// expire (without asking the server whether it still accepts it: after a 401, use --refresh)
     Token {
         /// The server's base URL [default: the only saved server]
-        #[arg(long)]
+        #[arg(long, env = "DEVICEGATE_SERVER")]
         server: Option<String>,
+        /// Refresh now, whatever the expiry says (after a resource server answered 401)
+        #[arg(long)]
+        refresh: bool,
     },
     /// Lift sign-in and code-entry locks for a user name or an address (IPv6: its /64)
     Unlock {
@@ -91,17 +95,20 @@ pub enum Command {
     /// Revoke this device's tokens at the server and forget them
     Logout {
         /// The server's base URL [default: the only saved server]
-        #[arg(long)]
+        #[arg(long, env = "DEVICEGATE_SERVER")]
         server: Option<String>,
     },
     /// Show the servers this device is signed in to: user, client, scopes, token expiry
     Status {
         /// Only this server
-        #[arg(long)]
+        #[arg(long, env = "DEVICEGATE_SERVER")]
         server: Option<String>,
-        /// Print JSON: {"servers": [{"server", "client_id", "user", "scope", "access_token_expires_at", "access_token_expired", "can_refresh"}]}
+        /// Print JSON: {"servers": [{"server", "client_id", "user", "scope", "access_token_expires_at", "access_token_expired", "can_refresh", "state", "checked"}]}
         #[arg(long)]
         json: bool,
+        /// Do not ask the servers whether they still accept the saved login
+        #[arg(long)]
+        offline: bool,
     },
 }
 
