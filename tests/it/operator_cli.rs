@@ -827,3 +827,119 @@ fn the_release_profile_ships_no_symbols() {
         "debug info stays out of the shipped binary: {release:?}"
     );
 }
+
+// ---- review fixes (issue #13's operator side, after a release-build review) ----
+
+/// The README's Install section: from `### Install` to the next `### ` heading.
+fn install_section() -> String {
+    let readme = repo_file("README.md");
+    let start = readme.find("### Install").expect("an Install section");
+    let rest = &readme[start + 3..];
+    rest[..rest.find("\n### ").unwrap_or(rest.len())].to_string()
+}
+
+#[test]
+fn the_readme_restores_as_the_service_user_and_checks_with_the_units_flags() {
+    let install = install_section();
+    // The restored file must belong to the state directory's owner: systemd re-owns
+    // only when the directory itself is someone else's.
+    let restore = install
+        .lines()
+        .skip_while(|l| !l.starts_with("systemctl stop devicegate"))
+        .take_while(|l| !l.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        restore.contains("stat -L -c %u:%g /var/lib/devicegate")
+            && restore.contains("install -m 0600 -o "),
+        "{restore}"
+    );
+    assert!(!install.contains("owner does not matter"), "{install}");
+    assert!(install.contains("/var/lib/private/devicegate"));
+    // Upgrade: `check` gets every flag the unit's ExecStart passes (but the port).
+    let unit = repo_file("docs/devicegate.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let check = install
+        .lines()
+        .skip_while(|l| !l.contains(" check "))
+        .take(1)
+        .collect::<String>();
+    assert!(!check.is_empty(), "an upgrade check line");
+    for flag in exec
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && !["--db", "--listen"].contains(w))
+    {
+        assert!(
+            check.contains(flag),
+            "the upgrade check lacks {flag}: {check}"
+        );
+    }
+    let issuer = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=DEVICEGATE_ISSUER="))
+        .unwrap();
+    assert!(
+        install.contains(&format!("DEVICEGATE_ISSUER={issuer}")),
+        "{install}"
+    );
+}
+
+/// The first start's sign-in URL from the log line of a server started with `issuer`
+/// (stdout not a terminal: the password goes to a file and the URL to the log).
+fn first_start_url(db: &Path, listen: &str, issuer: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = serve_binary(db, listen, &["--issuer", issuer], Stdio::piped());
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let line = loop {
+        let line = lines.next().expect("log ended").unwrap();
+        if line.contains("Sign in at ") {
+            break line;
+        }
+    };
+    let url = line
+        .split("Sign in at ")
+        .nth(1)
+        .unwrap()
+        .split(", then")
+        .next()
+        .unwrap()
+        .to_string();
+    (child, format!("{url}\n{line}"))
+}
+
+#[test]
+fn the_first_start_names_a_sign_in_url_that_is_served_whatever_the_issuers_slash() {
+    for path in ["/", "/sso/"] {
+        let dir = tempfile::tempdir().unwrap();
+        // A database path with a space: the `user passwd` hint quotes it for the shell.
+        std::fs::create_dir(dir.path().join("with space")).unwrap();
+        let db = dir.path().join("with space/d.db");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let issuer = format!("http://{listen}{path}");
+        let (child, found) = first_start_url(&db, &listen, &issuer);
+        let (url, line) = found.split_once('\n').unwrap();
+        assert_eq!(
+            url,
+            format!("http://{listen}{}oauth/device", path),
+            "{line}"
+        );
+        let status = match ureq::get(url).call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(status, 200, "{url}");
+        assert!(
+            line.contains(&format!(
+                "devicegate --db '{}' user passwd admin",
+                db.display()
+            )),
+            "{line}"
+        );
+        stop(child);
+    }
+}
