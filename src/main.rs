@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use serde_json::json;
 
 use std::io::IsTerminal;
 
@@ -15,7 +16,10 @@ use devicegate::{logging, Clock, Server};
 
 fn main() -> ExitCode {
     devicegate::metrics::record_start();
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match cli.command {
         Command::Serve(args) => serve(args.into_config(cli.db)),
         Command::Login(args) => login::run_login(args),
@@ -38,7 +42,7 @@ fn serve(config: Result<devicegate::Config, Vec<String>>) -> ExitCode {
     let config = match config.and_then(|c| c.validate().map(|()| c)) {
         Ok(config) => config,
         Err(problems) => {
-            for problem in problems {
+            for problem in devicegate::cli::name_origins(problems) {
                 eprintln!("error: {problem}");
             }
             return ExitCode::from(2);
@@ -144,4 +148,58 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+/// The command line; on a bad value, every bad value from the environment at once (each
+/// such variable is set aside and the line parsed again), and for `check --json` a JSON
+/// report instead of clap's text. `Err`: the exit code, after printing.
+fn parse() -> Result<Cli, ExitCode> {
+    let mut problems = Vec::new();
+    let first = loop {
+        let e = match Cli::try_parse() {
+            Ok(cli) if problems.is_empty() => return Ok(cli),
+            Ok(_) => break None,
+            Err(e) => e,
+        };
+        use clap::error::ErrorKind;
+        if !matches!(
+            e.kind(),
+            ErrorKind::ValueValidation | ErrorKind::InvalidValue
+        ) {
+            if problems.is_empty() {
+                e.exit();
+            }
+            break None;
+        }
+        let message = e.to_string();
+        let line = message.lines().next().unwrap_or_default();
+        problems.push(line.strip_prefix("error: ").unwrap_or(line).to_string());
+        // A value from the environment: set it aside and look for the next one.
+        match devicegate::cli::env_of_error(&e) {
+            Some(env) if problems.len() < 64 => std::env::remove_var(env),
+            _ => break Some(e),
+        }
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "check") && args.iter().any(|a| a == "--json") {
+        println!(
+            "{}",
+            json!({
+                "ok": false,
+                "configuration": {"ok": false, "problems": problems, "warnings": []},
+                "listen": null,
+                "database": null,
+            })
+        );
+        return Err(ExitCode::from(2));
+    }
+    if problems.len() == 1 {
+        if let Some(e) = first {
+            e.exit();
+        }
+    }
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    Err(ExitCode::from(2))
 }

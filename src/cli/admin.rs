@@ -240,17 +240,23 @@ fn check(db: &Path, args: CheckArgs) -> Result<(), Failure> {
     let json = args.json;
     let listen = args.serve.listen.clone();
     let address = listen.parse::<std::net::SocketAddr>().ok();
-    let (config_problems, warnings) = match args.serve.into_config(db.to_path_buf()) {
-        Ok(config) => (
-            config.validate().err().unwrap_or_default(),
-            // The warnings `serve` would log at start.
-            address.map_or_else(Vec::new, |addr| {
-                config.proxy_warnings(addr, &config.issuer_for(addr))
-            }),
-        ),
-        Err(problems) => (problems, Vec::new()),
+    // Every problem at once: a secret that cannot be read hides none of the others.
+    let (config, mut config_problems) = args.serve.into_config_and_problems(db.to_path_buf());
+    config_problems.extend(config.validate().err().unwrap_or_default());
+    let config_problems = super::name_origins(config_problems);
+    // The warnings `serve` would log at start.
+    let warnings = address.map_or_else(Vec::new, |addr| {
+        config.proxy_warnings(addr, &config.issuer_for(addr))
+    });
+    // Only an address was tried: anything else (a host name) is a configuration problem
+    // and is never said to bind.
+    let listen_problem = match address {
+        Some(addr) => bind_problem(addr).err(),
+        None => Some(format!(
+            "{}: not tried (not an IP address and port like 127.0.0.1:8080)",
+            printable(&listen)
+        )),
     };
-    let listen_problem = address.and_then(|addr| bind_problem(addr).err());
     let database = check_database(db);
     if json {
         print_json(&json!({
@@ -260,7 +266,12 @@ fn check(db: &Path, args: CheckArgs) -> Result<(), Failure> {
                 "problems": config_problems,
                 "warnings": warnings,
             },
-            "listen": {"ok": listen_problem.is_none(), "address": listen, "problem": listen_problem},
+            "listen": {
+                "ok": listen_problem.is_none(),
+                "tried": address.is_some(),
+                "address": listen,
+                "problem": listen_problem,
+            },
             "database": {
                 "ok": database.is_ok(),
                 "path": db.display().to_string(),

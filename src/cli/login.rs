@@ -35,7 +35,7 @@ pub struct LoginArgs {
     #[arg(long)]
     pub open: bool,
     /// The QR code: for a light or dark terminal, or none [default: from COLORFGBG, else drawn black on white]
-    #[arg(long, env = "DEVICEGATE_QR", value_enum, default_value_t = QrMode::Auto, hide_default_value = true)]
+    #[arg(long, env = "DEVICEGATE_QR", value_enum, ignore_case = true, default_value_t = QrMode::Auto, hide_default_value = true)]
     pub qr: QrMode,
     /// Allow plain http to a non-loopback server
     #[arg(long)]

@@ -943,3 +943,121 @@ fn the_first_start_names_a_sign_in_url_that_is_served_whatever_the_issuers_slash
         stop(child);
     }
 }
+
+#[test]
+fn check_reports_every_problem_with_its_variable_and_binds_only_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    // Bad spellings from the environment: all of them, as JSON.
+    let (code, out, err) = run_env(
+        &db,
+        &["check", "--json"],
+        &[
+            ("DEVICEGATE_TRUST_PROXY", "maybe"),
+            ("DEVICEGATE_POLL_INTERVAL", "xx"),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(report["ok"], false);
+    let problems = report["configuration"]["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{out}");
+    assert!(problems.iter().any(|p| p
+        .as_str()
+        .unwrap()
+        .starts_with("DEVICEGATE_TRUST_PROXY: `maybe` is not a boolean")));
+    assert!(problems.iter().any(|p| p
+        .as_str()
+        .unwrap()
+        .starts_with("DEVICEGATE_POLL_INTERVAL: `xx` is not a duration")));
+
+    // Out of range from a variable: the variable is named. An unreadable token file hides
+    // nothing else.
+    let (code, out, _) = run_env(
+        &db,
+        &["check", "--json"],
+        &[
+            ("DEVICEGATE_POLL_INTERVAL", "0"),
+            ("DEVICEGATE_METRICS_TOKEN_FILE", "/nonexistent/token"),
+        ],
+    );
+    assert_eq!(code, 2);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let problems: Vec<&str> = report["configuration"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems.contains(
+            &"DEVICEGATE_POLL_INTERVAL (--poll-interval): must be between 1 and 60 seconds"
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].starts_with(
+            "DEVICEGATE_METRICS_TOKEN_FILE (--metrics-token-file): cannot read /nonexistent/token"
+        ),
+        "{problems:?}"
+    );
+    // The same value on the command line is named by its flag.
+    let (code, _, err) = run_env(&db, &["check", "--poll-interval", "0"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("config: --poll-interval: must be between"),
+        "{err}"
+    );
+
+    // A host name is not an address: never reported as bound.
+    let (code, out, _) = run_env(&db, &["check", "--json", "--listen", "localhost:8080"], &[]);
+    assert_eq!(code, 2);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["listen"]["ok"], false, "{out}");
+    assert_eq!(report["listen"]["tried"], false, "{out}");
+    let (_, out, err) = run_env(&db, &["check", "--listen", "localhost:8080"], &[]);
+    assert!(!out.contains("can be bound"), "{out}");
+    assert!(err.contains("listen: localhost:8080: not tried"), "{err}");
+
+    // An empty DEVICEGATE_METRICS_TOKEN_FILE= (as a unit leaves it) is unset.
+    let (code, out, err) = run_env(
+        &db,
+        &["check", "--listen", "127.0.0.1:0"],
+        &[("DEVICEGATE_METRICS_TOKEN_FILE", "")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_metrics_token_file_is_trimmed_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let file = dir.path().join("token");
+    std::fs::write(&file, "  metrics-token-0123456789 \n\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = serve_binary(
+        &db,
+        &listen,
+        &["--metrics-token-file", file.to_str().unwrap()],
+        Stdio::null(),
+    );
+    let status = match ureq::get(&format!("http://{listen}/metrics"))
+        .set("Authorization", "Bearer metrics-token-0123456789")
+        .call()
+    {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    };
+    stop(child);
+    assert_eq!(status, 200);
+    // /dev/zero never ends: refused after 4 KiB, not read into memory.
+    let (code, _, err) = run_env(&db, &["check", "--metrics-token-file", "/dev/zero"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("(--metrics-token-file): /dev/zero is longer than 4096 bytes"),
+        "{err}"
+    );
+}
