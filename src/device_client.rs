@@ -50,15 +50,29 @@ pub const USER_AGENT: &str = concat!("devicegate-login/", env!("CARGO_PKG_VERSIO
 
 /// A `--server` value as the credentials file keys it: an absolute `http://` or `https://`
 /// URL with a host, without trailing slashes. Anything else is `BadServerUrl`.
+/// The scheme is case-insensitive (RFC 3986 §3.1) and kept lower-case; a query or a
+/// fragment is refused (`Http`, saying so): the metadata URL is built by appending a path.
 pub fn server_url(server: &str) -> Result<String, LoginError> {
     let trimmed = server.trim().trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(trimmed.to_string()),
-        _ => Err(LoginError::BadServerUrl(server.to_string())),
+    let (scheme, rest) = trimmed.split_once("://").unwrap_or(("", trimmed));
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return Err(LoginError::BadServerUrl(server.to_string()));
     }
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(LoginError::BadServerUrl(server.to_string()));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(LoginError::Http(format!(
+            "the server URL {server} has a query or fragment (? or #); give the base URL \
+             only, e.g. {scheme}://{}",
+            rest.split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+        )));
+    }
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// The endpoints from the server's RFC 8414 metadata.

@@ -382,12 +382,16 @@ pub(super) fn audit(what: std::fmt::Arguments<'_>) {
     log::info!("audit: {what} by {}", operator());
 }
 
-/// Who runs this command: the login name (`sudo`'s caller when run through sudo) and,
-/// on Linux, the user id.
+/// Who runs this command: the user id (from the kernel, on Linux) and the name the
+/// environment claims, said as a claim (`uid 0 (SUDO_USER=alice)`): any caller can set
+/// these variables, so the name is never presented as fact.
 fn operator() -> String {
-    let name = ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
+    let name = ["SUDO_USER", "USER", "LOGNAME"].iter().find_map(|var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("{var}={}", printable(&v)))
+    });
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -397,8 +401,8 @@ fn operator() -> String {
                 .and_then(|ids| ids.split_whitespace().next().map(str::to_string))
         });
     match (name, uid) {
-        (Some(name), Some(uid)) => format!("{} (uid {uid})", printable(&name)),
-        (Some(name), None) => printable(&name).into_owned(),
+        (Some(name), Some(uid)) => format!("uid {uid} ({name})"),
+        (Some(name), None) => format!("an unknown uid ({name})"),
         (None, Some(uid)) => format!("uid {uid}"),
         (None, None) => "an unknown user".into(),
     }

@@ -78,7 +78,17 @@ fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginErr
         &args.client_id,
         args.scope.as_deref(),
         args.insecure,
-    )?;
+    )
+    .map_err(|e| match e {
+        // RFC 6749 §5.2: unknown, or confidential (this command has no secret to send).
+        LoginError::OAuth { error, .. } if error == "invalid_client" => LoginError::Http(format!(
+            "{server} does not know the client `{}` as a public client (unknown, or it needs a \
+             secret, which devicegate login cannot send); pass --client-id with a public \
+             client of that server (the default is guest)",
+            args.client_id
+        )),
+        other => other,
+    })?;
     let auth = login.authorization.clone();
     let terminal = std::io::stdout().is_terminal();
     let colour = terminal::styled(terminal);
@@ -239,13 +249,20 @@ fn finish(
         Ok(previous)
     })?;
     let path = Credentials::path()?;
+    // On a terminal the line overwrites the countdown; into a pipe or a file, no `\r` or
+    // padding.
+    let (start, pad) = if std::io::stdout().is_terminal() {
+        ("\r", "          ")
+    } else {
+        ("", "")
+    };
     match &user {
         Some(user) => println!(
-            "\r  Signed in to {} as {}.          ",
+            "{start}  Signed in to {} as {}.{pad}",
             printable(server),
             printable(user)
         ),
-        None => println!("\r  Signed in to {}.          ", printable(server)),
+        None => println!("{start}  Signed in to {}.{pad}", printable(server)),
     }
     println!("  Tokens saved to {}", path.display());
     if let Some(previous) = previous {

@@ -1056,3 +1056,89 @@ fn open_refuses_an_address_that_is_not_http() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!opened.exists());
 }
+
+#[test]
+fn server_urls_take_any_case_of_scheme_and_refusals_say_what_to_do() {
+    let app = TestApp::spawn();
+    let tokens = app.login("alice");
+    let home = tempfile::tempdir().unwrap();
+    write_saved(
+        home.path(),
+        json!({
+            app.base.clone(): entry(&app, &tokens, u64::MAX / 2),
+            "https://other.example": entry(&app, &tokens, u64::MAX / 2),
+        }),
+    );
+    let upper = app.base.replacen("http://", "HTTP://", 1);
+    let (code, out, err) = output(&mut device(home.path(), &["token", "--server", &upper]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), tokens["access_token"].as_str().unwrap());
+    // DEVICEGATE_SERVER picks the server for token, status and logout as for login.
+    let (code, out, err) =
+        output(device(home.path(), &["token"]).env("DEVICEGATE_SERVER", &app.base));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), tokens["access_token"].as_str().unwrap());
+    let (code, out, err) =
+        output(device(home.path(), &["status", "--offline"]).env("DEVICEGATE_SERVER", &app.base));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("other.example"), "{out}");
+    // A query or a fragment: refused, with the base URL to use.
+    let (code, _, err) = output(&mut device(
+        home.path(),
+        &["login", "--server", "https://auth.example.com/?tenant=1"],
+    ));
+    assert_eq!(code, 1);
+    assert_eq!(
+        one_line(&err),
+        "error: the server URL https://auth.example.com/?tenant=1 has a query or fragment (? or #); \
+         give the base URL only, e.g. https://auth.example.com"
+    );
+    // Plain http to a remote host: says how to allow it.
+    let (code, _, err) = output(&mut device(
+        home.path(),
+        &["login", "--server", "http://192.0.2.1"],
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        one_line(&err).ends_with("pass --insecure on a network you trust"),
+        "{err}"
+    );
+    // An unknown client: said so, with what to pass.
+    let (code, _, err) = output_within(&mut device(
+        home.path(),
+        &["login", "--server", &app.base, "--client-id", "nosuch"],
+    ));
+    assert_eq!(code, 1);
+    assert_eq!(
+        one_line(&err),
+        format!(
+            "error: {} does not know the client `nosuch` as a public client (unknown, or it \
+             needs a secret, which devicegate login cannot send); pass --client-id with a \
+             public client of that server (the default is guest)",
+            app.base
+        )
+    );
+}
+
+#[test]
+fn piped_login_output_has_no_carriage_returns_and_qr_takes_any_case() {
+    let app = TestApp::spawn_with(|c| c.poll_interval = 1);
+    app.add_user("alice");
+    let home = tempfile::tempdir().unwrap();
+    let mut command = device(home.path(), &["login", "--server", &app.base]);
+    command.env("DEVICEGATE_QR", "OFF");
+    let login = Login::start(command);
+    let printed = login.printed.clone();
+    approve(&app.db_path, &login.user_code, "alice");
+    let (code, out, err) = login.finish();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !printed.contains('\u{2580}') && !printed.contains('\u{2588}'),
+        "no QR drawn"
+    );
+    assert!(!printed.contains('\r') && !out.contains('\r'), "{out:?}");
+    assert!(
+        out.contains(&format!("  Signed in to {} as alice.\n", app.base)),
+        "{out:?}"
+    );
+}

@@ -1061,3 +1061,19 @@ fn the_metrics_token_file_is_trimmed_and_bounded() {
         "{err}"
     );
 }
+
+#[test]
+fn the_audit_line_says_where_the_operators_name_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database(dir.path());
+    let (code, _, err2) = run_env(
+        &db,
+        &["client", "add", "Bot", "--id", "bot"],
+        &[("SUDO_USER", "alice")],
+    );
+    assert_eq!(code, 0, "{err2}");
+    let line = err2.lines().find(|l| l.contains("audit: ")).unwrap();
+    // The name is a claim from the environment, said as one, after the kernel's uid.
+    assert!(line.contains(" by uid "), "{line}");
+    assert!(line.ends_with(" (SUDO_USER=alice)"), "{line}");
+}
