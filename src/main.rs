@@ -50,6 +50,11 @@ fn serve(config: Result<devicegate::Config, Vec<String>>) -> ExitCode {
     };
     logging::init(log_level_filter(&config.log_level).unwrap_or(log::LevelFilter::Info));
     let db_path = config.db_path.clone();
+    // Nothing is created for this check, so it may come before the bind.
+    if let Some(problem) = devicegate::cli::missing_directory(&db_path) {
+        eprintln!("error: {problem}");
+        return ExitCode::FAILURE;
+    }
     // Bind (in `Server::bind`) before `admin` exists: a busy port must not cost the only
     // showing of its password.
     let server = match Server::bind(config) {

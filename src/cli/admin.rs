@@ -335,6 +335,27 @@ fn bind_problem(addr: std::net::SocketAddr) -> Result<(), String> {
     }
 }
 
+fn database_directory(db: &Path) -> &Path {
+    match db.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// A database that does not exist in a directory that does not exist either: what to do,
+/// in the words `check` and `serve` both use. `None` otherwise.
+pub fn missing_directory(db: &Path) -> Option<String> {
+    let dir = database_directory(db);
+    (!db.exists() && !dir.is_dir()).then(|| {
+        format!(
+            "the directory {} does not exist, so {} cannot be created; create it (owned by \
+             the user devicegate runs as) or pass another --db",
+            dir.display(),
+            db.display()
+        )
+    })
+}
+
 /// The database as `serve` would meet it: `Ok` with what was found, or the problem.
 fn check_database(db: &Path) -> Result<String, String> {
     if db.exists() {
@@ -346,18 +367,10 @@ fn check_database(db: &Path) -> Result<String, String> {
             Err(format!("failed its integrity check: {}", report.join("; ")))
         };
     }
-    let dir = match db.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(format!(
-            "the directory {} does not exist, so {} cannot be created; create it (owned by \
-             the user devicegate runs as) or pass another --db",
-            dir.display(),
-            db.display()
-        ));
+    if let Some(problem) = missing_directory(db) {
+        return Err(problem);
     }
+    let dir = database_directory(db);
     // Creating (and at once removing) a file is the only sure test of "may create here".
     tempfile::Builder::new()
         .prefix(".devicegate-check")

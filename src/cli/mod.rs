@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
 
-pub use admin::run_admin;
+pub use admin::{missing_directory, run_admin};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1077,3 +1077,33 @@ fn the_audit_line_says_where_the_operators_name_came_from() {
     assert!(line.contains(" by uid "), "{line}");
     assert!(line.ends_with(" (SUDO_USER=alice)"), "{line}");
 }
+
+#[test]
+fn serve_names_a_busy_address_and_a_missing_database_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = busy.local_addr().unwrap().to_string();
+    let (code, _, err) = run(
+        &dir.path().join("d.db"),
+        &["serve", "--listen", &listen],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("error: cannot listen: {listen}: address in use")),
+        "{err}"
+    );
+    drop(busy);
+    let db = dir.path().join("missing/d.db");
+    let (code, _, err) = run(&db, &["serve", "--listen", "127.0.0.1:0"], None);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: the directory {} does not exist, so {} cannot be created; create it (owned \
+             by the user devicegate runs as) or pass another --db",
+            dir.path().join("missing").display(),
+            db.display()
+        )
+    );
+}
