@@ -1107,3 +1107,49 @@ fn serve_names_a_busy_address_and_a_missing_database_directory() {
         )
     );
 }
+
+#[test]
+fn clients_keep_a_scope_and_a_grant_type_and_ids_stay_distinct() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database(dir.path());
+    let (code, _, err) = run(&db, &["client", "add", "Bot", "--id", "bot"], None);
+    assert_eq!(code, 0, "{err}");
+    for (flag, message) in [
+        ("--scope", "error: --scope: a client needs at least one scope"),
+        (
+            "--grant-types",
+            "error: --grant-types: empty; give device_code, refresh_token, or none (a resource server)",
+        ),
+    ] {
+        let (code, _, err) = run(&db, &["client", "edit", "bot", flag, ""], None);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.trim(), message);
+        let (code, _, err) = run(&db, &["client", "add", "Other", flag, " "], None);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.trim(), message);
+    }
+    // `show` says the lifetimes too.
+    let (code, out, _) = run(
+        &db,
+        &["client", "edit", "bot", "--poll-interval", "7s"],
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    let (_, out, _) = run(&db, &["client", "show", "bot"], None);
+    assert!(
+        out.contains("  device codes live: the server's\n  poll interval:     7s\n"),
+        "{out}"
+    );
+    // Ids that differ only in case, and `.`/`..`, are refused.
+    let (code, _, err) = run(&db, &["client", "add", "Bot 2", "--id", "BOT"], None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("a client `bot` already exists, differing only in case"),
+        "{err}"
+    );
+    for id in [".", ".."] {
+        let (code, _, err) = run(&db, &["client", "add", "Dots", "--id", id], None);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("not . or .."), "{err}");
+    }
+}
