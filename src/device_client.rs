@@ -30,26 +30,49 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use credentials::{Credentials, SavedLogin};
+pub use credentials::{access_token, Credentials, SavedLogin, REFRESH_MARGIN};
 pub use error::{Backoff, LoginError, MAX_BACKOFF};
 
 /// RFC 8628 §3.5: +5 s after each `slow_down`.
 const SLOW_DOWN_STEP: u64 = 5;
+
+/// Caps on durations a server sends, in seconds, so that no value (`expires_in` =
+/// 2^64−1) can overflow a clock: a device code lives at most a day, a poll interval (and
+/// a `Retry-After`) at most 10 minutes, a token at most 10 years.
+pub const MAX_CODE_LIFETIME: u64 = 24 * 3600;
+/// See [`MAX_CODE_LIFETIME`].
+pub const MAX_INTERVAL: u64 = 600;
+/// See [`MAX_CODE_LIFETIME`].
+pub const MAX_TOKEN_LIFETIME: u64 = 10 * 365 * 24 * 3600;
 
 /// The `User-Agent` of every request the device side sends: `devicegate-login/<version>`.
 pub const USER_AGENT: &str = concat!("devicegate-login/", env!("CARGO_PKG_VERSION"));
 
 /// A `--server` value as the credentials file keys it: an absolute `http://` or `https://`
 /// URL with a host, without trailing slashes. Anything else is `BadServerUrl`.
+/// The scheme is case-insensitive (RFC 3986 §3.1) and kept lower-case; a query or a
+/// fragment is refused (`Http`, saying so): the metadata URL is built by appending a path.
 pub fn server_url(server: &str) -> Result<String, LoginError> {
     let trimmed = server.trim().trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(trimmed.to_string()),
-        _ => Err(LoginError::BadServerUrl(server.to_string())),
+    let (scheme, rest) = trimmed.split_once("://").unwrap_or(("", trimmed));
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return Err(LoginError::BadServerUrl(server.to_string()));
     }
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(LoginError::BadServerUrl(server.to_string()));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(LoginError::Http(format!(
+            "the server URL {server} has a query or fragment (? or #); give the base URL \
+             only, e.g. {scheme}://{}",
+            rest.split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+        )));
+    }
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// The endpoints from the server's RFC 8414 metadata.
@@ -133,9 +156,11 @@ impl DeviceLogin {
             form.push(("scope", scope));
         }
         let body = post_form(&agent, &endpoints.device_authorization_endpoint, &form)?;
-        let authorization: DeviceAuthorization = serde_json::from_value(body).map_err(|e| {
+        let mut authorization: DeviceAuthorization = serde_json::from_value(body).map_err(|e| {
             LoginError::Http(format!("unexpected device authorization answer: {e}"))
         })?;
+        authorization.expires_in = authorization.expires_in.min(MAX_CODE_LIFETIME);
+        authorization.interval = authorization.interval.min(MAX_INTERVAL);
         Ok(DeviceLogin {
             agent,
             endpoints,
@@ -164,7 +189,7 @@ impl DeviceLogin {
             Err(LoginError::OAuth { error, description }) => match error.as_str() {
                 "authorization_pending" => Ok(PollOutcome::Pending),
                 "slow_down" => {
-                    self.interval += SLOW_DOWN_STEP;
+                    self.interval = (self.interval + SLOW_DOWN_STEP).min(MAX_INTERVAL);
                     Ok(PollOutcome::SlowDown)
                 }
                 "access_denied" => Err(LoginError::Denied),
@@ -177,7 +202,7 @@ impl DeviceLogin {
 
     /// The server's `interval` from a `slow_down` body wins over our own +5 when larger.
     pub fn set_interval(&mut self, secs: u64) {
-        self.interval = self.interval.max(secs);
+        self.interval = self.interval.max(secs.min(MAX_INTERVAL));
     }
 }
 
@@ -226,6 +251,27 @@ pub fn user_name(endpoints: &Endpoints, access_token: &str) -> Result<Option<Str
         .iter()
         .find_map(|key| body.get(*key).and_then(|v| v.as_str()))
         .map(str::to_string))
+}
+
+/// Whether the server still accepts an access token, asked at its userinfo endpoint:
+/// `Ok(Some(true))` on 200, `Ok(Some(false))` on 401 (revoked or expired, RFC 6750 §3.1),
+/// `Ok(None)` when the server has no userinfo endpoint. `Err`: unreachable, or any other
+/// answer.
+pub fn accepts(endpoints: &Endpoints, access_token: &str) -> Result<Option<bool>, LoginError> {
+    let Some(url) = &endpoints.userinfo_endpoint else {
+        return Ok(None);
+    };
+    match agent()
+        .get(url)
+        .set("Accept", "application/json")
+        .set("Authorization", &format!("Bearer {access_token}"))
+        .call()
+    {
+        Ok(_) => Ok(Some(true)),
+        Err(ureq::Error::Status(401, _)) => Ok(Some(false)),
+        Err(ureq::Error::Status(status, response)) => Err(status_error(url, status, &response)),
+        Err(ureq::Error::Transport(e)) => Err(unreachable(url, &e)),
+    }
 }
 
 /// Revokes a token (RFC 7009); a server without revocation is not an error.
@@ -278,7 +324,8 @@ fn status_error(url: &str, status: u16, response: &ureq::Response) -> LoginError
             detail: format!("the server answered {status}"),
             retry_after: response
                 .header("Retry-After")
-                .and_then(|v| v.trim().parse().ok()),
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|secs| secs.min(MAX_INTERVAL)),
         }
     } else {
         LoginError::Http(format!("{url} answered {status}"))
@@ -373,7 +420,12 @@ fn tokens_from(body: serde_json::Value) -> Result<Tokens, LoginError> {
     Ok(Tokens {
         access_token: access_token.to_string(),
         refresh_token: body["refresh_token"].as_str().map(str::to_string),
-        expires_at: unix_now() + body["expires_in"].as_u64().unwrap_or(3600),
+        expires_at: unix_now().saturating_add(
+            body["expires_in"]
+                .as_u64()
+                .unwrap_or(3600)
+                .min(MAX_TOKEN_LIFETIME),
+        ),
         scope: body["scope"].as_str().map(str::to_string),
     })
 }

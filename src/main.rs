@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use serde_json::json;
 
 use std::io::IsTerminal;
 
@@ -15,13 +16,20 @@ use devicegate::{logging, Clock, Server};
 
 fn main() -> ExitCode {
     devicegate::metrics::record_start();
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match cli.command {
         Command::Serve(args) => serve(args.into_config(cli.db)),
         Command::Login(args) => login::run_login(args),
-        Command::Token { server } => login::run_token(server.as_deref()),
+        Command::Token { server, refresh } => login::run_token(server.as_deref(), refresh),
         Command::Logout { server } => login::run_logout(server.as_deref()),
-        Command::Status { server, json } => login::run_status(server.as_deref(), json),
+        Command::Status {
+            server,
+            json,
+            offline,
+        } => login::run_status(server.as_deref(), json, offline),
         command => {
             // Info: admin actions write an audit line (`audit: … by …`) to stderr.
             logging::init(log::LevelFilter::Info);
@@ -34,7 +42,7 @@ fn serve(config: Result<devicegate::Config, Vec<String>>) -> ExitCode {
     let config = match config.and_then(|c| c.validate().map(|()| c)) {
         Ok(config) => config,
         Err(problems) => {
-            for problem in problems {
+            for problem in devicegate::cli::name_origins(problems) {
                 eprintln!("error: {problem}");
             }
             return ExitCode::from(2);
@@ -42,6 +50,11 @@ fn serve(config: Result<devicegate::Config, Vec<String>>) -> ExitCode {
     };
     logging::init(log_level_filter(&config.log_level).unwrap_or(log::LevelFilter::Info));
     let db_path = config.db_path.clone();
+    // Nothing is created for this check, so it may come before the bind.
+    if let Some(problem) = devicegate::cli::missing_directory(&db_path) {
+        eprintln!("error: {problem}");
+        return ExitCode::FAILURE;
+    }
     // Bind (in `Server::bind`) before `admin` exists: a busy port must not cost the only
     // showing of its password.
     let server = match Server::bind(config) {
@@ -95,21 +108,27 @@ fn serve(config: Result<devicegate::Config, Vec<String>>) -> ExitCode {
 /// Tells the operator about the first start's `admin`, once, and how to get out of a lost
 /// password: `devicegate user passwd admin`.
 fn announce(first_admin: &FirstAdmin, issuer: &str, db: &std::path::Path) {
-    let passwd = format!("devicegate --db {} user passwd {FIRST_ADMIN}", db.display());
+    let passwd = format!(
+        "devicegate --db {} user passwd {FIRST_ADMIN}",
+        shell_quote(&db.display().to_string())
+    );
+    // The same URL the server serves the page at, whatever the issuer's trailing `/`.
+    let mounts = devicegate::paths::Mounts::from_issuer(issuer);
+    let page = mounts.root().url(devicegate::paths::VERIFICATION_PATH);
     match first_admin {
         FirstAdmin::Show(password) => {
             // To the terminal only: the log may be shipped elsewhere.
             println!();
             println!("  First start: created the user `{FIRST_ADMIN}`.");
             println!("  Password: {password}");
-            println!("  It is shown only this once. Sign in at {issuer}/oauth/device");
+            println!("  It is shown only this once. Sign in at {page}");
             println!("  Lost it? Set a new one with `{passwd}`.");
             println!();
         }
         // `info`, the default level: news, not a fault (a reminder on later starts is one).
         FirstAdmin::InFile(path) => log::info!(
             "first start: created the user `{FIRST_ADMIN}`; its password is in {} (mode 0600). \
-             Sign in at {issuer}/oauth/device, then delete the file. Lost it? Set a new one \
+             Sign in at {page}, then delete the file. Lost it? Set a new one \
              with `{passwd}`",
             path.display()
         ),
@@ -122,4 +141,70 @@ fn announce(first_admin: &FirstAdmin, issuer: &str, db: &std::path::Path) {
         ),
         FirstAdmin::Existing { reminder: None } => {}
     }
+}
+
+/// `s` as one POSIX shell word: as it is when it needs no quoting, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The command line; on a bad value, every bad value from the environment at once (each
+/// such variable is set aside and the line parsed again), and for `check --json` a JSON
+/// report instead of clap's text. `Err`: the exit code, after printing.
+fn parse() -> Result<Cli, ExitCode> {
+    let mut problems = Vec::new();
+    let first = loop {
+        let e = match Cli::try_parse() {
+            Ok(cli) if problems.is_empty() => return Ok(cli),
+            Ok(_) => break None,
+            Err(e) => e,
+        };
+        use clap::error::ErrorKind;
+        if !matches!(
+            e.kind(),
+            ErrorKind::ValueValidation | ErrorKind::InvalidValue
+        ) {
+            if problems.is_empty() {
+                e.exit();
+            }
+            break None;
+        }
+        let message = e.to_string();
+        let line = message.lines().next().unwrap_or_default();
+        problems.push(line.strip_prefix("error: ").unwrap_or(line).to_string());
+        // A value from the environment: set it aside and look for the next one.
+        match devicegate::cli::env_of_error(&e) {
+            Some(env) if problems.len() < 64 => std::env::remove_var(env),
+            _ => break Some(e),
+        }
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "check") && args.iter().any(|a| a == "--json") {
+        println!(
+            "{}",
+            json!({
+                "ok": false,
+                "configuration": {"ok": false, "problems": problems, "warnings": []},
+                "listen": null,
+                "database": null,
+            })
+        );
+        return Err(ExitCode::from(2));
+    }
+    if problems.len() == 1 {
+        if let Some(e) = first {
+            e.exit();
+        }
+    }
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    Err(ExitCode::from(2))
 }

@@ -222,8 +222,16 @@ impl Server {
 /// limits. Public so the benchmark's ceiling runs on exactly this.
 pub fn listen(config: &Config) -> Result<tiny_http::Server, Error> {
     let timeout = Duration::from_secs(config.io_timeout);
-    let listener =
-        bind_listener(&config.listen, timeout).map_err(|e| Error::Bind(e.to_string()))?;
+    let listener = bind_listener(&config.listen, timeout).map_err(|e| {
+        Error::Bind(match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "{}: address in use (another program, or devicegate already running, listens \
+                 there); stop it or pass another --listen",
+                config.listen
+            ),
+            _ => format!("{}: {e}", config.listen),
+        })
+    })?;
     tiny_http::Server::from_listener_with_limits(listener, None, connection_limits(config))
         .map_err(|e| Error::Bind(e.to_string()))
 }

@@ -240,17 +240,23 @@ fn check(db: &Path, args: CheckArgs) -> Result<(), Failure> {
     let json = args.json;
     let listen = args.serve.listen.clone();
     let address = listen.parse::<std::net::SocketAddr>().ok();
-    let (config_problems, warnings) = match args.serve.into_config(db.to_path_buf()) {
-        Ok(config) => (
-            config.validate().err().unwrap_or_default(),
-            // The warnings `serve` would log at start.
-            address.map_or_else(Vec::new, |addr| {
-                config.proxy_warnings(addr, &config.issuer_for(addr))
-            }),
-        ),
-        Err(problems) => (problems, Vec::new()),
+    // Every problem at once: a secret that cannot be read hides none of the others.
+    let (config, mut config_problems) = args.serve.into_config_and_problems(db.to_path_buf());
+    config_problems.extend(config.validate().err().unwrap_or_default());
+    let config_problems = super::name_origins(config_problems);
+    // The warnings `serve` would log at start.
+    let warnings = address.map_or_else(Vec::new, |addr| {
+        config.proxy_warnings(addr, &config.issuer_for(addr))
+    });
+    // Only an address was tried: anything else (a host name) is a configuration problem
+    // and is never said to bind.
+    let listen_problem = match address {
+        Some(addr) => bind_problem(addr).err(),
+        None => Some(format!(
+            "{}: not tried (not an IP address and port like 127.0.0.1:8080)",
+            printable(&listen)
+        )),
     };
-    let listen_problem = address.and_then(|addr| bind_problem(addr).err());
     let database = check_database(db);
     if json {
         print_json(&json!({
@@ -260,7 +266,12 @@ fn check(db: &Path, args: CheckArgs) -> Result<(), Failure> {
                 "problems": config_problems,
                 "warnings": warnings,
             },
-            "listen": {"ok": listen_problem.is_none(), "address": listen, "problem": listen_problem},
+            "listen": {
+                "ok": listen_problem.is_none(),
+                "tried": address.is_some(),
+                "address": listen,
+                "problem": listen_problem,
+            },
             "database": {
                 "ok": database.is_ok(),
                 "path": db.display().to_string(),
@@ -324,6 +335,27 @@ fn bind_problem(addr: std::net::SocketAddr) -> Result<(), String> {
     }
 }
 
+fn database_directory(db: &Path) -> &Path {
+    match db.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// A database that does not exist in a directory that does not exist either: what to do,
+/// in the words `check` and `serve` both use. `None` otherwise.
+pub fn missing_directory(db: &Path) -> Option<String> {
+    let dir = database_directory(db);
+    (!db.exists() && !dir.is_dir()).then(|| {
+        format!(
+            "the directory {} does not exist, so {} cannot be created; create it (owned by \
+             the user devicegate runs as) or pass another --db",
+            dir.display(),
+            db.display()
+        )
+    })
+}
+
 /// The database as `serve` would meet it: `Ok` with what was found, or the problem.
 fn check_database(db: &Path) -> Result<String, String> {
     if db.exists() {
@@ -335,18 +367,10 @@ fn check_database(db: &Path) -> Result<String, String> {
             Err(format!("failed its integrity check: {}", report.join("; ")))
         };
     }
-    let dir = match db.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(format!(
-            "the directory {} does not exist, so {} cannot be created; create it (owned by \
-             the user devicegate runs as) or pass another --db",
-            dir.display(),
-            db.display()
-        ));
+    if let Some(problem) = missing_directory(db) {
+        return Err(problem);
     }
+    let dir = database_directory(db);
     // Creating (and at once removing) a file is the only sure test of "may create here".
     tempfile::Builder::new()
         .prefix(".devicegate-check")
@@ -371,12 +395,16 @@ pub(super) fn audit(what: std::fmt::Arguments<'_>) {
     log::info!("audit: {what} by {}", operator());
 }
 
-/// Who runs this command: the login name (`sudo`'s caller when run through sudo) and,
-/// on Linux, the user id.
+/// Who runs this command: the user id (from the kernel, on Linux) and the name the
+/// environment claims, said as a claim (`uid 0 (SUDO_USER=alice)`): any caller can set
+/// these variables, so the name is never presented as fact.
 fn operator() -> String {
-    let name = ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
+    let name = ["SUDO_USER", "USER", "LOGNAME"].iter().find_map(|var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("{var}={}", printable(&v)))
+    });
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -386,8 +414,8 @@ fn operator() -> String {
                 .and_then(|ids| ids.split_whitespace().next().map(str::to_string))
         });
     match (name, uid) {
-        (Some(name), Some(uid)) => format!("{} (uid {uid})", printable(&name)),
-        (Some(name), None) => printable(&name).into_owned(),
+        (Some(name), Some(uid)) => format!("uid {uid} ({name})"),
+        (Some(name), None) => format!("an unknown uid ({name})"),
         (None, Some(uid)) => format!("uid {uid}"),
         (None, None) => "an unknown user".into(),
     }

@@ -32,6 +32,18 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             let client_id = match id {
                 Some(id) => {
                     check_client_id(&id)?;
+                    // `Guest` beside `guest`: two clients a person cannot tell apart.
+                    if let Some(other) = store
+                        .list_clients()?
+                        .into_iter()
+                        .find(|c| c.client_id.eq_ignore_ascii_case(&id))
+                    {
+                        return Err(Failure::new(format!(
+                            "a client `{}` already exists, differing only in case; choose \
+                             another --id",
+                            printable(&other.client_id)
+                        )));
+                    }
                     id
                 }
                 None => format!("{}-{}", slug(&name), secrets::random_id(8)),
@@ -187,6 +199,14 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 print_json(&as_json(&client));
             } else {
                 println!("{}", line(&client));
+                let setting = |value: Option<u64>| {
+                    value.map_or_else(|| "the server's".to_string(), |v| format!("{v}s"))
+                };
+                println!(
+                    "  device codes live: {}\n  poll interval:     {}",
+                    setting(client.device_code_ttl),
+                    setting(client.poll_interval)
+                );
             }
             Ok(())
         }
@@ -265,10 +285,16 @@ const MAX_CLIENT_ID: usize = 64;
 /// a URL and HTTP Basic authentication (RFC 6749 §2.3.1) without escaping.
 fn check_client_id(id: &str) -> Result<(), Failure> {
     let unreserved = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
-    if id.is_empty() || id.len() > MAX_CLIENT_ID || !id.chars().all(unreserved) {
+    // `.` and `..` would read as path segments in a URL.
+    if id.is_empty()
+        || id.len() > MAX_CLIENT_ID
+        || !id.chars().all(unreserved)
+        || id == "."
+        || id == ".."
+    {
         return Err(Failure(
             format!(
-                "--id `{}`: a client_id is 1–{MAX_CLIENT_ID} of A-Z a-z 0-9 - . _ ~",
+                "--id `{}`: a client_id is 1–{MAX_CLIENT_ID} of A-Z a-z 0-9 - . _ ~, not . or ..",
                 printable(id)
             ),
             2,
@@ -295,6 +321,12 @@ fn check_name(name: &str) -> Result<(), Failure> {
 
 fn parse_scopes(scope: &str) -> Result<Vec<String>, Failure> {
     let scopes: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
+    if scopes.is_empty() {
+        return Err(Failure(
+            "--scope: a client needs at least one scope".into(),
+            2,
+        ));
+    }
     if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
         return Err(Failure::new(format!(
             "`{}` is not a valid scope",
@@ -330,7 +362,17 @@ fn check_lifetimes(
     Ok(())
 }
 
+/// Words of `--grant-types`; at least one (`none` for a resource server, which only
+/// introspects).
 fn parse_grants(grant_types: &str) -> Result<Vec<String>, Failure> {
+    if grant_types.split_whitespace().next().is_none() {
+        return Err(Failure(
+            "--grant-types: empty; give device_code, refresh_token, or none (a resource \
+             server)"
+                .into(),
+            2,
+        ));
+    }
     grant_types
         .split_whitespace()
         .filter(|g| *g != "none")

@@ -35,15 +35,12 @@ pub struct LoginArgs {
     #[arg(long)]
     pub open: bool,
     /// The QR code: for a light or dark terminal, or none [default: from COLORFGBG, else drawn black on white]
-    #[arg(long, env = "DEVICEGATE_QR", value_enum, default_value_t = QrMode::Auto, hide_default_value = true)]
+    #[arg(long, env = "DEVICEGATE_QR", value_enum, ignore_case = true, default_value_t = QrMode::Auto, hide_default_value = true)]
     pub qr: QrMode,
     /// Allow plain http to a non-loopback server
     #[arg(long)]
     pub insecure: bool,
 }
-
-/// Refresh this long (seconds) before the access token expires.
-const REFRESH_MARGIN: u64 = 60;
 
 /// One line on stderr, exit 1.
 fn fail(e: &LoginError) -> ExitCode {
@@ -74,12 +71,24 @@ pub fn run_login(args: LoginArgs) -> ExitCode {
 /// `Err(None)`: cancelled by a signal.
 fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginError>> {
     let server = server_url(&args.server)?;
+    // Before a code exists: an approved grant that cannot be saved would be orphaned.
+    Credentials::check_saveable()?;
     let mut login = DeviceLogin::start_with(
         &server,
         &args.client_id,
         args.scope.as_deref(),
         args.insecure,
-    )?;
+    )
+    .map_err(|e| match e {
+        // RFC 6749 §5.2: unknown, or confidential (this command has no secret to send).
+        LoginError::OAuth { error, .. } if error == "invalid_client" => LoginError::Http(format!(
+            "{server} does not know the client `{}` as a public client (unknown, or it needs a \
+             secret, which devicegate login cannot send); pass --client-id with a public \
+             client of that server (the default is guest)",
+            args.client_id
+        )),
+        other => other,
+    })?;
     let auth = login.authorization.clone();
     let terminal = std::io::stdout().is_terminal();
     let colour = terminal::styled(terminal);
@@ -120,12 +129,28 @@ fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginErr
             .verification_uri_complete
             .as_deref()
             .unwrap_or(&auth.verification_uri);
-        match webbrowser::open(page) {
-            Ok(()) => println!("  Opened the page in a browser."),
-            Err(e) => eprintln!(
-                "  Could not open a browser ({}); open the address above yourself.",
-                printable(&e.to_string())
-            ),
+        let scheme = page.split_once("://").map(|(scheme, _)| scheme);
+        if !scheme
+            .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+        {
+            // A server could name a local file or another program's scheme here.
+            eprintln!(
+                "  Not opening {}: not an http(s) address; open the address above yourself.",
+                printable(page)
+            );
+        } else {
+            match webbrowser::open(page) {
+                // A graphical browser is started in the background: whether it showed the
+                // page is not known here, so say no more than that.
+                Ok(()) => println!(
+                    "  Asked a browser to open the page; if none appears, open the address above \
+                     yourself."
+                ),
+                Err(e) => eprintln!(
+                    "  Could not open a browser ({}); open the address above yourself.",
+                    printable(&e.to_string())
+                ),
+            }
         }
     }
     let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
@@ -224,13 +249,20 @@ fn finish(
         Ok(previous)
     })?;
     let path = Credentials::path()?;
+    // On a terminal the line overwrites the countdown; into a pipe or a file, no `\r` or
+    // padding.
+    let (start, pad) = if std::io::stdout().is_terminal() {
+        ("\r", "          ")
+    } else {
+        ("", "")
+    };
     match &user {
         Some(user) => println!(
-            "\r  Signed in to {} as {}.          ",
+            "{start}  Signed in to {} as {}.{pad}",
             printable(server),
             printable(user)
         ),
-        None => println!("\r  Signed in to {}.          ", printable(server)),
+        None => println!("{start}  Signed in to {}.{pad}", printable(server)),
     }
     println!("  Tokens saved to {}", path.display());
     if let Some(previous) = previous {
@@ -257,9 +289,16 @@ fn revoke_saved(saved: &SavedLogin) -> Result<(), LoginError> {
     device_client::revoke(&saved.endpoints, &saved.client_id, token, hint)
 }
 
-pub fn run_token(server: Option<&str>) -> ExitCode {
-    match token(server) {
-        Ok(access_token) => {
+pub fn run_token(server: Option<&str>, force_refresh: bool) -> ExitCode {
+    match device_client::access_token(server, force_refresh) {
+        Ok((access_token, unrenewed)) => {
+            if let Some(e) = unrenewed {
+                eprintln!(
+                    "warning: could not renew the access token ({}); using the saved one \
+                     until it expires",
+                    printable(&e.to_string())
+                );
+            }
             println!("{access_token}");
             ExitCode::SUCCESS
         }
@@ -267,58 +306,18 @@ pub fn run_token(server: Option<&str>) -> ExitCode {
     }
 }
 
-/// Under the credentials lock: read, refresh when about to expire, write. A process that
-/// waited for the lock reads what the one before it wrote and usually just prints it.
-fn token(server: Option<&str>) -> Result<String, LoginError> {
-    // Not signed in, or which server: said before anything is created for the lock.
-    Credentials::load()?.pick(server)?;
-    Credentials::locked(|| {
-        let mut credentials = Credentials::load()?;
-        let key = credentials.pick(server)?;
-        let saved = credentials
-            .servers
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| LoginError::LoginEnded(key.clone()))?;
-        let now = device_client::unix_now();
-        if saved.tokens.expires_at > now + REFRESH_MARGIN {
-            return Ok(saved.tokens.access_token);
-        }
-        let Some(refresh_token) = saved.tokens.refresh_token.as_deref() else {
-            return Err(LoginError::LoginEnded(key));
-        };
-        let tokens = match device_client::refresh(&saved.endpoints, &saved.client_id, refresh_token)
-        {
-            Ok(tokens) => tokens,
-            // RFC 6749 §5.2: the grant is gone (revoked, expired, client removed).
-            Err(LoginError::OAuth { error, .. })
-                if error == "invalid_grant" || error == "invalid_client" =>
-            {
-                return Err(LoginError::LoginEnded(key))
-            }
-            // Unreachable for now, but the access token still works: use it.
-            Err(e) if e.is_transient() && saved.tokens.expires_at > now => {
-                eprintln!(
-                    "warning: could not renew the access token ({}); it expires in {}s",
-                    printable(&e.to_string()),
-                    saved.tokens.expires_at - now
-                );
-                return Ok(saved.tokens.access_token);
-            }
-            Err(e) => return Err(e),
-        };
-        let access_token = tokens.access_token.clone();
-        credentials
-            .servers
-            .insert(key, SavedLogin { tokens, ..saved });
-        credentials.save()?;
-        Ok(access_token)
-    })
-}
-
 pub fn run_logout(server: Option<&str>) -> ExitCode {
     match logout(server) {
-        Ok(key) => {
+        Ok((key, revoked)) => {
+            if let Err(e) = revoked {
+                // Never stuck with a login nobody can end: forgotten here either way.
+                eprintln!(
+                    "warning: could not revoke the login at {} ({}); forgot it here anyway, \
+                     it stays valid until it expires or is revoked on the account page",
+                    printable(&key),
+                    printable(&e.to_string())
+                );
+            }
             println!("logged out of {}", printable(&key));
             ExitCode::SUCCESS
         }
@@ -326,16 +325,20 @@ pub fn run_logout(server: Option<&str>) -> ExitCode {
     }
 }
 
-fn logout(server: Option<&str>) -> Result<String, LoginError> {
+/// Revokes the saved login at its server (RFC 7009) and forgets it here, also when the
+/// revocation failed (server unreachable, client removed): that result comes back beside
+/// the server's key for a warning.
+fn logout(server: Option<&str>) -> Result<(String, Result<(), LoginError>), LoginError> {
     Credentials::load()?.pick(server)?;
     Credentials::locked(|| {
         let mut credentials = Credentials::load()?;
         let key = credentials.pick(server)?;
-        if let Some(saved) = credentials.servers.get(&key) {
-            revoke_saved(saved)?;
-        }
+        let revoked = match credentials.servers.get(&key) {
+            Some(saved) => revoke_saved(saved),
+            None => Ok(()),
+        };
         credentials.servers.remove(&key);
         credentials.save()?;
-        Ok(key)
+        Ok((key, revoked))
     })
 }

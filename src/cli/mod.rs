@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
 
-pub use admin::run_admin;
+pub use admin::{missing_directory, run_admin};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,11 +77,15 @@ pub enum Command {
     Check(CheckArgs),
     /// Sign in to a devicegate server from this device (the device side of the flow)
     Login(login::LoginArgs),
-    /// Print a valid access token for a server, refreshing it first when it is about to expire
+    /// Print the saved access token for a server, refreshing it first when it is about to
+    /// expire (without asking the server whether it still accepts it: after a 401, use --refresh)
     Token {
         /// The server's base URL [default: the only saved server]
-        #[arg(long)]
+        #[arg(long, env = "DEVICEGATE_SERVER")]
         server: Option<String>,
+        /// Refresh now, whatever the expiry says (after a resource server answered 401)
+        #[arg(long)]
+        refresh: bool,
     },
     /// Lift sign-in and code-entry locks for a user name or an address (IPv6: its /64)
     Unlock {
@@ -91,17 +95,20 @@ pub enum Command {
     /// Revoke this device's tokens at the server and forget them
     Logout {
         /// The server's base URL [default: the only saved server]
-        #[arg(long)]
+        #[arg(long, env = "DEVICEGATE_SERVER")]
         server: Option<String>,
     },
     /// Show the servers this device is signed in to: user, client, scopes, token expiry
     Status {
         /// Only this server
-        #[arg(long)]
+        #[arg(long, env = "DEVICEGATE_SERVER")]
         server: Option<String>,
-        /// Print JSON: {"servers": [{"server", "client_id", "user", "scope", "access_token_expires_at", "access_token_expired", "can_refresh"}]}
+        /// Print JSON: {"servers": [{"server", "client_id", "user", "scope", "access_token_expires_at", "access_token_expired", "can_refresh", "state", "checked"}]}
         #[arg(long)]
         json: bool,
+        /// Do not ask the servers whether they still accept the saved login
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -151,9 +158,9 @@ pub struct ServeArgs {
     /// Serve GET /metrics to callers presenting this bearer token [default: metrics off]
     #[arg(long, env = "DEVICEGATE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
-    /// Read the metrics bearer token from this file (one trailing newline is dropped); not together with --metrics-token
-    #[arg(long, env = "DEVICEGATE_METRICS_TOKEN_FILE", value_name = "PATH")]
-    pub metrics_token_file: Option<PathBuf>,
+    /// Read the metrics bearer token from this file (at most 4 KiB; whitespace at either end is dropped); not together with --metrics-token
+    #[arg(long, env = "DEVICEGATE_METRICS_TOKEN_FILE", value_name = "PATH", value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub metrics_token_file: Option<std::ffi::OsString>,
     /// Seconds a connection may stay silent (an idle keep-alive connection, or a stall within any one read or write) before it is closed
     #[arg(long, env = "DEVICEGATE_IO_TIMEOUT", value_parser = values::SECONDS, default_value_t = config::DEFAULT_IO_TIMEOUT)]
     pub io_timeout: u64,
@@ -220,8 +227,25 @@ impl ServeArgs {
     /// The configuration these flags and variables describe, with secrets read from their
     /// `_FILE`s; `Err`: every problem reading them (`Config::validate` checks the rest).
     pub fn into_config(self, db_path: PathBuf) -> Result<Config, Vec<String>> {
+        let (config, problems) = self.into_config_and_problems(db_path);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// As `into_config`, but the configuration comes back also when a secret could not be
+    /// read (without that secret), so `check` can report every other problem too.
+    pub fn into_config_and_problems(self, db_path: PathBuf) -> (Config, Vec<String>) {
         let mut problems = Vec::new();
-        let metrics_token = match (self.metrics_token, &self.metrics_token_file) {
+        // Empty, as `Environment=DEVICEGATE_METRICS_TOKEN_FILE=` leaves it: unset.
+        let metrics_token_file = self
+            .metrics_token_file
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from);
+        let metrics_token_file = &metrics_token_file;
+        let metrics_token = match (self.metrics_token, metrics_token_file) {
             (Some(_), Some(_)) => {
                 problems.push(
                     "DEVICEGATE_METRICS_TOKEN_FILE (--metrics-token-file) and \
@@ -241,10 +265,7 @@ impl ServeArgs {
                 }
             },
         };
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(Config {
+        let config = Config {
             db_path,
             listen: self.listen,
             issuer: self.issuer,
@@ -280,8 +301,81 @@ impl ServeArgs {
                 .unwrap_or_else(|| config::DEFAULT_SITE_NAME.to_string()),
             help_text: self.help_text.filter(|text| !text.trim().is_empty()),
             ..Config::default()
-        })
+        };
+        (config, problems)
     }
+}
+
+/// Problems named by their flag (`--poll-interval: …`, as `Config::validate` words them)
+/// name the environment variable instead when that is where the value came from (set, and
+/// the flag not on the command line): `DEVICEGATE_POLL_INTERVAL (--poll-interval): …`.
+pub fn name_origins(problems: Vec<String>) -> Vec<String> {
+    let command = <ServeArgs as Args>::augment_args(clap::Command::new("serve"));
+    let given: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    problems
+        .into_iter()
+        .map(|problem| {
+            let Some((flag, rest)) = problem.split_once(':') else {
+                return problem;
+            };
+            let Some(long) = flag.strip_prefix("--") else {
+                return problem;
+            };
+            let Some(env) = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(long))
+                .and_then(|arg| arg.get_env())
+                .map(|env| env.to_string_lossy().into_owned())
+            else {
+                return problem;
+            };
+            let on_command_line = given
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+            let from_env = std::env::var_os(&env).is_some_and(|v| !v.is_empty());
+            if from_env && !on_command_line {
+                format!("{env} ({flag}):{rest}")
+            } else {
+                problem
+            }
+        })
+        .collect()
+}
+
+/// The environment variable a clap value error is about, when the value came from it (the
+/// variable is set and the flag is not on the command line).
+pub fn env_of_error(error: &clap::Error) -> Option<String> {
+    // Our own parsers' errors begin with the variable (`DEVICEGATE_X: …`); clap's own
+    // name the flag in their context.
+    let message = error.to_string();
+    let named = message
+        .strip_prefix("error: ")
+        .and_then(|m| m.split_once(':'))
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("DEVICEGATE_") && !name.contains(' '));
+    if let Some(env) = named {
+        return Some(env.to_string());
+    }
+    let invalid = match error.get(clap::error::ContextKind::InvalidArg)? {
+        clap::error::ContextValue::String(s) => s.clone(),
+        _ => return None,
+    };
+    let flag = invalid.split([' ', '=']).next()?.to_string();
+    let long = flag.strip_prefix("--")?;
+    let command = <ServeArgs as Args>::augment_args(clap::Command::new("serve"));
+    let env = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))?
+        .get_env()?
+        .to_string_lossy()
+        .into_owned();
+    let on_command_line = std::env::args_os().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    (std::env::var_os(&env).is_some() && !on_command_line).then_some(env)
 }
 
 #[derive(Debug, Subcommand)]

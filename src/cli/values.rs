@@ -74,19 +74,35 @@ pub fn parse_duration(text: &str, unit: Unit) -> Result<u64, String> {
     })
 }
 
-/// A secret from a file: its contents without one trailing newline (`\n` or `\r\n`).
+/// A secret from a file (at most `MAX_SECRET_FILE_BYTES`): its contents without whitespace
+/// at either end. `Err`: unreadable, too long, not UTF-8, or empty.
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let secret = text
-        .strip_suffix('\n')
-        .map(|s| s.strip_suffix('\r').unwrap_or(s))
-        .unwrap_or(&text);
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut bytes = Vec::new();
+    // Bounded: `/dev/zero` or a log file named by mistake must not fill the memory.
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_SECRET_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "{} is longer than {MAX_SECRET_FILE_BYTES} bytes; it should hold only the secret",
+            path.display()
+        ));
+    }
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+    // Whitespace around it (an editor's newlines, a stray space) would make a secret that
+    // no request can ever present.
+    let secret = text.trim();
     if secret.is_empty() {
         return Err(format!("{} is empty", path.display()));
     }
     Ok(secret.to_string())
 }
+
+/// The most a secret file may hold, in bytes.
+pub const MAX_SECRET_FILE_BYTES: u64 = 4096;
 
 /// Where a value came from, for an error message: `DEVICEGATE_X` or `--x`.
 fn origin(arg: Option<&clap::Arg>, source: ValueSource) -> String {
@@ -212,15 +228,19 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_file_loses_one_trailing_newline_only() {
+    fn a_secret_file_loses_whitespace_at_both_ends_and_is_bounded() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("s");
         std::fs::write(&path, "abc def\n").expect("write");
         assert_eq!(read_secret_file(&path), Ok("abc def".into()));
         std::fs::write(&path, "abc\r\n").expect("write");
         assert_eq!(read_secret_file(&path), Ok("abc".into()));
-        std::fs::write(&path, "abc\n\n").expect("write");
-        assert_eq!(read_secret_file(&path), Ok("abc\n".into()));
+        std::fs::write(&path, " abc\n\n").expect("write");
+        assert_eq!(read_secret_file(&path), Ok("abc".into()));
+        std::fs::write(&path, "x".repeat(4097)).expect("write");
+        assert!(read_secret_file(&path)
+            .expect_err("too long")
+            .contains("longer than 4096 bytes"));
         std::fs::write(&path, "\n").expect("write");
         assert!(read_secret_file(&path).is_err());
         assert!(read_secret_file(&dir.path().join("missing"))

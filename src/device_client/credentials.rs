@@ -71,11 +71,35 @@ impl Credentials {
         f()
     }
 
+    /// Whether a login could be saved: the file reads (or is absent), its lock can be taken
+    /// and a new file can be written in its directory. `login` asks this before it asks the
+    /// server for a code, so a damaged file or a read-only directory never costs an
+    /// approved grant that then cannot be saved.
+    pub fn check_saveable() -> Result<(), LoginError> {
+        Credentials::load()?;
+        Credentials::locked(|| {
+            let path = Credentials::path()?;
+            let dir = path
+                .parent()
+                .ok_or_else(|| LoginError::Http(format!("{} has no directory", path.display())))?;
+            // Removed again on drop.
+            tempfile::NamedTempFile::new_in(dir).map_err(|e| {
+                LoginError::Http(format!("cannot save the login in {}: {e}", dir.display()))
+            })?;
+            Credentials::load().map(drop)
+        })
+    }
+
     pub fn load() -> Result<Credentials, LoginError> {
         let path = Credentials::path()?;
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| LoginError::Http(format!("{} is damaged: {e}", path.display()))),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                LoginError::Http(format!(
+                    "{} is damaged ({e}); move it away or delete it, then run devicegate \
+                     login again",
+                    path.display()
+                ))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Credentials::default()),
             Err(e) => Err(LoginError::Http(format!(
                 "cannot read {}: {e}",
@@ -138,4 +162,76 @@ impl Credentials {
             },
         }
     }
+}
+
+/// Refresh this long (seconds) before the access token expires.
+pub const REFRESH_MARGIN: u64 = 60;
+
+/// The saved access token for `server` (or the only saved server), refreshed first (RFC
+/// 6749 §6) when it expires within `REFRESH_MARGIN` seconds, or when `force_refresh`: pass
+/// that after a resource server answered 401 to it (the token was revoked or the server's
+/// clock is ahead). It does not ask the server whether the token is still accepted.
+///
+/// A token that needs no refresh is read without the lock (a read-only credentials
+/// directory is fine then); a refresh runs under `Credentials::locked` and reads again
+/// there, so a process that waited for another's refresh (or, forced, finds the token it
+/// was refused already replaced) uses the new token instead of refreshing again.
+///
+/// `Ok((token, Some(e)))`: the refresh was due but the server is unreachable (`e`), and the
+/// saved token has not expired yet. `Err(LoginError::LoginEnded(server))`: the server
+/// refused the refresh (`invalid_grant`, `invalid_client`), only a new login helps.
+pub fn access_token(
+    server: Option<&str>,
+    force_refresh: bool,
+) -> Result<(String, Option<LoginError>), LoginError> {
+    let seen = {
+        let credentials = Credentials::load()?;
+        let key = credentials.pick(server)?;
+        let saved = credentials.servers.get(&key);
+        if let Some(saved) = saved {
+            let fresh = saved.tokens.expires_at > super::unix_now().saturating_add(REFRESH_MARGIN);
+            if fresh && !force_refresh {
+                return Ok((saved.tokens.access_token.clone(), None));
+            }
+        }
+        saved.map(|saved| saved.tokens.access_token.clone())
+    };
+    Credentials::locked(|| {
+        let mut credentials = Credentials::load()?;
+        let key = credentials.pick(server)?;
+        let saved = credentials
+            .servers
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| LoginError::LoginEnded(key.clone()))?;
+        let now = super::unix_now();
+        let fresh = saved.tokens.expires_at > now.saturating_add(REFRESH_MARGIN);
+        let replaced = seen.as_deref() != Some(saved.tokens.access_token.as_str());
+        if fresh && (!force_refresh || replaced) {
+            return Ok((saved.tokens.access_token, None));
+        }
+        let Some(refresh_token) = saved.tokens.refresh_token.as_deref() else {
+            return Err(LoginError::LoginEnded(key));
+        };
+        let tokens = match super::refresh(&saved.endpoints, &saved.client_id, refresh_token) {
+            Ok(tokens) => tokens,
+            // RFC 6749 §5.2: the grant is gone (revoked, expired, client removed).
+            Err(LoginError::OAuth { error, .. })
+                if error == "invalid_grant" || error == "invalid_client" =>
+            {
+                return Err(LoginError::LoginEnded(key))
+            }
+            // Unreachable for now, but the access token has not expired: use it.
+            Err(e) if e.is_transient() && saved.tokens.expires_at > now && !force_refresh => {
+                return Ok((saved.tokens.access_token, Some(e)));
+            }
+            Err(e) => return Err(e),
+        };
+        let access_token = tokens.access_token.clone();
+        credentials
+            .servers
+            .insert(key, SavedLogin { tokens, ..saved });
+        credentials.save()?;
+        Ok((access_token, None))
+    })
 }

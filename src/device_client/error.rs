@@ -50,7 +50,8 @@ impl std::fmt::Display for LoginError {
             LoginError::OAuth { error, description } => write!(f, "{error}: {description}"),
             LoginError::Insecure(url) => write!(
                 f,
-                "refusing plain http to {url}: codes and tokens would travel in clear"
+                "refusing plain http to {url}: codes and tokens would travel in clear; use \
+                 https, or pass --insecure on a network you trust"
             ),
         }
     }

@@ -425,6 +425,8 @@ fn a_second_login_revokes_the_first_grant_and_status_shows_who_is_signed_in() {
             "access_token_expires_at": expires_at,
             "access_token_expired": false,
             "can_refresh": true,
+            "state": "active",
+            "state_detail": null,
         }]})
     );
 }
@@ -560,7 +562,9 @@ fn open_uses_browser_and_says_when_no_browser_could_be_opened() {
     let code = login.user_code.clone();
     login.stop();
     assert!(
-        printed.contains("Opened the page in a browser."),
+        printed.contains(
+            "Asked a browser to open the page; if none appears, open the address above yourself."
+        ),
         "{printed}"
     );
     let started = Instant::now();
@@ -713,4 +717,428 @@ fn a_failed_revocation_of_the_previous_login_is_said_and_the_new_login_kept() {
     );
     // Both grants live: the old one could not be revoked.
     assert_eq!(app.count_rows("grants WHERE revoked_at IS NULL"), 2);
+}
+
+// ---- review fixes (issue #13's device side, after a release-build review) ----
+
+/// Runs `command` for at most 30 s (killed then): (exit code, stdout, stderr). A `login`
+/// that wrongly went on to ask for a code waits for approval; this ends it.
+fn output_within(command: &mut Command) -> (i32, String, String) {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (done, finished) = mpsc::channel::<()>();
+    let killer = std::thread::spawn(move || {
+        if finished.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &id.to_string()])
+                .status();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    killer.join().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn login_checks_the_credentials_file_before_asking_for_a_code() {
+    let app = TestApp::spawn();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("devicegate")).unwrap();
+    let file = credentials_file(home.path());
+    std::fs::write(&file, "{\"servers\": {").unwrap();
+    let (code, out, err) = output_within(&mut device(
+        home.path(),
+        &["login", "--server", &app.base, "--qr", "off"],
+    ));
+    assert_eq!(code, 1, "{out}{err}");
+    let line = one_line(&err);
+    assert!(
+        line.starts_with(&format!("error: {} is damaged (", file.display()))
+            && line.ends_with("); move it away or delete it, then run devicegate login again"),
+        "{line}"
+    );
+    assert!(!out.contains("enter the code"), "{out}");
+    assert_eq!(app.count_rows("device_codes"), 0, "no code was asked for");
+    // `logout` says the same.
+    let (code, _, err) = output(&mut device(home.path(), &["logout"]));
+    assert_eq!(code, 1);
+    assert!(
+        one_line(&err).ends_with("move it away or delete it, then run devicegate login again"),
+        "{err}"
+    );
+
+    // A config directory that cannot hold the file (here: a plain file in its place).
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("devicegate"), "").unwrap();
+    let (code, out, err) = output_within(&mut device(
+        home.path(),
+        &["login", "--server", &app.base, "--qr", "off"],
+    ));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(one_line(&err).starts_with("error: "), "{err}");
+    assert_eq!(app.count_rows("device_codes"), 0, "no code was asked for");
+
+    // A lock that cannot be taken (a planted symlink) also stops it before any code.
+    #[cfg(unix)]
+    {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join("devicegate")).unwrap();
+        std::os::unix::fs::symlink(
+            home.path().join("elsewhere"),
+            home.path().join("devicegate/credentials.lock"),
+        )
+        .unwrap();
+        let (code, out, err) = output_within(&mut device(
+            home.path(),
+            &["login", "--server", &app.base, "--qr", "off"],
+        ));
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(one_line(&err).starts_with("error: cannot lock "), "{err}");
+        assert_eq!(app.count_rows("device_codes"), 0, "no code was asked for");
+    }
+}
+
+#[test]
+fn status_asks_the_server_and_reports_a_revoked_login() {
+    let app = TestApp::spawn();
+    let tokens = app.login("alice");
+    let home = tempfile::tempdir().unwrap();
+    write_saved(
+        home.path(),
+        json!({ app.base.clone(): entry(&app, &tokens, u64::MAX / 2) }),
+    );
+    let revoked = app.post_form(
+        "/oauth/revoke",
+        &[
+            ("client_id", "guest"),
+            ("token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(revoked.status, 200);
+    let (code, out, err) = output(&mut device(home.path(), &["status", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["servers"][0]["state"], "revoked", "{out}");
+    let (code, out, _) = output(&mut device(home.path(), &["status"]));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!(
+            "  state:         revoked: the server refused the access token; run devicegate login --server {}",
+            app.base
+        )),
+        "{out}"
+    );
+    // --offline asks nobody.
+    let (code, out, _) = output(&mut device(home.path(), &["status", "--json", "--offline"]));
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["servers"][0]["state"], "unchecked", "{out}");
+    // `token --refresh` (after a 401) asks the server at once, and says the login ended.
+    let (code, out, err) = output(&mut device(home.path(), &["token", "--refresh"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        one_line(&err).contains("this login was revoked or has expired"),
+        "{err}"
+    );
+}
+
+#[test]
+fn token_refresh_after_a_401_replaces_a_token_that_has_not_expired() {
+    let app = TestApp::spawn();
+    let tokens = app.login("alice");
+    let home = tempfile::tempdir().unwrap();
+    write_saved(
+        home.path(),
+        json!({ app.base.clone(): entry(&app, &tokens, u64::MAX / 2) }),
+    );
+    let (code, out, err) = output(&mut device(home.path(), &["token", "--refresh"]));
+    assert_eq!(code, 0, "{err}");
+    let new = out.trim();
+    assert_ne!(new, tokens["access_token"].as_str().unwrap());
+    assert_eq!(app.userinfo(new).status, 200);
+    assert_eq!(
+        saved(home.path())["servers"][&app.base]["tokens"]["access_token"],
+        new
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn token_needs_no_lock_when_no_refresh_is_due() {
+    let app = TestApp::spawn();
+    let tokens = app.login("alice");
+    let home = tempfile::tempdir().unwrap();
+    write_saved(
+        home.path(),
+        json!({ app.base.clone(): entry(&app, &tokens, u64::MAX / 2) }),
+    );
+    // The lock cannot be taken (root ignores a read-only directory; a planted symlink is
+    // refused for everyone), as on a read-only credentials directory.
+    std::os::unix::fs::symlink(
+        home.path().join("elsewhere"),
+        home.path().join("devicegate/credentials.lock"),
+    )
+    .unwrap();
+    let (code, out, err) = output(&mut device(home.path(), &["token"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), tokens["access_token"].as_str().unwrap());
+}
+
+#[test]
+fn logout_forgets_the_login_when_the_server_cannot_revoke_it() {
+    let app = TestApp::spawn();
+    let tokens = app.login("alice");
+    let home = tempfile::tempdir().unwrap();
+    let mut unreachable = entry(&app, &tokens, u64::MAX / 2);
+    unreachable["endpoints"]["revocation_endpoint"] =
+        format!("http://127.0.0.1:{}/oauth/revoke", free_port()).into();
+    write_saved(home.path(), json!({ "https://gone.example": unreachable }));
+    let (code, out, err) = output(&mut device(home.path(), &["logout"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "logged out of https://gone.example\n");
+    let line = one_line(&err);
+    assert!(
+        line.starts_with("warning: could not revoke the login at https://gone.example (")
+            && line.contains("Connection refused")
+            && line.ends_with("forgot it here anyway, it stays valid until it expires or is revoked on the account page"),
+        "{line}"
+    );
+    assert_eq!(saved(home.path())["servers"], json!({}));
+
+    // The client was removed at the server: invalid_client, forgotten all the same.
+    let mut removed = entry(&app, &tokens, u64::MAX / 2);
+    removed["client_id"] = "nosuch".into();
+    write_saved(home.path(), json!({ app.base.clone(): removed }));
+    let (code, _, err) = output(&mut device(home.path(), &["logout"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(one_line(&err).contains("invalid_client"), "{err}");
+    assert_eq!(saved(home.path())["servers"], json!({}));
+}
+
+/// A hostile OAuth server on 127.0.0.1: metadata pointing at itself, a device
+/// authorization answer from `authorization` and a token answer from `token`. Serves until
+/// the test ends (its thread is detached); each answer closes its connection.
+fn hostile_server(authorization: Value, token: Value) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let me = base.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            let _ = stream.read_exact(&mut body);
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            let answer = match path.as_str() {
+                "/.well-known/oauth-authorization-server" => json!({
+                    "device_authorization_endpoint": format!("{me}/device"),
+                    "token_endpoint": format!("{me}/token"),
+                }),
+                "/device" => authorization.clone(),
+                _ => token.clone(),
+            };
+            let body = answer.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+#[test]
+fn huge_durations_from_a_server_do_not_crash_login_or_status() {
+    let base = hostile_server(
+        json!({
+            "device_code": "d", "user_code": "ABCD-EFGH",
+            "verification_uri": "http://127.0.0.1/device",
+            "expires_in": u64::MAX, "interval": 1,
+        }),
+        json!({"access_token": "at", "token_type": "Bearer", "expires_in": u64::MAX}),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = output_within(&mut device(
+        home.path(),
+        &["login", "--server", &base, "--qr", "off"],
+    ));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("Signed in to {base}.")), "{out}");
+    let expires_at = saved(home.path())["servers"][&base]["tokens"]["expires_at"]
+        .as_u64()
+        .unwrap();
+    assert!(expires_at > devicegate::device_client::unix_now());
+    let (code, out, err) = output(&mut device(home.path(), &["status", "--offline"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("access token:  expires in "), "{out}");
+
+    // A huge poll interval: waited (capped), not a panic.
+    let base = hostile_server(
+        json!({
+            "device_code": "d", "user_code": "ABCD-EFGH",
+            "verification_uri": "http://127.0.0.1/device",
+            "expires_in": 600, "interval": u64::MAX,
+        }),
+        json!({"error": "authorization_pending"}),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let login = Login::start(device(
+        home.path(),
+        &["login", "--server", &base, "--qr", "off"],
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut login = login;
+    assert!(login.child.try_wait().unwrap().is_none(), "login ended");
+    login.child.kill().unwrap();
+    let (_, _, err) = login.finish();
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn open_refuses_an_address_that_is_not_http() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = hostile_server(
+        json!({
+            "device_code": "d", "user_code": "ABCD-EFGH",
+            "verification_uri": "http://127.0.0.1/device",
+            "verification_uri_complete": "file:///etc/passwd",
+            "expires_in": 600, "interval": 1,
+        }),
+        json!({"error": "authorization_pending"}),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let script = home.path().join("browser.sh");
+    let opened = home.path().join("opened");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = device(
+        home.path(),
+        &["login", "--server", &base, "--open", "--qr", "off"],
+    );
+    command.env("BROWSER", &script);
+    let mut login = Login::start(command);
+    login.child.kill().unwrap();
+    let (_, _, err) = login.finish();
+    assert!(
+        err.contains("Not opening file:///etc/passwd: not an http(s) address"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!opened.exists());
+}
+
+#[test]
+fn server_urls_take_any_case_of_scheme_and_refusals_say_what_to_do() {
+    let app = TestApp::spawn();
+    let tokens = app.login("alice");
+    let home = tempfile::tempdir().unwrap();
+    write_saved(
+        home.path(),
+        json!({
+            app.base.clone(): entry(&app, &tokens, u64::MAX / 2),
+            "https://other.example": entry(&app, &tokens, u64::MAX / 2),
+        }),
+    );
+    let upper = app.base.replacen("http://", "HTTP://", 1);
+    let (code, out, err) = output(&mut device(home.path(), &["token", "--server", &upper]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), tokens["access_token"].as_str().unwrap());
+    // DEVICEGATE_SERVER picks the server for token, status and logout as for login.
+    let (code, out, err) =
+        output(device(home.path(), &["token"]).env("DEVICEGATE_SERVER", &app.base));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), tokens["access_token"].as_str().unwrap());
+    let (code, out, err) =
+        output(device(home.path(), &["status", "--offline"]).env("DEVICEGATE_SERVER", &app.base));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("other.example"), "{out}");
+    // A query or a fragment: refused, with the base URL to use.
+    let (code, _, err) = output(&mut device(
+        home.path(),
+        &["login", "--server", "https://auth.example.com/?tenant=1"],
+    ));
+    assert_eq!(code, 1);
+    assert_eq!(
+        one_line(&err),
+        "error: the server URL https://auth.example.com/?tenant=1 has a query or fragment (? or #); \
+         give the base URL only, e.g. https://auth.example.com"
+    );
+    // Plain http to a remote host: says how to allow it.
+    let (code, _, err) = output(&mut device(
+        home.path(),
+        &["login", "--server", "http://192.0.2.1"],
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        one_line(&err).ends_with("pass --insecure on a network you trust"),
+        "{err}"
+    );
+    // An unknown client: said so, with what to pass.
+    let (code, _, err) = output_within(&mut device(
+        home.path(),
+        &["login", "--server", &app.base, "--client-id", "nosuch"],
+    ));
+    assert_eq!(code, 1);
+    assert_eq!(
+        one_line(&err),
+        format!(
+            "error: {} does not know the client `nosuch` as a public client (unknown, or it \
+             needs a secret, which devicegate login cannot send); pass --client-id with a \
+             public client of that server (the default is guest)",
+            app.base
+        )
+    );
+}
+
+#[test]
+fn piped_login_output_has_no_carriage_returns_and_qr_takes_any_case() {
+    let app = TestApp::spawn_with(|c| c.poll_interval = 1);
+    app.add_user("alice");
+    let home = tempfile::tempdir().unwrap();
+    let mut command = device(home.path(), &["login", "--server", &app.base]);
+    command.env("DEVICEGATE_QR", "OFF");
+    let login = Login::start(command);
+    let printed = login.printed.clone();
+    approve(&app.db_path, &login.user_code, "alice");
+    let (code, out, err) = login.finish();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !printed.contains('\u{2580}') && !printed.contains('\u{2588}'),
+        "no QR drawn"
+    );
+    assert!(!printed.contains('\r') && !out.contains('\r'), "{out:?}");
+    assert!(
+        out.contains(&format!("  Signed in to {} as alice.\n", app.base)),
+        "{out:?}"
+    );
 }

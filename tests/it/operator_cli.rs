@@ -837,3 +837,329 @@ fn the_release_profile_ships_no_symbols() {
         "debug info stays out of the shipped binary: {release:?}"
     );
 }
+
+// ---- review fixes (issue #13's operator side, after a release-build review) ----
+
+/// The README's Install section: from `### Install` to the next `### ` heading.
+fn install_section() -> String {
+    let readme = repo_file("README.md");
+    let start = readme.find("### Install").expect("an Install section");
+    let rest = &readme[start + 3..];
+    rest[..rest.find("\n### ").unwrap_or(rest.len())].to_string()
+}
+
+#[test]
+fn the_readme_restores_as_the_service_user_and_checks_with_the_units_flags() {
+    let install = install_section();
+    // The restored file must belong to the state directory's owner: systemd re-owns
+    // only when the directory itself is someone else's.
+    let restore = install
+        .lines()
+        .skip_while(|l| !l.starts_with("systemctl stop devicegate"))
+        .take_while(|l| !l.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        restore.contains("stat -L -c %u:%g /var/lib/devicegate")
+            && restore.contains("install -m 0600 -o "),
+        "{restore}"
+    );
+    assert!(!install.contains("owner does not matter"), "{install}");
+    assert!(install.contains("/var/lib/private/devicegate"));
+    // Upgrade: `check` gets every flag the unit's ExecStart passes (but the port).
+    let unit = repo_file("docs/devicegate.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let check = install
+        .lines()
+        .skip_while(|l| !l.contains(" check "))
+        .take(1)
+        .collect::<String>();
+    assert!(!check.is_empty(), "an upgrade check line");
+    for flag in exec
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && !["--db", "--listen"].contains(w))
+    {
+        assert!(
+            check.contains(flag),
+            "the upgrade check lacks {flag}: {check}"
+        );
+    }
+    let issuer = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=DEVICEGATE_ISSUER="))
+        .unwrap();
+    assert!(
+        install.contains(&format!("DEVICEGATE_ISSUER={issuer}")),
+        "{install}"
+    );
+}
+
+/// The first start's sign-in URL from the log line of a server started with `issuer`
+/// (stdout not a terminal: the password goes to a file and the URL to the log).
+fn first_start_url(db: &Path, listen: &str, issuer: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = serve_binary(db, listen, &["--issuer", issuer], Stdio::piped());
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let line = loop {
+        let line = lines.next().expect("log ended").unwrap();
+        if line.contains("Sign in at ") {
+            break line;
+        }
+    };
+    let url = line
+        .split("Sign in at ")
+        .nth(1)
+        .unwrap()
+        .split(", then")
+        .next()
+        .unwrap()
+        .to_string();
+    (child, format!("{url}\n{line}"))
+}
+
+#[test]
+fn the_first_start_names_a_sign_in_url_that_is_served_whatever_the_issuers_slash() {
+    for path in ["/", "/sso/"] {
+        let dir = tempfile::tempdir().unwrap();
+        // A database path with a space: the `user passwd` hint quotes it for the shell.
+        std::fs::create_dir(dir.path().join("with space")).unwrap();
+        let db = dir.path().join("with space/d.db");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let issuer = format!("http://{listen}{path}");
+        let (child, found) = first_start_url(&db, &listen, &issuer);
+        let (url, line) = found.split_once('\n').unwrap();
+        assert_eq!(
+            url,
+            format!("http://{listen}{}oauth/device", path),
+            "{line}"
+        );
+        let status = match ureq::get(url).call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(status, 200, "{url}");
+        assert!(
+            line.contains(&format!(
+                "devicegate --db '{}' user passwd admin",
+                db.display()
+            )),
+            "{line}"
+        );
+        stop(child);
+    }
+}
+
+#[test]
+fn check_reports_every_problem_with_its_variable_and_binds_only_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    // Bad spellings from the environment: all of them, as JSON.
+    let (code, out, err) = run_env(
+        &db,
+        &["check", "--json"],
+        &[
+            ("DEVICEGATE_TRUST_PROXY", "maybe"),
+            ("DEVICEGATE_POLL_INTERVAL", "xx"),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(report["ok"], false);
+    let problems = report["configuration"]["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{out}");
+    assert!(problems.iter().any(|p| p
+        .as_str()
+        .unwrap()
+        .starts_with("DEVICEGATE_TRUST_PROXY: `maybe` is not a boolean")));
+    assert!(problems.iter().any(|p| p
+        .as_str()
+        .unwrap()
+        .starts_with("DEVICEGATE_POLL_INTERVAL: `xx` is not a duration")));
+
+    // Out of range from a variable: the variable is named. An unreadable token file hides
+    // nothing else.
+    let (code, out, _) = run_env(
+        &db,
+        &["check", "--json"],
+        &[
+            ("DEVICEGATE_POLL_INTERVAL", "0"),
+            ("DEVICEGATE_METRICS_TOKEN_FILE", "/nonexistent/token"),
+        ],
+    );
+    assert_eq!(code, 2);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let problems: Vec<&str> = report["configuration"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems.contains(
+            &"DEVICEGATE_POLL_INTERVAL (--poll-interval): must be between 1 and 60 seconds"
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].starts_with(
+            "DEVICEGATE_METRICS_TOKEN_FILE (--metrics-token-file): cannot read /nonexistent/token"
+        ),
+        "{problems:?}"
+    );
+    // The same value on the command line is named by its flag.
+    let (code, _, err) = run_env(&db, &["check", "--poll-interval", "0"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("config: --poll-interval: must be between"),
+        "{err}"
+    );
+
+    // A host name is not an address: never reported as bound.
+    let (code, out, _) = run_env(&db, &["check", "--json", "--listen", "localhost:8080"], &[]);
+    assert_eq!(code, 2);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["listen"]["ok"], false, "{out}");
+    assert_eq!(report["listen"]["tried"], false, "{out}");
+    let (_, out, err) = run_env(&db, &["check", "--listen", "localhost:8080"], &[]);
+    assert!(!out.contains("can be bound"), "{out}");
+    assert!(err.contains("listen: localhost:8080: not tried"), "{err}");
+
+    // An empty DEVICEGATE_METRICS_TOKEN_FILE= (as a unit leaves it) is unset.
+    let (code, out, err) = run_env(
+        &db,
+        &["check", "--listen", "127.0.0.1:0"],
+        &[("DEVICEGATE_METRICS_TOKEN_FILE", "")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_metrics_token_file_is_trimmed_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let file = dir.path().join("token");
+    std::fs::write(&file, "  metrics-token-0123456789 \n\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = serve_binary(
+        &db,
+        &listen,
+        &["--metrics-token-file", file.to_str().unwrap()],
+        Stdio::null(),
+    );
+    let status = match ureq::get(&format!("http://{listen}/metrics"))
+        .set("Authorization", "Bearer metrics-token-0123456789")
+        .call()
+    {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    };
+    stop(child);
+    assert_eq!(status, 200);
+    // /dev/zero never ends: refused after 4 KiB, not read into memory.
+    let (code, _, err) = run_env(&db, &["check", "--metrics-token-file", "/dev/zero"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("(--metrics-token-file): /dev/zero is longer than 4096 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_audit_line_says_where_the_operators_name_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database(dir.path());
+    let (code, _, err2) = run_env(
+        &db,
+        &["client", "add", "Bot", "--id", "bot"],
+        &[("SUDO_USER", "alice")],
+    );
+    assert_eq!(code, 0, "{err2}");
+    let line = err2.lines().find(|l| l.contains("audit: ")).unwrap();
+    // The name is a claim from the environment, said as one, after the kernel's uid.
+    assert!(line.contains(" by uid "), "{line}");
+    assert!(line.ends_with(" (SUDO_USER=alice)"), "{line}");
+}
+
+#[test]
+fn serve_names_a_busy_address_and_a_missing_database_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = busy.local_addr().unwrap().to_string();
+    let (code, _, err) = run(
+        &dir.path().join("d.db"),
+        &["serve", "--listen", &listen],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("error: cannot listen: {listen}: address in use")),
+        "{err}"
+    );
+    drop(busy);
+    let db = dir.path().join("missing/d.db");
+    let (code, _, err) = run(&db, &["serve", "--listen", "127.0.0.1:0"], None);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: the directory {} does not exist, so {} cannot be created; create it (owned \
+             by the user devicegate runs as) or pass another --db",
+            dir.path().join("missing").display(),
+            db.display()
+        )
+    );
+}
+
+#[test]
+fn clients_keep_a_scope_and_a_grant_type_and_ids_stay_distinct() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database(dir.path());
+    let (code, _, err) = run(&db, &["client", "add", "Bot", "--id", "bot"], None);
+    assert_eq!(code, 0, "{err}");
+    for (flag, message) in [
+        ("--scope", "error: --scope: a client needs at least one scope"),
+        (
+            "--grant-types",
+            "error: --grant-types: empty; give device_code, refresh_token, or none (a resource server)",
+        ),
+    ] {
+        let (code, _, err) = run(&db, &["client", "edit", "bot", flag, ""], None);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.trim(), message);
+        let (code, _, err) = run(&db, &["client", "add", "Other", flag, " "], None);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.trim(), message);
+    }
+    // `show` says the lifetimes too.
+    let (code, out, _) = run(
+        &db,
+        &["client", "edit", "bot", "--poll-interval", "7s"],
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    let (_, out, _) = run(&db, &["client", "show", "bot"], None);
+    assert!(
+        out.contains("  device codes live: the server's\n  poll interval:     7s\n"),
+        "{out}"
+    );
+    // Ids that differ only in case, and `.`/`..`, are refused.
+    let (code, _, err) = run(&db, &["client", "add", "Bot 2", "--id", "BOT"], None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("a client `bot` already exists, differing only in case"),
+        "{err}"
+    );
+    for id in [".", ".."] {
+        let (code, _, err) = run(&db, &["client", "add", "Dots", "--id", id], None);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("not . or .."), "{err}");
+    }
+}

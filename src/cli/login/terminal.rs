@@ -33,15 +33,19 @@ enum Drawing {
 /// Whether to use escape sequences (bold, colours) on a stream: never with `NO_COLOR` set
 /// (no-color.org), always with `CLICOLOR_FORCE` set (not `0`), else only on a terminal.
 pub fn styled(is_terminal: bool) -> bool {
-    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    styled_by(is_terminal, |name| std::env::var_os(name))
+}
+
+/// `styled`, with the environment given. `TERM=dumb` (Emacs' shell, some CI logs) shows
+/// escapes as garbage: no styling there unless forced.
+fn styled_by(is_terminal: bool, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
     if set("NO_COLOR") {
         false
-    } else if set("CLICOLOR_FORCE")
-        && std::env::var_os("CLICOLOR_FORCE").as_deref() != Some("0".as_ref())
-    {
+    } else if set("CLICOLOR_FORCE") && env("CLICOLOR_FORCE").as_deref() != Some("0".as_ref()) {
         true
     } else {
-        is_terminal
+        is_terminal && env("TERM").as_deref() != Some("dumb".as_ref())
     }
 }
 
@@ -109,6 +113,24 @@ pub fn where_to_go(lead: &str, uri: &str, user_code: &str, colour: bool) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dumb_terminal_gets_no_escapes_unless_forced() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert!(styled_by(true, env(&[("TERM", "xterm-256color")])));
+        assert!(!styled_by(true, env(&[("TERM", "dumb")])));
+        assert!(styled_by(
+            true,
+            env(&[("TERM", "dumb"), ("CLICOLOR_FORCE", "1")])
+        ));
+        assert!(!styled_by(false, env(&[("TERM", "xterm")])));
+    }
 
     #[test]
     fn colorfgbg_names_the_background() {
