@@ -26,10 +26,6 @@ pub const GUEST_SCOPES: &[&str] = &[
     EMAIL_SCOPE,
     OFFLINE_ACCESS_SCOPE,
 ];
-/// `guest`'s scopes before issue #14; a database still carrying exactly these gets
-/// `GUEST_SCOPES`.
-const OLD_GUEST_SCOPES: &[&str] = &["read", "write"];
-
 /// The name the consent page shows for `guest` ("… wants to sign in"): what a person
 /// recognises, not what it is inside devicegate.
 pub const GUEST_CLIENT_NAME: &str = "Command-line sign-in";
@@ -37,7 +33,8 @@ pub const GUEST_CLIENT_NAME: &str = "Command-line sign-in";
 const OLD_GUEST_CLIENT_NAME: &str = "Guest (built-in public client)";
 
 /// Creates `guest` when missing; leaves an operator's changes to it alone (only the old
-/// default name and the old default scope list are replaced by the new defaults).
+/// default name is replaced by the new one; the old default scope list was extended once,
+/// by the schema's version-3 upgrade in `store`).
 pub fn ensure_builtin_clients(store: &Store, now: Timestamp) -> Result<(), store::Error> {
     let scopes: Vec<String> = GUEST_SCOPES.iter().map(|s| s.to_string()).collect();
     let grants = vec![
@@ -60,14 +57,6 @@ pub fn ensure_builtin_clients(store: &Store, now: Timestamp) -> Result<(), store
         log::info!("created the built-in public client `{GUEST_CLIENT_ID}`");
     } else {
         store.rename_client_if_named(GUEST_CLIENT_ID, OLD_GUEST_CLIENT_NAME, GUEST_CLIENT_NAME)?;
-        let old: Vec<String> = OLD_GUEST_SCOPES.iter().map(|s| s.to_string()).collect();
-        if store.set_client_scopes_if(GUEST_CLIENT_ID, &old, &scopes)? {
-            log::info!(
-                "the built-in client `{GUEST_CLIENT_ID}` may now also ask for the OpenID \
-                 Connect scopes: {}",
-                scopes.join(" ")
-            );
-        }
     }
     Ok(())
 }

@@ -62,7 +62,11 @@ const ROUTES: &[Route] = &[
     },
     Route {
         pattern: Pattern::Exact(paths::USERINFO_PATH),
-        methods: &[(Method::Get, |ctx, req, _| api::userinfo(ctx, req))],
+        // OIDC Core §5.3.1: the UserInfo Endpoint answers GET and POST alike.
+        methods: &[
+            (Method::Get, |ctx, req, _| api::userinfo(ctx, req)),
+            (Method::Post, |ctx, req, _| api::userinfo(ctx, req)),
+        ],
     },
     Route {
         pattern: Pattern::Exact(paths::ACCOUNT_PATH),

@@ -36,6 +36,9 @@ pub(super) fn run(store: &Store, clock: &Clock, command: UserCommand) -> Result<
                 email: email.as_deref(),
                 email_verified: email_verified.unwrap_or(false),
             };
+            if let (Some(email), true) = (profile.email, profile.email_verified) {
+                refuse_shared_verified_email(store, &name, email)?;
+            }
             let hash = hash(&read_password(&name)?)?;
             match store.create_user_with_profile(&name, &hash, &profile, clock.now().secs()) {
                 Ok(_) => {
@@ -158,6 +161,23 @@ pub(super) fn run(store: &Store, clock: &Clock, command: UserCommand) -> Result<
     }
 }
 
+/// A verified address may belong to one user only (`claims::verified_email_holder`).
+fn refuse_shared_verified_email(store: &Store, name: &str, email: &str) -> Result<(), Failure> {
+    let users = store.list_users()?;
+    match crate::protocol::claims::verified_email_holder(&users, name, email) {
+        Some(holder) => Err(Failure(
+            format!(
+                "`{}` is already the verified address of `{}`; a verified address names one \
+                 person (remove it there first, or leave this one unverified)",
+                printable(email),
+                printable(&holder.username)
+            ),
+            2,
+        )),
+        None => Ok(()),
+    }
+}
+
 /// What `user edit` was asked to change: `None` leaves a field, `Some(None)` removes it.
 struct Edit<'a> {
     email: Option<Option<&'a str>>,
@@ -188,6 +208,14 @@ fn edit(store: &Store, name: &str, asked: Edit<'_>) -> Result<(), Failure> {
             "`{}` has no email address: give one with --email",
             printable(name)
         )));
+    }
+    let final_email = match asked.email {
+        Some(email) => email,
+        None => user.email.as_deref(),
+    };
+    let final_verified = email_verified.unwrap_or(user.email_verified);
+    if let (Some(email), true) = (final_email, final_verified) {
+        refuse_shared_verified_email(store, name, email)?;
     }
     let changes = ProfileChanges {
         display_name: asked.display_name,

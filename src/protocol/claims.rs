@@ -115,15 +115,23 @@ pub fn check_email(email: &str) -> Result<(), ProfileError> {
     if labels.len() < 2 {
         return bad("the domain needs a dot, like example.com");
     }
+    if labels
+        .last()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
+        return bad("the domain ends in a number, not a name");
+    }
     for label in labels {
-        let ok_char = |c: char| c.is_alphanumeric() || c == '-';
+        // ASCII only: `ｅxample.com` (a fullwidth e) must not pass for example.com. An
+        // international domain is written in its `xn--` form (IDNA, RFC 5891).
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-';
         if label.is_empty()
             || label.len() > MAX_DOMAIN_LABEL
             || label.starts_with('-')
             || label.ends_with('-')
             || !label.chars().all(ok_char)
         {
-            return bad("the domain is not a host name");
+            return bad("the domain is not a host name (letters, digits and `-`; an international domain in its xn-- form)");
         }
     }
     Ok(())
@@ -144,6 +152,23 @@ pub fn check_display_name(name: &str) -> Result<(), ProfileError> {
         )));
     }
     Ok(())
+}
+
+/// A verified address belongs to one person: relying parties (Kubernetes with
+/// `--oidc-username-claim=email`) treat it as who someone is. The other user among `users`
+/// (not `username`) who already has `email` verified, compared without regard to case.
+pub fn verified_email_holder<'u>(
+    users: &'u [crate::store::User],
+    username: &str,
+    email: &str,
+) -> Option<&'u crate::store::User> {
+    users.iter().find(|u| {
+        u.username != username
+            && u.email_verified
+            && u.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+    })
 }
 
 #[cfg(test)]
@@ -212,7 +237,7 @@ mod tests {
             "alice@example.com",
             "a.b+tag@sub.example.org",
             "o'neil@example.ie",
-            "jürgen@bücher.example",
+            "jürgen@xn--bcher-kva.example",
         ] {
             assert_eq!(check_email(good), Ok(()), "{good}");
         }
@@ -231,6 +256,10 @@ mod tests {
             "alice@-example.com",
             "alice@example..com",
             "alice@exa_mple.com",
+            // Look-alikes and numbers: an international domain is written xn--.
+            "jürgen@bücher.example",
+            "alice@\u{ff45}xample.com",
+            "a@b.123",
             "al\u{1b}ice@example.com",
             "al\u{202e}ice@example.com",
             "\"alice\"@example.com",

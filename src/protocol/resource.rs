@@ -1,7 +1,7 @@
 //! What happens to tokens after they are issued: revocation (RFC 7009), introspection
 //! (RFC 7662) and the bearer look-up behind userinfo (RFC 6750).
 
-use super::{oauth, Error, ErrorCode};
+use super::{oauth, scope, Error, ErrorCode};
 use crate::clock::Timestamp;
 use crate::secrets;
 use crate::store::{self, AccessTokenRow, Client, Store};
@@ -138,11 +138,16 @@ pub fn userinfo(
         return Ok(None);
     };
     let mut answer = super::claims::user_claims(&user, &token.scope);
-    for (name, value) in [
-        ("username", &user.username),
-        ("scope", &token.scope),
-        ("client_id", &token.client_id),
-    ] {
+    // The login name is `profile`'s to release in an OpenID Connect request; a plain OAuth
+    // token (no `openid`: Campus's CLI, `devicegate login`) keeps getting it as before.
+    let scopes = &token.scope;
+    let username_released = !scope::has_scope(scopes, scope::OPENID_SCOPE)
+        || scope::has_scope(scopes, scope::PROFILE_SCOPE);
+    let mut extra = vec![("scope", scopes), ("client_id", &token.client_id)];
+    if username_released {
+        extra.push(("username", &user.username));
+    }
+    for (name, value) in extra {
         answer
             .entry(name)
             .or_insert_with(|| serde_json::Value::String(value.clone()));

@@ -41,17 +41,28 @@ pub fn has_scope(scope: &str, wanted: &str) -> bool {
 /// allowed scopes without the OpenID Connect ones, which are granted only when asked for
 /// (OIDC Core §3.1.2.1: without `openid` a request is plain OAuth), so a client that never
 /// heard of OpenID Connect (Campus's CLI) keeps getting exactly what it got before. A client
-/// allowed nothing but OpenID Connect scopes gets all of them.
+/// allowed nothing but OpenID Connect scopes gets them, except `offline_access`, which must
+/// be asked for (OIDC Core §11), or a client that opted in to needing it for a refresh
+/// token would get one without asking. Deduplicated, in the client's order.
 pub fn default_scope(allowed: &[String]) -> String {
-    let plain: Vec<&str> = allowed
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !is_oidc_scope(s))
-        .collect();
-    if plain.is_empty() {
-        allowed.join(" ")
+    let pick = |keep: &dyn Fn(&str) -> bool| {
+        let mut picked: Vec<&str> = Vec::new();
+        for scope in allowed.iter().map(String::as_str).filter(|s| keep(s)) {
+            if !picked.contains(&scope) {
+                picked.push(scope);
+            }
+        }
+        picked.join(" ")
+    };
+    let plain = pick(&|s| !is_oidc_scope(s));
+    if !plain.is_empty() {
+        return plain;
+    }
+    let oidc = pick(&|s| s != OFFLINE_ACCESS_SCOPE);
+    if oidc.is_empty() {
+        pick(&|_| true)
     } else {
-        plain.join(" ")
+        oidc
     }
 }
 
@@ -60,7 +71,8 @@ pub fn default_scope(allowed: &[String]) -> String {
 /// oauthlib that compare the answer with the request see the same scope) less the standard
 /// OpenID Connect scopes the client may not have. When that narrowing leaves nothing (MSAL
 /// asking only `openid profile offline_access` of a client allowed `read`), the request
-/// named nothing this client can have, and it gets its default, as if it had named nothing.
+/// named nothing this client can have: `invalid_scope`, not some other scope the client
+/// did not ask for (least privilege; the operator allows `openid` to fix it).
 /// Malformed, unknown or disallowed non-OIDC values → `invalid_scope`.
 pub fn resolve_scope(requested: Option<&str>, allowed: &[String]) -> Result<String, OAuthError> {
     let Some(requested) = requested else {
@@ -69,6 +81,12 @@ pub fn resolve_scope(requested: Option<&str>, allowed: &[String]) -> Result<Stri
     let granted = select(requested, allowed, |token| {
         format!("scope `{token}` is not allowed for this client")
     })?;
+    if granted.is_empty() && !requested.trim().is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "none of the requested scopes is allowed for this client",
+        ));
+    }
     if granted.is_empty() {
         return Ok(default_scope(allowed));
     }
@@ -189,11 +207,14 @@ mod tests {
     }
 
     #[test]
-    fn narrowed_to_nothing_means_the_clients_default() {
-        assert_eq!(
-            resolve_scope(Some("openid profile offline_access"), &allowed()).as_deref(),
-            Ok("read write")
-        );
+    fn narrowed_to_nothing_is_invalid_scope_not_the_clients_default() {
+        let err = resolve_scope(Some("openid profile offline_access"), &allowed())
+            .expect_err("nothing left");
+        assert_eq!(err.code, ErrorCode::InvalidScope);
+        // A client allowed `openid email` asked for `profile`: not `openid email` instead.
+        let err = resolve_scope(Some("profile"), &with_oidc(&["openid", "email"]))
+            .expect_err("nothing left");
+        assert_eq!(err.code, ErrorCode::InvalidScope);
     }
 
     #[test]
@@ -209,6 +230,12 @@ mod tests {
         assert_eq!(resolve_scope(None, &guest).as_deref(), Ok("read write"));
         let only = with_oidc(&["openid", "profile"]);
         assert_eq!(resolve_scope(None, &only).as_deref(), Ok("openid profile"));
+        // `offline_access` is never in a default: it must be asked for (OIDC Core §11).
+        let offline = with_oidc(&["openid", "offline_access", "openid"]);
+        assert_eq!(resolve_scope(None, &offline).as_deref(), Ok("openid"));
+        // Duplicates in the client's list are not repeated in the grant.
+        let twice = with_oidc(&["read", "read", "write"]);
+        assert_eq!(resolve_scope(None, &twice).as_deref(), Ok("read write"));
     }
 
     #[test]

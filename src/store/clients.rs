@@ -212,23 +212,6 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Replaces a client's scopes only while they are still exactly `old` (a default being
-    /// extended must not overwrite an operator's choice); true when they were replaced.
-    pub fn set_client_scopes_if(
-        &self,
-        client_id: &str,
-        old: &[String],
-        new: &[String],
-    ) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        self.forget_client(client_id);
-        let changed = self.conn.execute(
-            "UPDATE clients SET scopes = ?3 WHERE client_id = ?1 AND scopes = ?2",
-            params![client_id, old.join(" "), new.join(" ")],
-        )?;
-        Ok(changed == 1)
-    }
-
     /// Removes a client with its device codes, grants and tokens (ON DELETE CASCADE).
     pub fn delete_client(&self, client_id: &str) -> Result<bool> {
         let _writing = self.shared.write_turn();

@@ -228,6 +228,15 @@ impl Store {
                 ] {
                     add_column_if_missing(&tx, table, column, declaration)?;
                 }
+                // The built-in `guest` client with its version-2 default (`read write`, in
+                // either order) may now also ask for OpenID Connect's scopes. Once, here: an
+                // operator who later limits guest again keeps that (an edited list is left
+                // alone now too).
+                tx.execute(
+                    "UPDATE clients SET scopes = 'read write openid profile email offline_access' \
+                     WHERE client_id = 'guest' AND scopes IN ('read write', 'write read')",
+                    [],
+                )?;
                 let ids: Vec<i64> = tx
                     .prepare("SELECT id FROM users WHERE subject IS NULL")?
                     .query_map([], |r| r.get(0))?

@@ -498,7 +498,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/.well-known/openid-configuration", "GET, HEAD"),
     ("/oauth/revoke", "POST"),
     ("/oauth/introspect", "POST"),
-    ("/oauth/userinfo", "GET, HEAD"),
+    ("/oauth/userinfo", "GET, HEAD, POST"),
     ("/account", "GET, HEAD"),
     ("/account/revoke", "POST"),
     ("/metrics", "GET, HEAD"),

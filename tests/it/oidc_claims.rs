@@ -140,12 +140,40 @@ fn msal_scopes_sent_to_a_client_allowed_only_read_get_tokens_for_read() {
 }
 
 #[test]
-fn a_request_narrowed_to_nothing_gets_the_clients_default() {
+fn a_request_narrowed_to_nothing_is_refused_not_given_other_scopes() {
     let app = TestApp::spawn();
     add_client_with_scopes(&app, "reader", &["read", "write"]);
+    let resp = device_authorize(&app, "reader", Some("openid profile offline_access"));
+    assert_oauth_error(&resp, 400, "invalid_scope");
+    assert_eq!(
+        resp.json()["error_description"],
+        "none of the requested scopes is allowed for this client"
+    );
+    // A client allowed `openid email` that asks for `profile` does not get email instead.
+    add_client_with_scopes(&app, "narrow", &["openid", "email"]);
+    let resp = device_authorize(&app, "narrow", Some("profile"));
+    assert_oauth_error(&resp, 400, "invalid_scope");
+}
+
+/// OIDC Core §11: `offline_access` must be asked for; a client that opted in to needing it
+/// for a refresh token gets none when it names no scope.
+#[test]
+fn the_default_scope_never_includes_offline_access() {
+    let app = TestApp::spawn();
+    add_client_with_scopes(&app, "oidc", &["openid", "profile", "offline_access"]);
+    app.store()
+        .update_client(
+            "oidc",
+            &devicegate::store::ClientChanges {
+                refresh_requires_offline_access: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let alice = app.add_user("alice");
-    let tokens = login_with(&app, "reader", alice, Some("openid profile offline_access"));
-    assert_eq!(tokens["scope"], "read write");
+    let tokens = login_with(&app, "oidc", alice, None);
+    assert_eq!(tokens["scope"], "openid profile");
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
 }
 
 #[test]
@@ -215,9 +243,10 @@ fn userinfo_releases_exactly_the_claims_each_scope_allows() {
         assert_no_store(&resp);
         resp.json()
     };
+    // The login name is `profile`'s to release: not with `openid` alone, nor with `email`.
     assert_eq!(
         userinfo("openid"),
-        json!({"sub": sub, "username": "alice", "scope": "openid", "client_id": "guest"})
+        json!({"sub": sub, "scope": "openid", "client_id": "guest"})
     );
     assert_eq!(
         userinfo("openid profile"),
@@ -230,7 +259,7 @@ fn userinfo_releases_exactly_the_claims_each_scope_allows() {
         userinfo("openid email"),
         json!({
             "sub": sub, "email": "alice@example.com", "email_verified": true,
-            "username": "alice", "scope": "openid email", "client_id": "guest",
+            "scope": "openid email", "client_id": "guest",
         })
     );
     // A plain OAuth token (Campus's, devicegate login's) still learns who it acts for.
@@ -687,13 +716,21 @@ fn guest_allows_the_four_oidc_scopes_on_a_fresh_and_an_upgraded_database() {
             )
             .unwrap();
     };
-    // Any command brings it forward (as `serve` does at start).
     let (code, _, _) = run(&db, &["client", "list"], None);
     assert_eq!(code, 0);
-    set("read write");
+    // An operator who limits guest to `read write` (no email through the shared public
+    // client) keeps that: widening guest is a one-time upgrade step (version 2 → 3, see
+    // `a_version_2_database_with_guest_gets_the_oidc_scopes`), not something every start
+    // or admin command redoes.
+    let (code, _, err) = run(
+        &db,
+        &["client", "edit", "guest", "--scope", "read write"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(&db, &["client", "show", "guest"], None);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(guest_scopes(&db), ALL_GUEST_SCOPES);
+    assert_eq!(guest_scopes(&db), ["read", "write"]);
     // An operator's own list is left alone, at every start.
     set("read");
     run(&db, &["client", "list"], None);
@@ -715,10 +752,11 @@ fn a_version_2_database_with_guest_gets_the_oidc_scopes() {
     drop(Store::open(&db).unwrap());
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        // What version 2's first start wrote for guest, without version 3's columns.
+        // What version 2's first start wrote for guest, without version 3's columns (in
+        // either order: the upgrade compares the set, not the text).
         conn.execute_batch(
             "INSERT INTO clients (client_id, name, secret_hash, scopes, grant_types, created_at) \
-             VALUES ('guest', 'Command-line sign-in', NULL, 'read write', \
+             VALUES ('guest', 'Command-line sign-in', NULL, 'write read', \
              'urn:ietf:params:oauth:grant-type:device_code refresh_token', 1); \
              DROP INDEX users_by_subject; \
              ALTER TABLE users DROP COLUMN subject; \
@@ -759,4 +797,91 @@ fn the_consent_page_says_what_each_oidc_scope_means() {
     ] {
         assert!(consent.body.contains(words), "{words}: {}", consent.body);
     }
+}
+
+/// OIDC Core §5.3.1: the UserInfo Endpoint supports GET and POST.
+#[test]
+fn userinfo_answers_post_as_it_answers_get() {
+    let app = TestApp::spawn();
+    let alice = add_alice(&app);
+    let tokens = login_with(&app, "guest", alice, Some("openid profile"));
+    let bearer = format!("Bearer {}", s(&tokens, "access_token"));
+    let get = app.request(
+        "GET",
+        "/oauth/userinfo",
+        &[("Authorization", &bearer)],
+        None,
+    );
+    let post = app.request(
+        "POST",
+        "/oauth/userinfo",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(b""),
+    );
+    assert_eq!(get.status, 200, "{}", get.body);
+    assert_eq!(post.status, 200, "{}", post.body);
+    assert_eq!(post.json(), get.json());
+    assert_no_store(&post);
+    // Without a token: the same bearer challenge.
+    let bare = app.request("POST", "/oauth/userinfo", &[], Some(b""));
+    assert_eq!(bare.status, 401);
+    assert_eq!(
+        bare.header("www-authenticate"),
+        Some("Bearer realm=\"devicegate\"")
+    );
+}
+
+/// Look-alike domains (`ｅxample.com` with a fullwidth e) and numeric top-level domains are
+/// not addresses; a verified address names one person, so a second user cannot claim it.
+#[test]
+fn emails_are_ascii_domains_and_a_verified_one_belongs_to_one_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_database(dir.path());
+    for email in ["alice@\u{ff45}xample.com", "a@\u{2178}.com", "a@b.123"] {
+        let (code, _, err) = run(&db, &["user", "add", "zed", "--email", email], None);
+        assert_eq!(code, 2, "{email}: {err}");
+        assert!(err.contains("is not an email address"), "{email}: {err}");
+    }
+    let add = |name: &str, args: &[&str]| {
+        let mut all = vec!["user", "add", name];
+        all.extend_from_slice(args);
+        run(&db, &all, Some("a-long-password\n"))
+    };
+    let verified = ["--email", "alice@example.com", "--email-verified", "true"];
+    assert_eq!(add("alice", &verified).0, 0);
+    let (code, _, err) = add(
+        "fay",
+        &["--email", "ALICE@example.com", "--email-verified", "true"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is already the verified address of `alice`"),
+        "{err}"
+    );
+    // Unverified, the same address is only a claim, and allowed.
+    assert_eq!(add("fay", &["--email", "alice@example.com"]).0, 0);
+    let (code, _, err) = run(
+        &db,
+        &["user", "edit", "fay", "--email-verified", "true"],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("already the verified address of `alice`"),
+        "{err}"
+    );
+    // Once alice's address is gone, fay's can be verified.
+    assert_eq!(
+        run(&db, &["user", "edit", "alice", "--no-email"], None).0,
+        0
+    );
+    let (code, _, err) = run(
+        &db,
+        &["user", "edit", "fay", "--email-verified", "true"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
 }
