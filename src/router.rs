@@ -65,6 +65,10 @@ const ROUTES: &[Route] = &[
         methods: &[(Method::Get, |ctx, req, _| api::userinfo(ctx, req))],
     },
     Route {
+        pattern: Pattern::Exact(paths::JWKS_PATH),
+        methods: &[(Method::Get, |ctx, _, _| api::jwks(ctx))],
+    },
+    Route {
         pattern: Pattern::Exact(paths::ACCOUNT_PATH),
         methods: &[(Method::Get, pages::account)],
     },

@@ -7,6 +7,7 @@ use crate::app::Ctx;
 use crate::http::{Request, Response};
 use crate::protocol::client_auth::authenticate_client;
 use crate::protocol::resource::{self, Introspection};
+use crate::protocol::token::Signing;
 use crate::protocol::{oauth, ErrorCode};
 
 /// `POST /oauth/revoke`: 200 for revoked, unknown and other clients' tokens alike (§2.2).
@@ -22,6 +23,7 @@ pub fn revoke(ctx: &mut Ctx<'_>, req: &Request) -> Response {
             &client,
             params.get("token"),
             params.get("token_type_hint"),
+            signing(ctx),
             ctx.now,
         )
     });
@@ -49,7 +51,7 @@ pub fn introspect(ctx: &mut Ctx<'_>, req: &Request) -> Response {
             ctx.store,
             params.get("token"),
             params.get("token_type_hint"),
-            &ctx.app.issuer,
+            signing(ctx),
             ctx.now,
         )
     });
@@ -67,7 +69,7 @@ pub fn userinfo(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         // RFC 6750 §3.1: no credentials, no error code.
         return bearer_challenge(None);
     };
-    match resource::bearer(ctx.store, token, ctx.now) {
+    match resource::bearer(ctx.store, token, signing(ctx), ctx.now) {
         Ok(Some(row)) => Response::json(
             200,
             &json!({
@@ -80,6 +82,14 @@ pub fn userinfo(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         .no_store(),
         Ok(None) => bearer_challenge(Some("the access token is invalid, expired or revoked")),
         Err(e) => error_response(e),
+    }
+}
+
+/// Our keys and issuer, to recognise the JWT access tokens we signed.
+fn signing<'a>(ctx: &Ctx<'a>) -> Signing<'a> {
+    Signing {
+        keys: &ctx.app.keys,
+        issuer: &ctx.app.issuer,
     }
 }
 

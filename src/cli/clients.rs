@@ -23,8 +23,10 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             grant_types,
             device_code_ttl,
             poll_interval,
+            tokens,
         } => {
             check_name(&name)?;
+            let token_changes = token_changes(&tokens)?;
             let scopes = parse_scopes(&scope)?;
             let grants = parse_grants(&grant_types)?;
             check_lifetimes(device_code_ttl, poll_interval)?;
@@ -59,15 +61,24 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 }
                 Err(e) => return Err(e.into()),
             }
+            let token_fields = token_changes.given();
+            if !token_fields.is_empty() {
+                store.update_client(&client_id, &token_changes.changes())?;
+            }
             audit(format_args!(
-                "client add `{client_id}` ({}, name \"{}\", scopes \"{}\")",
+                "client add `{client_id}` ({}, name \"{}\", scopes \"{}\"{})",
                 if confidential {
                     "confidential"
                 } else {
                     "public"
                 },
                 printable(&name),
-                scopes.join(" ")
+                scopes.join(" "),
+                if token_fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", token_fields.join(", "))
+                }
             ));
             if json {
                 print_json(&json!({"client_id": client_id, "client_secret": secret}));
@@ -89,7 +100,9 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             grant_types,
             device_code_ttl,
             poll_interval,
+            tokens,
         } => {
+            let token_changes = token_changes(&tokens)?;
             if let Some(name) = &name {
                 check_name(name)?;
             }
@@ -110,8 +123,9 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 grant_types: grants.as_deref(),
                 device_code_ttl,
                 poll_interval,
+                ..token_changes.changes()
             };
-            let mut changed: Vec<&str> = Vec::new();
+            let mut changed: Vec<&str> = token_changes.given();
             for (field, given) in [
                 ("name", changes.name.is_some()),
                 ("scopes", changes.scopes.is_some()),
@@ -126,7 +140,8 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             if changed.is_empty() {
                 return Err(Failure(
                     "nothing to change: give --name, --scope, --grant-types, \
-                     --device-code-ttl or --poll-interval"
+                     --device-code-ttl, --poll-interval, --access-token-format, \
+                     --access-token-audience or --id-token-alg"
                         .into(),
                     2,
                 ));
@@ -208,6 +223,99 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             Ok(())
         }
     }
+}
+
+/// The token flags of `client add` and `client edit`, checked.
+struct TokenChanges {
+    format: Option<&'static str>,
+    audience: Option<Option<String>>,
+    alg: Option<&'static str>,
+}
+
+impl TokenChanges {
+    fn changes(&self) -> ClientChanges<'_> {
+        ClientChanges {
+            access_token_format: self.format,
+            access_token_audience: self.audience.as_ref().map(Option::as_deref),
+            id_token_signed_response_alg: self.alg,
+            ..ClientChanges::default()
+        }
+    }
+
+    /// The audit words for the fields given.
+    fn given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if let Some(format) = self.format {
+            given.push(if format == "jwt" {
+                "JWT access tokens"
+            } else {
+                "opaque access tokens"
+            });
+        }
+        if self.audience.is_some() {
+            given.push("access token audience");
+        }
+        if self.alg.is_some() {
+            given.push("ID token algorithm");
+        }
+        given
+    }
+}
+
+/// The longest `--access-token-audience`.
+const MAX_AUDIENCE: usize = 200;
+
+fn token_changes(args: &super::ClientTokenArgs) -> Result<TokenChanges, Failure> {
+    let format = match args.access_token_format.as_deref() {
+        None => None,
+        Some("opaque") => Some("opaque"),
+        Some("jwt") => Some(crate::protocol::jwt::JWT_FORMAT),
+        Some(other) => {
+            return Err(Failure(
+                format!(
+                    "--access-token-format `{}`: use opaque or jwt",
+                    printable(other)
+                ),
+                2,
+            ))
+        }
+    };
+    let audience = match args.access_token_audience.as_deref() {
+        None => None,
+        Some(text) if text.eq_ignore_ascii_case("default") => Some(None),
+        Some(text)
+            if text.is_empty()
+                || text.len() > MAX_AUDIENCE
+                || text.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            return Err(Failure(
+                format!(
+                    "--access-token-audience: 1–{MAX_AUDIENCE} characters without spaces \
+                     (a URI or a name), or `default`"
+                ),
+                2,
+            ))
+        }
+        Some(text) => Some(Some(text.to_string())),
+    };
+    let alg = match args.id_token_alg.as_deref() {
+        None => None,
+        Some(name) => Some(
+            crate::keys::Alg::parse(name)
+                .ok_or_else(|| {
+                    Failure(
+                        format!("--id-token-alg `{}`: use RS256 or EdDSA", printable(name)),
+                        2,
+                    )
+                })?
+                .as_str(),
+        ),
+    };
+    Ok(TokenChanges {
+        format,
+        audience,
+        alg,
+    })
 }
 
 const SECRET_ONCE: &str = "Store the secret now: only its hash is kept, it cannot be shown again.";
@@ -340,7 +448,9 @@ fn as_json(c: &Client) -> serde_json::Value {
         "client_id": c.client_id, "name": c.name, "confidential": c.is_confidential(),
         "scopes": c.scopes, "grant_types": c.grant_types,
         "device_code_ttl": c.device_code_ttl, "poll_interval": c.poll_interval,
-        "created_at": c.created_at,
+        "created_at": c.created_at, "access_token_format": c.access_token_format,
+        "access_token_audience": c.access_token_audience,
+        "id_token_signed_response_alg": c.id_token_signed_response_alg,
     })
 }
 

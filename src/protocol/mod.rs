@@ -6,9 +6,12 @@
 pub mod account;
 pub mod approval;
 pub mod authorize_limits;
+pub mod claims;
 pub mod client_auth;
 pub mod device;
 mod errors;
+pub mod jwt;
+pub mod keys;
 pub mod limits;
 pub mod network;
 pub mod polls;

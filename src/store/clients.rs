@@ -71,6 +71,12 @@ pub struct ClientChanges<'a> {
     pub device_code_ttl: Option<Option<u64>>,
     /// Seconds.
     pub poll_interval: Option<Option<u64>>,
+    /// `opaque` or `jwt` (RFC 9068).
+    pub access_token_format: Option<&'a str>,
+    /// A JWT access token's `aud`; `Some(None)`: back to the client_id.
+    pub access_token_audience: Option<Option<&'a str>>,
+    /// The ID token's `alg`: `RS256` or `EdDSA`.
+    pub id_token_signed_response_alg: Option<&'a str>,
 }
 
 const COLUMNS: &str = "client_id, name, secret_hash, scopes, grant_types, device_code_ttl, \
@@ -179,7 +185,10 @@ impl Store {
             "UPDATE clients SET name = COALESCE(?2, name), scopes = COALESCE(?3, scopes), \
              grant_types = COALESCE(?4, grant_types), \
              device_code_ttl = CASE WHEN ?5 THEN ?6 ELSE device_code_ttl END, \
-             poll_interval = CASE WHEN ?7 THEN ?8 ELSE poll_interval END \
+             poll_interval = CASE WHEN ?7 THEN ?8 ELSE poll_interval END, \
+             access_token_format = COALESCE(?9, access_token_format), \
+             access_token_audience = CASE WHEN ?10 THEN ?11 ELSE access_token_audience END, \
+             id_token_signed_response_alg = COALESCE(?12, id_token_signed_response_alg) \
              WHERE client_id = ?1",
             params![
                 client_id,
@@ -190,6 +199,10 @@ impl Store {
                 changes.device_code_ttl.flatten(),
                 changes.poll_interval.is_some(),
                 changes.poll_interval.flatten(),
+                changes.access_token_format,
+                changes.access_token_audience.is_some(),
+                changes.access_token_audience.flatten(),
+                changes.id_token_signed_response_alg,
             ],
         )?;
         Ok(changed == 1)

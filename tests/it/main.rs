@@ -14,6 +14,7 @@ mod http_details;
 mod lifecycle;
 mod metadata;
 mod oauth2_client;
+mod oidc_tokens;
 mod operations;
 mod operator_cli;
 mod operator_hygiene;
