@@ -679,6 +679,25 @@ mod tests {
     }
 
     #[test]
+    fn signing_settings_are_bounded_and_the_jwks_cache_follows_the_rotation_delay() {
+        let config = Config {
+            key_rotation_delay: MAX_KEY_ROTATION_DELAY + 1,
+            signing_concurrency: 0,
+            signing_wait_ms: 30_001,
+            ..Config::default()
+        };
+        assert_eq!(config.validate().expect_err("invalid").len(), 3);
+        let quick = Config {
+            key_rotation_delay: 0,
+            signing_wait_ms: 0,
+            ..Config::default()
+        };
+        assert!(quick.validate().is_ok());
+        assert_eq!(quick.jwks_max_age(), 0);
+        assert_eq!(Config::default().jwks_max_age(), 3600);
+    }
+
+    #[test]
     fn deadlines_and_the_connection_cap_are_bounded() {
         let config = Config {
             head_timeout: 0,

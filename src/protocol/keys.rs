@@ -131,12 +131,21 @@ mod tests {
     #[test]
     fn a_new_key_signs_only_after_the_delay() {
         let keys = [key("a", "RS256", 0, None), key("b", "RS256", 100, None)];
-        assert_eq!(signing_key(&keys, "RS256", 50, 120).expect("a key").kid, "a");
-        assert_eq!(signing_key(&keys, "RS256", 50, 150).expect("a key").kid, "b");
+        assert_eq!(
+            signing_key(&keys, "RS256", 50, 120).expect("a key").kid,
+            "a"
+        );
+        assert_eq!(
+            signing_key(&keys, "RS256", 50, 150).expect("a key").kid,
+            "b"
+        );
         assert!(signing_key(&keys, "EdDSA", 50, 150).is_none());
         // A first start: the only key signs at once.
         let first = [key("a", "EdDSA", 1000, None)];
-        assert_eq!(signing_key(&first, "EdDSA", 50, 1000).expect("a key").kid, "a");
+        assert_eq!(
+            signing_key(&first, "EdDSA", 50, 1000).expect("a key").kid,
+            "a"
+        );
     }
 
     #[test]

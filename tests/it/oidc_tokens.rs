@@ -569,6 +569,19 @@ fn key_commands_rotate_and_force_retire_and_never_print_a_private_key() {
     assert!(err.contains("only key of its algorithm"), "{err}");
     let (code, _, err) = run(&app.db_path, &["key", "rotate", "--alg", "HS256"], None);
     assert_eq!(code, 2, "{err}");
+    assert!(err.contains("use RS256 or EdDSA"), "{err}");
+    for (flag, value) in [
+        ("--access-token-format", "paseto"),
+        ("--id-token-alg", "none"),
+        ("--access-token-audience", "two words"),
+    ] {
+        let (code, _, err) = run(&app.db_path, &["client", "edit", CLIENT, flag, value], None);
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert!(err.contains(flag), "{err}");
+    }
+    let (code, _, err) = run(&app.db_path, &["key", "retire", "no-such-kid"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("no signing key `no-such-kid`"), "{err}");
     let (code, out, err) = run(&app.db_path, &["key", "retire", &old_kid, "--force"], None);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("no longer in the JWKS"), "{out}");
@@ -681,6 +694,47 @@ fn the_server_log_never_shows_a_private_key() {
     for secret in secrets {
         assert!(!log.contains(&secret[..40]), "a private key in the log");
     }
+}
+
+#[test]
+fn a_damaged_key_in_the_database_is_a_500_not_a_panic() {
+    let app = TestApp::spawn();
+    oidc_client(&app, CLIENT, "RS256", "opaque", None);
+    let fine = login(&app, CLIENT, "openid read", "kate");
+    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
+    // A key the server has not loaded yet (as from a damaged file or a bad restore).
+    conn.execute(
+        "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) \
+         VALUES ('damaged', 'RS256', 'AAAA', '{', 0)",
+        [],
+    )
+    .unwrap();
+    wait_for_key_cache();
+    let resp = app.get("/oauth/jwks");
+    assert_eq!(resp.status, 500, "{}", resp.body);
+    assert_eq!(resp.json()["error"], "server_error");
+    assert_no_store(&resp);
+    let (device_code, user_code) = authorize(&app, CLIENT, "openid read");
+    app.approve(
+        &user_code,
+        app.store().find_user_by_name("kate").unwrap().unwrap().id,
+    );
+    let resp = app.poll(CLIENT, &device_code);
+    assert_eq!(resp.status, 500, "{}", resp.body);
+    assert_eq!(resp.json()["error"], "server_error");
+    // Tokens that need no signature are unaffected; the code was not spent.
+    assert_eq!(
+        app.userinfo(fine["access_token"].as_str().unwrap()).status,
+        200
+    );
+    let store = app.store();
+    let code = store
+        .find_device_code_by_user_code(
+            &devicegate::secrets::normalize_user_code(&user_code).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(code.status, devicegate::store::DeviceCodeStatus::Approved);
 }
 
 use std::process::Command;
