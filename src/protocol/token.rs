@@ -101,6 +101,7 @@ pub fn exchange_device_code(
                 None => None,
             };
             let Some(user) = user else {
+                polls.forget(key);
                 return oauth(ErrorCode::InvalidGrant, "device_code already used");
             };
             // Signed before the code is spent: a 503 for want of a signing turn leaves it

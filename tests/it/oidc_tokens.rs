@@ -103,15 +103,25 @@ fn verify(
     alg: Algorithm,
     aud: &str,
 ) -> Result<(Header, Value), jsonwebtoken::errors::Error> {
+    verify_with(&jwks(app), &app.base, token, alg, aud)
+}
+
+/// `verify` against a given JWK Set and issuer.
+fn verify_with(
+    set: &JwkSet,
+    issuer: &str,
+    token: &str,
+    alg: Algorithm,
+    aud: &str,
+) -> Result<(Header, Value), jsonwebtoken::errors::Error> {
     let header = jsonwebtoken::decode_header(token)?;
-    let set = jwks(app);
     let Some(jwk) = header.kid.as_deref().and_then(|kid| set.find(kid)) else {
         return Err(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into());
     };
     let key = DecodingKey::from_jwk(jwk)?;
     let mut validation = Validation::new(alg);
     validation.set_audience(&[aud]);
-    validation.set_issuer(&[app.base.as_str()]);
+    validation.set_issuer(&[issuer]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     let data = jsonwebtoken::decode::<Value>(token, &key, &validation)?;
     Ok((data.header, data.claims))
@@ -619,6 +629,33 @@ fn key_commands_rotate_and_force_retire_and_never_print_a_private_key() {
             assert!(!text.contains(&secret[..40]));
         }
     }
+}
+
+#[test]
+fn a_backup_carries_the_signing_keys_so_a_restore_keeps_verifying() {
+    let app = TestApp::spawn();
+    oidc_client(&app, CLIENT, "RS256", "opaque", None);
+    let body = login(&app, CLIENT, "openid", "lena");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("backup.db");
+    let (code, _, err) = run(&app.db_path, &["backup", copy.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    let keys = |path: &std::path::Path| -> Vec<(String, String)> {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .prepare("SELECT kid, private_key FROM signing_keys ORDER BY kid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(keys(&copy), keys(&app.db_path));
+    // A server restored from the copy makes no keys of its own, and its JWKS verifies
+    // the tokens already out.
+    let restored = TestApp::spawn_with_own_keys(|c| c.db_path = copy.clone());
+    let token = body["id_token"].as_str().unwrap();
+    verify_with(&jwks(&restored), &app.base, token, Algorithm::RS256, CLIENT).unwrap();
 }
 
 fn jwks_text(app: &TestApp) -> String {
