@@ -113,3 +113,18 @@ CREATE TABLE IF NOT EXISTS throttles (
     window_start INTEGER NOT NULL,
     failures     INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- OpenID Connect signing keys (issue #14): an RSA key for RS256 and an Ed25519 key for
+-- EdDSA, made at the server's first start; `devicegate key rotate` adds successors. The
+-- private key never leaves this file: no endpoint, log line or command prints it (`backup`
+-- copies it with the rest). A key is in the JWKS from `created_at` on; it signs from
+-- `created_at` + --key-rotation-delay until a newer key of its `alg` takes over.
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid          TEXT PRIMARY KEY,
+    alg          TEXT NOT NULL CHECK (alg IN ('RS256', 'EdDSA')),
+    private_key  TEXT NOT NULL,        -- base64 of the DER: PKCS#1 (RSA), PKCS#8 (Ed25519)
+    public_jwk   TEXT NOT NULL,        -- the public half as a JWK (RFC 7517 §4), JSON
+    created_at   INTEGER NOT NULL,
+    retire_after INTEGER               -- set once a newer key signs instead: every token this
+                                       -- one signed has expired by then; NULL: still signing
+) WITHOUT ROWID;

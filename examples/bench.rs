@@ -11,7 +11,9 @@
 //! consent page: a signed-in session submits a pending code), `ceiling`, `poll-100k` (peak RSS with 100,000 live
 //! codes), `poll+idle` (poll while 1,000 idle connections are open) and `instructions`
 //! (instructions per request under callgrind, the one figure that does not drift with the
-//! machine; needs valgrind). In every round,
+//! machine; needs valgrind) and `issue` (token issuance: an approval and the redemption
+//! that follows, opaque tokens vs an ID token signed RS256 or EdDSA vs a JWT access token,
+//! one at a time, plus the cost of one signature in-process). In every round,
 //! each of poll, authorize and page runs on a fresh server right after a ceiling run of its
 //! own; its ratio is to that ceiling, and the table shows medians over rounds. Every load is
 //! bounded in time and only touches 127.0.0.1. `BENCH_SERVER_LOG=<file>` keeps the
@@ -24,7 +26,8 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: cargo run --release --example bench -- [--seconds 8] [--connections 64]
        [--rounds 3] [--codes 10000] [--rss-codes 100000] [--workers N] [--idle 1000]
-       [--instruction-requests 1000] [--only poll,authorize,page,poll-100k,poll+idle,instructions]";
+       [--instruction-requests 1000] [--issues 300]
+       [--only poll,authorize,page,poll-100k,poll+idle,instructions,issue]";
 
 const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
 
@@ -38,6 +41,8 @@ struct Options {
     idle: usize,
     /// Requests per scenario counted by callgrind.
     instruction_requests: usize,
+    /// Token issuances per variant in the `issue` scenario.
+    issues: usize,
     /// Scenarios to run (`--only poll,page`); empty: all of them.
     only: Vec<String>,
 }
@@ -127,6 +132,198 @@ fn main() {
     }
     if opt.runs("instructions") {
         print_instructions(opt.instruction_requests, work.path());
+    }
+    if opt.runs("issue") {
+        print_issuance(&opt, work.path());
+    }
+}
+
+/// One kind of client the `issue` scenario redeems codes for.
+struct IssueVariant {
+    name: &'static str,
+    client_id: &'static str,
+    scope: &'static str,
+    id_token_alg: &'static str,
+    access_token_format: &'static str,
+}
+
+const ISSUE_VARIANTS: [IssueVariant; 4] = [
+    IssueVariant {
+        name: "opaque tokens, no ID token",
+        client_id: "bench-opaque",
+        scope: "read",
+        id_token_alg: "RS256",
+        access_token_format: "opaque",
+    },
+    IssueVariant {
+        name: "+ ID token, RS256",
+        client_id: "bench-rs256",
+        scope: "openid read",
+        id_token_alg: "RS256",
+        access_token_format: "opaque",
+    },
+    IssueVariant {
+        name: "+ ID token, EdDSA",
+        client_id: "bench-eddsa",
+        scope: "openid read",
+        id_token_alg: "EdDSA",
+        access_token_format: "opaque",
+    },
+    IssueVariant {
+        name: "+ ID token RS256, JWT access token",
+        client_id: "bench-jwt",
+        scope: "openid read",
+        id_token_alg: "RS256",
+        access_token_format: "jwt",
+    },
+];
+
+/// Token issuance, one at a time on a fresh server: for each variant, `opt.issues` codes
+/// are requested (untimed), approved by the operator through the library on the same
+/// database (timed: the approval), then redeemed by the device's poll over HTTP (timed:
+/// the redemption, with the server's CPU per redemption). Then the cost of one signature
+/// through the server's own signing path, in this process.
+fn print_issuance(opt: &Options, work: &Path) {
+    use devicegate::protocol::approval::{decide, Actor, Decision};
+    let db = work.join("issue.db");
+    let (child, addr) = spawn_server(&[], &db, opt.workers);
+    let store = devicegate::store::Store::open(&db).expect("store");
+    let hash = devicegate::secrets::hash_password("bench-password").expect("hash");
+    let user = store.create_user("issuer", &hash, 0).expect("user");
+    for v in &ISSUE_VARIANTS {
+        let scopes: Vec<String> = ["openid", "read"].map(String::from).to_vec();
+        let grants = vec![
+            "urn:ietf:params:oauth:grant-type:device_code".to_string(),
+            "refresh_token".to_string(),
+        ];
+        store
+            .create_client(
+                &devicegate::store::NewClient {
+                    client_id: v.client_id,
+                    name: v.name,
+                    secret_hash: None,
+                    scopes: &scopes,
+                    grant_types: &grants,
+                    device_code_ttl: None,
+                    poll_interval: None,
+                },
+                0,
+            )
+            .expect("client");
+        store
+            .update_client(
+                v.client_id,
+                &devicegate::store::ClientChanges {
+                    access_token_format: Some(v.access_token_format),
+                    id_token_signed_response_alg: Some(v.id_token_alg),
+                    ..Default::default()
+                },
+            )
+            .expect("client settings");
+    }
+    let agent = ureq::Agent::new();
+    let base = format!("http://{addr}");
+    println!(
+        "\n| issuance ({} per variant, one at a time) | approval p50 | redemption p50 | p99 | redemptions/s | server CPU/redemption | response bytes |",
+        opt.issues
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for v in &ISSUE_VARIANTS {
+        let codes: Vec<(String, String)> = (0..opt.issues)
+            .map(|_| {
+                let body: serde_json::Value = agent
+                    .post(&format!("{base}/oauth/device_authorize"))
+                    .send_form(&[("client_id", v.client_id), ("scope", v.scope)])
+                    .expect("device authorization")
+                    .into_json()
+                    .expect("json");
+                (
+                    body["device_code"].as_str().expect("device_code").into(),
+                    body["user_code"].as_str().expect("user_code").into(),
+                )
+            })
+            .collect();
+        let clock = devicegate::Clock::system();
+        let mut approvals = Vec::with_capacity(codes.len());
+        for (_, user_code) in &codes {
+            let started = std::time::Instant::now();
+            decide(
+                &store,
+                user_code,
+                Decision::Approve { user_id: user },
+                Actor::Operator,
+                clock.now(),
+            )
+            .expect("approve");
+            approvals.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        let mut redemptions = Vec::with_capacity(codes.len());
+        let mut bytes = 0;
+        let cpu_before = cpu_seconds(child.id());
+        let all = std::time::Instant::now();
+        for (device_code, _) in &codes {
+            let started = std::time::Instant::now();
+            let body = agent
+                .post(&format!("{base}/oauth/token"))
+                .send_form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                    ("client_id", v.client_id),
+                    ("device_code", device_code),
+                ])
+                .expect("redemption")
+                .into_string()
+                .expect("body");
+            redemptions.push(started.elapsed().as_secs_f64() * 1000.0);
+            bytes = body.len();
+        }
+        let elapsed = all.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(child.id()) - cpu_before;
+        let p99 = {
+            let mut sorted = redemptions.clone();
+            sorted.sort_by(|a, b| a.total_cmp(b));
+            sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
+        };
+        println!(
+            "| {} | {:.0} µs | {:.2} ms | {:.2} ms | {:.0} | {:.0} µs | {} |",
+            v.name,
+            median(approvals),
+            median(redemptions),
+            p99,
+            codes.len() as f64 / elapsed,
+            cpu * 1e6 / codes.len() as f64,
+            bytes
+        );
+    }
+    stop(child);
+    print_signing_cost(opt.issues.max(100), work);
+}
+
+/// Microseconds per signature through the server's signing path (`keys::KeyRing`), here
+/// in one thread: an ID token's claims signed `n` times with each algorithm.
+fn print_signing_cost(n: usize, work: &Path) {
+    use devicegate::keys::{ensure_first_keys, Alg, KeyRing};
+    let store = devicegate::store::Store::open(&work.join("signing.db")).expect("store");
+    ensure_first_keys(&store, 0).expect("keys");
+    let ring = KeyRing::new(0, 1, Duration::from_secs(1), 0);
+    let claims = serde_json::json!({
+        "iss": "https://auth.example.com", "sub": "k3v9q0x2m8c4b7n1z5r6t0y2w4", "aud": "kubelogin",
+        "exp": 1_900_000_000, "iat": 1_899_996_400, "auth_time": 1_899_996_000, "azp": "kubelogin",
+        "preferred_username": "alice",
+    });
+    println!("\n| signature (one thread, {n} each) | µs per signature |");
+    println!("|---|---:|");
+    for alg in Alg::ALL {
+        let turn = ring.turn().expect("turn");
+        turn.sign(&store, alg, "JWT", &claims, 1).expect("warm-up");
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            turn.sign(&store, alg, "JWT", &claims, 1).expect("sign");
+        }
+        println!(
+            "| {} | {:.0} |",
+            alg.as_str(),
+            started.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
     }
 }
 
@@ -284,6 +481,7 @@ fn parse(args: &[String]) -> Options {
         workers: devicegate::config::default_workers(),
         idle: 1000,
         instruction_requests: 1000,
+        issues: 300,
         only: Vec::new(),
     };
     let mut it = args.iter();
@@ -305,6 +503,7 @@ fn parse(args: &[String]) -> Options {
             "--instruction-requests" => {
                 opt.instruction_requests = number().clamp(1, 100_000) as usize
             }
+            "--issues" => opt.issues = number().clamp(10, 10_000) as usize,
             "--only" => opt.only = value.split(',').map(str::to_string).collect(),
             other => panic!("unknown option {other}"),
         }

@@ -2,6 +2,7 @@
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
+use crate::keys::{KeyError, KeyRing};
 use crate::passwords::PasswordPool;
 use crate::paths::Mounts;
 use crate::protocol::authorize_limits::AuthorizeLimits;
@@ -27,6 +28,8 @@ pub struct App {
     pub limits: Limits,
     /// The bounded password verifications every worker shares.
     pub passwords: PasswordPool,
+    /// Signing keys (cached) and the bounded signatures every worker shares.
+    pub keys: KeyRing,
 }
 
 /// Seconds an expired device code is kept, so a late poll still hears `expired_token`
@@ -37,7 +40,8 @@ pub const SWEEP_BATCH: u32 = 500;
 
 impl App {
     /// Deletes expired device codes (returning how many), sessions and closed brute-force
-    /// windows, in bounded batches, and drops expired poll state.
+    /// windows, in bounded batches, and drops expired poll state; records when superseded
+    /// signing keys may go, and retires those whose tokens have all expired.
     pub fn sweep_expired(&self, store: &Store) -> Result<usize, crate::store::Error> {
         let cutoff = self.clock.now().secs() - EXPIRED_CODE_RETENTION;
         let mut total = 0;
@@ -60,6 +64,13 @@ impl App {
         let closed = now - self.limits.window;
         while store.delete_old_throttles(closed, SWEEP_BATCH)? == SWEEP_BATCH as usize {}
         while store.delete_expired_tokens(now, SWEEP_BATCH)? >= SWEEP_BATCH as usize {}
+        // ID tokens and JWT access tokens live as long as access tokens.
+        self.keys
+            .housekeeping(store, self.settings.access_token_ttl, now)
+            .map_err(|e| match e {
+                KeyError::Store(e) => e,
+                KeyError::Broken(detail) => crate::store::Error::Internal(detail),
+            })?;
         Ok(total)
     }
 }

@@ -61,6 +61,15 @@ pub const DEFAULT_SIGN_IN_BACKOFF: u64 = 5;
 pub const DEFAULT_CODE_FAILURES_PER_ACCOUNT: u32 = 5;
 pub const DEFAULT_CODE_FAILURES_PER_ADDRESS: u32 = 50;
 pub const DEFAULT_SITE_NAME: &str = "devicegate";
+/// A rotated-in signing key is published a day before it signs: verifiers that cache the
+/// JWKS (up to its `max-age`, at most an hour) or refetch it daily know it by then.
+pub const DEFAULT_KEY_ROTATION_DELAY: u64 = 86_400;
+/// The longest `--key-rotation-delay`: 30 days.
+pub const MAX_KEY_ROTATION_DELAY: u64 = 30 * 86_400;
+/// RS256 signatures (a few ms of CPU each) running at once; a burst of redemptions beyond
+/// it waits or gets 503, so polls keep their workers.
+pub const DEFAULT_SIGNING_CONCURRENCY: usize = 2;
+pub const DEFAULT_SIGNING_WAIT_MS: u64 = 1000;
 /// Longest `--site-name` and `--help-text`, in characters: a header line and a paragraph.
 pub const MAX_SITE_NAME_CHARS: usize = 60;
 pub const MAX_HELP_TEXT_CHARS: usize = 500;
@@ -159,6 +168,16 @@ pub struct Config {
     /// Plain text shown under the sign-in form and on lock-out pages, e.g. who to ask for
     /// help (at most 500 characters; escaped, never HTML). Default: none.
     pub help_text: Option<String>,
+    /// Seconds a signing key made by `devicegate key rotate` is only published (in the
+    /// JWKS) before it signs; the JWKS's `Cache-Control: max-age` never exceeds it. At
+    /// most 30 days. Default: 86400 (1 day).
+    pub key_rotation_delay: u64,
+    /// Token signatures (ID tokens, JWT access tokens) that may run at once; one token
+    /// response holds one turn. Default: 2.
+    pub signing_concurrency: usize,
+    /// Milliseconds a token response waits for a signing turn before it is answered 503
+    /// with `Retry-After` (0: at once). Default: 1000.
+    pub signing_wait_ms: u64,
 }
 
 impl Default for Config {
@@ -196,6 +215,9 @@ impl Default for Config {
             code_failures_per_address: DEFAULT_CODE_FAILURES_PER_ADDRESS,
             site_name: DEFAULT_SITE_NAME.to_string(),
             help_text: None,
+            key_rotation_delay: DEFAULT_KEY_ROTATION_DELAY,
+            signing_concurrency: DEFAULT_SIGNING_CONCURRENCY,
+            signing_wait_ms: DEFAULT_SIGNING_WAIT_MS,
         }
     }
 }
@@ -246,6 +268,9 @@ impl std::fmt::Debug for Config {
             )
             .field("site_name", &self.site_name)
             .field("help_text", &self.help_text)
+            .field("key_rotation_delay", &self.key_rotation_delay)
+            .field("signing_concurrency", &self.signing_concurrency)
+            .field("signing_wait_ms", &self.signing_wait_ms)
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<set>"),
@@ -337,6 +362,19 @@ impl Config {
             "",
         );
         within("--limit-window", self.limit_window, 10..=86_400, " seconds");
+        within(
+            "--key-rotation-delay",
+            self.key_rotation_delay,
+            0..=MAX_KEY_ROTATION_DELAY,
+            " seconds",
+        );
+        within(
+            "--signing-concurrency",
+            usize(self.signing_concurrency),
+            1..=64,
+            "",
+        );
+        within("--signing-wait-ms", self.signing_wait_ms, 0..=30_000, "");
         for (flag, value) in [
             (
                 "--sign-in-failures-per-name-address",
@@ -549,6 +587,12 @@ pub fn default_password_hash_concurrency() -> usize {
 }
 
 impl Config {
+    /// The JWKS's `Cache-Control: max-age` (seconds): at most an hour, and never longer
+    /// than `key_rotation_delay`, so a verifier's cached copy has every key that signs.
+    pub fn jwks_max_age(&self) -> u64 {
+        self.key_rotation_delay.min(3600)
+    }
+
     /// Password verifications that really run at once: as configured, but always leaving
     /// at least one worker free of password work (with 1 worker: 1). A warning at start
     /// says when it was lowered.
@@ -635,6 +679,25 @@ mod tests {
         let problems = config.validate().expect_err("invalid");
         assert_eq!(problems.len(), 6, "{problems:?}");
         assert!((2..=4).contains(&default_password_hash_concurrency()));
+    }
+
+    #[test]
+    fn signing_settings_are_bounded_and_the_jwks_cache_follows_the_rotation_delay() {
+        let config = Config {
+            key_rotation_delay: MAX_KEY_ROTATION_DELAY + 1,
+            signing_concurrency: 0,
+            signing_wait_ms: 30_001,
+            ..Config::default()
+        };
+        assert_eq!(config.validate().expect_err("invalid").len(), 3);
+        let quick = Config {
+            key_rotation_delay: 0,
+            signing_wait_ms: 0,
+            ..Config::default()
+        };
+        assert!(quick.validate().is_ok());
+        assert_eq!(quick.jwks_max_age(), 0);
+        assert_eq!(Config::default().jwks_max_age(), 3600);
     }
 
     #[test]

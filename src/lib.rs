@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod device_client;
 pub mod http;
+pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod pages;

@@ -24,6 +24,8 @@ pub const HEALTH_PATH: &str = "/healthz";
 pub const REVOCATION_PATH: &str = "/oauth/revoke";
 pub const INTROSPECTION_PATH: &str = "/oauth/introspect";
 pub const USERINFO_PATH: &str = "/oauth/userinfo";
+/// The signing keys' public halves (RFC 7517 §5), the metadata's `jwks_uri`.
+pub const JWKS_PATH: &str = "/oauth/jwks";
 pub const ACCOUNT_PATH: &str = "/account";
 pub const ACCOUNT_REVOKE_PATH: &str = "/account/revoke";
 pub const ACCOUNT_CANCEL_PATH: &str = "/account/cancel";
@@ -43,7 +45,7 @@ pub const OTHER_LABEL: &str = "other";
 
 /// Every metrics label a request can get: each route's path (without its mount), then
 /// `VERIFICATION_CODE_LABEL` and `OTHER_LABEL`, so labels stay few.
-pub const ROUTE_LABELS: [&str; 22] = [
+pub const ROUTE_LABELS: [&str; 23] = [
     DEVICE_AUTHORIZATION_PATH,
     TOKEN_PATH,
     VERIFICATION_PATH,
@@ -57,6 +59,7 @@ pub const ROUTE_LABELS: [&str; 22] = [
     REVOCATION_PATH,
     INTROSPECTION_PATH,
     USERINFO_PATH,
+    JWKS_PATH,
     ACCOUNT_PATH,
     ACCOUNT_REVOKE_PATH,
     ACCOUNT_CANCEL_PATH,

@@ -69,6 +69,10 @@ const ROUTES: &[Route] = &[
         ],
     },
     Route {
+        pattern: Pattern::Exact(paths::JWKS_PATH),
+        methods: &[(Method::Get, |ctx, _, _| api::jwks(ctx))],
+    },
+    Route {
         pattern: Pattern::Exact(paths::ACCOUNT_PATH),
         methods: &[(Method::Get, pages::account)],
     },

@@ -112,6 +112,18 @@ impl Server {
         // Open once up front: creates the file, applies the schema, fails early.
         let store = Store::open(&config.db_path)?;
         crate::bootstrap::ensure_builtin_clients(&store, clock.now())?;
+        // A first start makes the signing keys (an RSA key takes a moment); admin commands
+        // never do.
+        for kid in
+            crate::keys::ensure_first_keys(&store, clock.now().secs()).map_err(|e| match e {
+                crate::keys::KeyError::Store(e) => Error::Store(e),
+                crate::keys::KeyError::Broken(detail) => {
+                    Error::Store(store::Error::Internal(detail))
+                }
+            })?
+        {
+            log::info!("first start: made signing key {kid}");
+        }
         let local_addr = http
             .server_addr()
             .to_ip()
@@ -137,7 +149,18 @@ impl Server {
             Duration::from_millis(config.password_hash_wait_ms),
             max_waiting,
         );
+        // Signing turns wait like password turns, leaving a worker free for polls and pages.
+        let signing_waiting = config
+            .workers
+            .saturating_sub(config.signing_concurrency.min(config.workers) + 1);
+        let keys = crate::keys::KeyRing::new(
+            config.key_rotation_delay,
+            config.signing_concurrency,
+            Duration::from_millis(config.signing_wait_ms),
+            signing_waiting,
+        );
         let app = App {
+            keys,
             limits: crate::protocol::limits::Limits::from(&config),
             passwords,
             settings: Settings::from(&config),

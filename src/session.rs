@@ -36,6 +36,8 @@ pub struct Session {
 pub struct SignedIn {
     pub user_id: i64,
     pub username: String,
+    /// Unix seconds: when this session signed in (OpenID Connect's `auth_time`).
+    pub signed_in_at: i64,
 }
 
 /// The live session named by the request's cookie, if any.
@@ -57,7 +59,11 @@ pub fn current(
         store.touch_session(&id_hash, now)?;
     }
     let user = match (row.user_id, row.username) {
-        (Some(user_id), Some(username)) => Some(SignedIn { user_id, username }),
+        (Some(user_id), Some(username)) => Some(SignedIn {
+            user_id,
+            username,
+            signed_in_at: row.created_at,
+        }),
         _ => None,
     };
     Ok(Some(Session {

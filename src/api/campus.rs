@@ -40,6 +40,7 @@ pub fn campus_approve(ctx: &mut Ctx<'_>, req: &Request) -> Response {
     let actor = Actor::Person {
         user_id: user.user_id,
         username: &user.username,
+        signed_in_at: user.signed_in_at,
         ip: &ip,
         limits: ctx.app.limits,
     };

@@ -12,7 +12,7 @@ use crate::protocol::client_auth::authenticate_client;
 use crate::protocol::device::{authorize_device, DeviceRequest};
 use crate::protocol::network;
 use crate::protocol::refresh::refresh;
-use crate::protocol::token::exchange_device_code;
+use crate::protocol::token::{exchange_device_code, Signing};
 use crate::protocol::{self, ErrorCode, OAuthError, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
 use crate::secrets;
 
@@ -75,6 +75,10 @@ pub fn token(ctx: &mut Ctx<'_>, req: &Request) -> Response {
             "grant_type is required",
         ));
     };
+    let signing = Signing {
+        keys: &ctx.app.keys,
+        issuer: &ctx.app.issuer,
+    };
     let result =
         authenticate_client(ctx.store, credentials(req, &params)).and_then(
             |client| match grant_type {
@@ -84,6 +88,7 @@ pub fn token(ctx: &mut Ctx<'_>, req: &Request) -> Response {
                     &client,
                     params.get("device_code"),
                     &ctx.app.settings,
+                    signing,
                     ctx.now,
                 ),
                 REFRESH_TOKEN_GRANT => refresh(
@@ -92,6 +97,7 @@ pub fn token(ctx: &mut Ctx<'_>, req: &Request) -> Response {
                     params.get("refresh_token"),
                     params.get("scope"),
                     &ctx.app.settings,
+                    signing,
                     ctx.now,
                 ),
                 _ => protocol::oauth(

@@ -58,6 +58,10 @@ pub fn metadata(ctx: &mut Ctx<'_>, prefix: Prefix<'_>) -> Response {
             "revocation_endpoint": prefix.url(paths::REVOCATION_PATH),
             "introspection_endpoint": prefix.url(paths::INTROSPECTION_PATH),
             "userinfo_endpoint": prefix.url(paths::USERINFO_PATH),
+            "jwks_uri": prefix.url(paths::JWKS_PATH),
+            // OpenID Connect Discovery §3: RS256 for every client, EdDSA for those that ask.
+            "id_token_signing_alg_values_supported":
+                crate::keys::Alg::ALL.map(crate::keys::Alg::as_str),
             "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
             "revocation_endpoint_auth_methods_supported":
                 ["none", "client_secret_basic", "client_secret_post"],
@@ -75,6 +79,23 @@ pub fn metadata(ctx: &mut Ctx<'_>, prefix: Prefix<'_>) -> Response {
         }),
     )
     .with_header("Cache-Control", "public, max-age=300")
+}
+
+/// `GET /oauth/jwks`: the published signing keys' public halves (RFC 7517 §5), every key
+/// that signs or may still have signed a live token. Cacheable, but never for longer than
+/// `--key-rotation-delay` (and at most an hour): a verifier's copy knows a rotated-in key
+/// before it signs.
+pub fn jwks(ctx: &mut Ctx<'_>) -> Response {
+    match ctx.app.keys.jwks(ctx.store) {
+        Ok(set) => Response::json(200, &set).with_header(
+            "Cache-Control",
+            format!("public, max-age={}", ctx.app.config.jwks_max_age()),
+        ),
+        Err(crate::keys::KeyError::Store(e)) => error_response(e),
+        Err(crate::keys::KeyError::Broken(detail)) => {
+            error_response(store::Error::Internal(detail))
+        }
+    }
 }
 
 /// `GET /metrics`: Prometheus text, for callers with the configured bearer token.
@@ -164,6 +185,19 @@ pub fn error_response(error: impl Into<protocol::Error>) -> Response {
                 response = response.with_header("Retry-After", seconds.to_string());
             }
             response
+        }
+        protocol::Error::Busy {
+            retry_after,
+            description,
+        } => {
+            let body = ErrorBody {
+                error: ErrorCode::TemporarilyUnavailable.as_str(),
+                error_description: description,
+                interval: None,
+            };
+            Response::json(503, &body)
+                .no_store()
+                .with_header("Retry-After", retry_after.to_string())
         }
         protocol::Error::Store(store::Error::Unavailable(detail)) => {
             log::warn!("database unavailable: {detail}");

@@ -7,6 +7,7 @@ use crate::app::Ctx;
 use crate::http::{Request, Response};
 use crate::protocol::client_auth::{self, authenticate_client};
 use crate::protocol::resource::{self, Introspection};
+use crate::protocol::token::Signing;
 
 /// `POST /oauth/revoke`: 200 for revoked, unknown and other clients' tokens alike (§2.2).
 /// Public clients authenticate with `client_id` alone, so a CLI can log out.
@@ -21,6 +22,7 @@ pub fn revoke(ctx: &mut Ctx<'_>, req: &Request) -> Response {
             &client,
             params.get("token"),
             params.get("token_type_hint"),
+            signing(ctx),
             ctx.now,
         )
     });
@@ -49,7 +51,7 @@ pub fn introspect(ctx: &mut Ctx<'_>, req: &Request) -> Response {
             ctx.store,
             params.get("token"),
             params.get("token_type_hint"),
-            &ctx.app.issuer,
+            signing(ctx),
             ctx.now,
         )
     });
@@ -81,13 +83,21 @@ pub fn userinfo(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         return bearer_challenge(None);
     };
     let invalid = "the access token is invalid, expired or revoked";
-    match resource::bearer(ctx.store, token, ctx.now).and_then(|row| {
+    match resource::bearer(ctx.store, token, signing(ctx), ctx.now).and_then(|row| {
         row.map(|row| resource::userinfo(ctx.store, &row))
             .transpose()
     }) {
         Ok(Some(Some(claims))) => Response::json(200, &claims).no_store(),
         Ok(Some(None) | None) => bearer_challenge(Some(invalid)),
         Err(e) => error_response(e),
+    }
+}
+
+/// Our keys and issuer, to recognise the JWT access tokens we signed.
+fn signing<'a>(ctx: &Ctx<'a>) -> Signing<'a> {
+    Signing {
+        keys: &ctx.app.keys,
+        issuer: &ctx.app.issuer,
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{backup, clients, users, CheckArgs, Command, GrantCommand};
+use super::{backup, clients, keys, users, CheckArgs, Command, GrantCommand};
 use crate::clock::{Clock, Timestamp};
 use crate::logging::printable;
 use crate::protocol::approval::{self, Actor, ApprovalError, CodeProblem, Decision};
@@ -66,6 +66,7 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
         | Command::Status { .. } => Err(Failure::new("not an admin command")),
         Command::User(command) => users::run(&store, &clock, command),
         Command::Client(command) => clients::run(&store, &clock, command),
+        Command::Key(command) => keys::run(&store, &clock, command),
         Command::Grant(GrantCommand::List { user, json }) => {
             let user_id = match user {
                 Some(name) => Some(

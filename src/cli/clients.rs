@@ -23,9 +23,10 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             grant_types,
             device_code_ttl,
             poll_interval,
-            refresh_requires_offline_access,
+            tokens,
         } => {
             check_name(&name)?;
+            let token_changes = token_changes(&tokens)?;
             let scopes = parse_scopes(&scope)?;
             let grants = parse_grants(&grant_types)?;
             check_lifetimes(device_code_ttl, poll_interval)?;
@@ -72,14 +73,9 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 }
                 Err(e) => return Err(e.into()),
             }
-            if let Some(rule) = refresh_requires_offline_access {
-                store.update_client(
-                    &client_id,
-                    &ClientChanges {
-                        refresh_requires_offline_access: Some(rule),
-                        ..ClientChanges::default()
-                    },
-                )?;
+            let token_fields = token_changes.given();
+            if !token_fields.is_empty() {
+                store.update_client(&client_id, &token_changes.changes())?;
             }
             audit(format_args!(
                 "client add `{client_id}` ({}, name \"{}\", scopes \"{}\"{})",
@@ -90,13 +86,16 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 },
                 printable(&name),
                 scopes.join(" "),
-                if refresh_requires_offline_access == Some(true) {
-                    ", refresh token only with offline_access"
+                if token_fields.is_empty() {
+                    String::new()
                 } else {
-                    ""
+                    format!(", {}", token_fields.join(", "))
                 }
             ));
-            warn_if_never_refreshed(&scopes, refresh_requires_offline_access == Some(true));
+            warn_if_never_refreshed(
+                &scopes,
+                tokens.refresh_requires_offline_access == Some(true),
+            );
             if json {
                 print_json(&json!({"client_id": client_id, "client_secret": secret}));
                 if secret.is_some() {
@@ -117,8 +116,9 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             grant_types,
             device_code_ttl,
             poll_interval,
-            refresh_requires_offline_access,
+            tokens,
         } => {
+            let token_changes = token_changes(&tokens)?;
             if let Some(name) = &name {
                 check_name(name)?;
             }
@@ -139,19 +139,15 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
                 grant_types: grants.as_deref(),
                 device_code_ttl,
                 poll_interval,
-                refresh_requires_offline_access,
+                ..token_changes.changes()
             };
-            let mut changed: Vec<&str> = Vec::new();
+            let mut changed: Vec<&str> = token_changes.given();
             for (field, given) in [
                 ("name", changes.name.is_some()),
                 ("scopes", changes.scopes.is_some()),
                 ("grant types", changes.grant_types.is_some()),
                 ("device code lifetime", changes.device_code_ttl.is_some()),
                 ("poll interval", changes.poll_interval.is_some()),
-                (
-                    "refresh requires offline_access",
-                    changes.refresh_requires_offline_access.is_some(),
-                ),
             ] {
                 if given {
                     changed.push(field);
@@ -160,7 +156,9 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             if changed.is_empty() {
                 return Err(Failure(
                     "nothing to change: give --name, --scope, --grant-types, \
-                     --device-code-ttl, --poll-interval or --refresh-requires-offline-access"
+                     --device-code-ttl, --poll-interval, --access-token-format, \
+                     --access-token-audience, --id-token-alg or \
+                     --refresh-requires-offline-access"
                         .into(),
                     2,
                 ));
@@ -251,6 +249,108 @@ pub(super) fn run(store: &Store, clock: &Clock, command: ClientCommand) -> Resul
             Ok(())
         }
     }
+}
+
+/// The token flags of `client add` and `client edit`, checked.
+struct TokenChanges {
+    format: Option<&'static str>,
+    audience: Option<Option<String>>,
+    alg: Option<&'static str>,
+    /// A refresh token only with `offline_access`.
+    offline: Option<bool>,
+}
+
+impl TokenChanges {
+    fn changes(&self) -> ClientChanges<'_> {
+        ClientChanges {
+            access_token_format: self.format,
+            access_token_audience: self.audience.as_ref().map(Option::as_deref),
+            id_token_signed_response_alg: self.alg,
+            refresh_requires_offline_access: self.offline,
+            ..ClientChanges::default()
+        }
+    }
+
+    /// The audit words for the fields given.
+    fn given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if let Some(format) = self.format {
+            given.push(if format == "jwt" {
+                "JWT access tokens"
+            } else {
+                "opaque access tokens"
+            });
+        }
+        if self.audience.is_some() {
+            given.push("access token audience");
+        }
+        if self.alg.is_some() {
+            given.push("ID token algorithm");
+        }
+        match self.offline {
+            Some(true) => given.push("refresh token only with offline_access"),
+            Some(false) => given.push("refresh token always"),
+            None => {}
+        }
+        given
+    }
+}
+
+/// The longest `--access-token-audience`.
+const MAX_AUDIENCE: usize = 200;
+
+fn token_changes(args: &super::ClientTokenArgs) -> Result<TokenChanges, Failure> {
+    let format = match args.access_token_format.as_deref() {
+        None => None,
+        Some("opaque") => Some("opaque"),
+        Some("jwt") => Some(crate::protocol::jwt::JWT_FORMAT),
+        Some(other) => {
+            return Err(Failure(
+                format!(
+                    "--access-token-format `{}`: use opaque or jwt",
+                    printable(other)
+                ),
+                2,
+            ))
+        }
+    };
+    let audience = match args.access_token_audience.as_deref() {
+        None => None,
+        Some(text) if text.eq_ignore_ascii_case("default") => Some(None),
+        Some(text)
+            if text.is_empty()
+                || text.len() > MAX_AUDIENCE
+                || text.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            return Err(Failure(
+                format!(
+                    "--access-token-audience: 1–{MAX_AUDIENCE} characters without spaces \
+                     (a URI or a name), or `default`"
+                ),
+                2,
+            ))
+        }
+        Some(text) => Some(Some(text.to_string())),
+    };
+    let alg = match args.id_token_alg.as_deref() {
+        None => None,
+        Some(name) => Some(
+            crate::keys::Alg::parse(name)
+                .ok_or_else(|| {
+                    Failure(
+                        format!("--id-token-alg `{}`: use RS256 or EdDSA", printable(name)),
+                        2,
+                    )
+                })?
+                .as_str(),
+        ),
+    };
+    Ok(TokenChanges {
+        format,
+        audience,
+        alg,
+        offline: args.refresh_requires_offline_access,
+    })
 }
 
 const SECRET_ONCE: &str = "Store the secret now: only its hash is kept, it cannot be shown again.";
@@ -422,7 +522,9 @@ fn as_json(c: &Client) -> serde_json::Value {
         "scopes": c.scopes, "grant_types": c.grant_types,
         "device_code_ttl": c.device_code_ttl, "poll_interval": c.poll_interval,
         "refresh_requires_offline_access": c.refresh_requires_offline_access,
-        "created_at": c.created_at,
+        "created_at": c.created_at, "access_token_format": c.access_token_format,
+        "access_token_audience": c.access_token_audience,
+        "id_token_signed_response_alg": c.id_token_signed_response_alg,
     })
 }
 

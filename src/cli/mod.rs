@@ -4,6 +4,7 @@
 mod admin;
 mod backup;
 mod clients;
+mod keys;
 pub mod login;
 mod users;
 pub mod values;
@@ -45,6 +46,9 @@ pub enum Command {
     /// See and revoke approved device logins (grants)
     #[command(subcommand)]
     Grant(GrantCommand),
+    /// See and rotate the OpenID Connect signing keys (the JWKS); private keys are never shown
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Approve a pending device request on behalf of a user
     Approve {
         /// The code the device shows, e.g. BCDF-GHJK (case, dashes and spaces do not matter)
@@ -221,6 +225,15 @@ pub struct ServeArgs {
     /// Plain text under the sign-in form and on lock-out pages, e.g. who to ask for help
     #[arg(long, env = "DEVICEGATE_HELP_TEXT")]
     pub help_text: Option<String>,
+    /// Seconds a key made by `key rotate` is only published in the JWKS before it signs (at most 30d)
+    #[arg(long, env = "DEVICEGATE_KEY_ROTATION_DELAY", value_parser = values::SECONDS, default_value_t = config::DEFAULT_KEY_ROTATION_DELAY)]
+    pub key_rotation_delay: u64,
+    /// Token signatures (ID tokens, JWT access tokens) running at once
+    #[arg(long, env = "DEVICEGATE_SIGNING_CONCURRENCY", default_value_t = config::DEFAULT_SIGNING_CONCURRENCY)]
+    pub signing_concurrency: usize,
+    /// Milliseconds a token response waits for a signing turn before a 503 (0: at once)
+    #[arg(long, env = "DEVICEGATE_SIGNING_WAIT_MS", value_parser = values::MILLISECONDS, default_value_t = config::DEFAULT_SIGNING_WAIT_MS)]
+    pub signing_wait_ms: u64,
 }
 
 impl ServeArgs {
@@ -300,6 +313,9 @@ impl ServeArgs {
                 .filter(|name| !name.trim().is_empty())
                 .unwrap_or_else(|| config::DEFAULT_SITE_NAME.to_string()),
             help_text: self.help_text.filter(|text| !text.trim().is_empty()),
+            key_rotation_delay: self.key_rotation_delay,
+            signing_concurrency: self.signing_concurrency,
+            signing_wait_ms: self.signing_wait_ms,
             ..Config::default()
         };
         (config, problems)
@@ -457,9 +473,8 @@ pub enum ClientCommand {
         /// Seconds this client's devices wait between polls (or 5s) [default: the server's]
         #[arg(long, value_parser = values::SECONDS)]
         poll_interval: Option<u64>,
-        /// Issue a refresh token only when the granted scope includes offline_access: true|false [default: false, always one]
-        #[arg(long, value_parser = values::Boolish)]
-        refresh_requires_offline_access: Option<bool>,
+        #[command(flatten)]
+        tokens: ClientTokenArgs,
     },
     /// Change a client; only the settings given change
     Edit {
@@ -479,9 +494,8 @@ pub enum ClientCommand {
         /// Seconds this client's devices wait between polls (or 5s; `default`: the server's)
         #[arg(long)]
         poll_interval: Option<String>,
-        /// Issue a refresh token only when the granted scope includes offline_access (new logins): true|false
-        #[arg(long, value_parser = values::Boolish)]
-        refresh_requires_offline_access: Option<bool>,
+        #[command(flatten)]
+        tokens: ClientTokenArgs,
     },
     /// List clients
     List {
@@ -504,6 +518,50 @@ pub enum ClientCommand {
         /// Print client_id and client_secret as JSON
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// How a client's tokens look (OpenID Connect, RFC 9068); unset flags change nothing.
+#[derive(Debug, Args)]
+pub struct ClientTokenArgs {
+    /// Access tokens as random strings (`opaque`) or signed RFC 9068 JWTs (`jwt`) [default: opaque]
+    #[arg(long, value_name = "opaque|jwt")]
+    pub access_token_format: Option<String>,
+    /// A JWT access token's `aud` (`default`: the client_id) [default: the client_id]
+    #[arg(long, value_name = "AUD")]
+    pub access_token_audience: Option<String>,
+    /// The algorithm that signs this client's ID tokens [default: RS256]
+    #[arg(long, value_name = "RS256|EdDSA")]
+    pub id_token_alg: Option<String>,
+    /// Issue a refresh token only when the granted scope includes offline_access (new logins): true|false [default: false, always one]
+    #[arg(long, value_parser = values::Boolish)]
+    pub refresh_requires_offline_access: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the signing keys: kid, algorithm, created, state (signing, next, superseded)
+    List {
+        /// Print JSON: [{"kid", "alg", "created_at", "state", "signs_from", "retire_after"}]
+        #[arg(long)]
+        json: bool,
+        /// The server's --key-rotation-delay, to tell which key signs
+        #[arg(long, env = "DEVICEGATE_KEY_ROTATION_DELAY", value_parser = values::SECONDS, default_value_t = config::DEFAULT_KEY_ROTATION_DELAY)]
+        key_rotation_delay: u64,
+    },
+    /// Make a new key for each algorithm (or only --alg): in the JWKS at once, signing after the server's --key-rotation-delay
+    Rotate {
+        /// Only this algorithm: RS256 or EdDSA
+        #[arg(long)]
+        alg: Option<String>,
+    },
+    /// Retire a key now: it leaves the JWKS, and tokens it signed stop verifying (superseded keys are retired automatically once their tokens have expired)
+    Retire {
+        /// The key's kid, from `key list`
+        kid: String,
+        /// Retire it although tokens it signed may still be live, or it still signs (a compromised key)
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -115,6 +115,7 @@ pub fn decide(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response 
     let actor = Actor::Person {
         user_id: user.user_id,
         username: &user.username,
+        signed_in_at: user.signed_in_at,
         ip: &ip,
         limits: ctx.app.limits,
     };
@@ -179,6 +180,7 @@ fn lookup(
     let actor = Actor::Person {
         user_id: user.user_id,
         username: &user.username,
+        signed_in_at: user.signed_in_at,
         ip: &ip,
         limits: ctx.app.limits,
     };

@@ -60,6 +60,7 @@ pub fn login(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let signed_in = SignedIn {
         user_id: user.id,
         username: user.username,
+        signed_in_at: ctx.now.secs(),
     };
     let scope = cookie_scope(ctx, req);
     match session::sign_in(ctx.store, Some(&session), signed_in, ctx.now, scope) {

@@ -59,10 +59,12 @@ impl From<CodeProblem> for ApprovalError {
 pub enum Actor<'a> {
     Operator,
     /// A signed-in person (`username` for the log) at `ip` (the address stored with a
-    /// decision), held to `limits`.
+    /// decision), held to `limits`; `signed_in_at` (Unix seconds) becomes the grant's
+    /// OpenID Connect `auth_time`.
     Person {
         user_id: i64,
         username: &'a str,
+        signed_in_at: i64,
         ip: &'a str,
         limits: Limits,
     },
@@ -73,6 +75,15 @@ impl Actor<'_> {
         match self {
             Actor::Operator => "cli",
             Actor::Person { ip, .. } => ip,
+        }
+    }
+
+    /// When the approver signed in (Unix seconds): the person's session sign-in, or now
+    /// for the operator (who acts at the terminal at this moment).
+    fn auth_time(&self, now: Timestamp) -> i64 {
+        match self {
+            Actor::Operator => now.secs(),
+            Actor::Person { signed_in_at, .. } => *signed_in_at,
         }
     }
 }
@@ -117,6 +128,7 @@ pub fn find_pending(
                 username,
                 ip,
                 limits,
+                ..
             } = actor
             {
                 let username = crate::logging::printable(username);
@@ -160,7 +172,8 @@ pub fn decide(
         Decision::Approve { user_id } => Some(user_id),
         Decision::Deny => None,
     };
-    if store.decide_device_code(&code.user_code, approver, actor.ip(), now.secs())? {
+    let auth_time = Some(actor.auth_time(now));
+    if store.decide_device_code(&code.user_code, approver, auth_time, actor.ip(), now.secs())? {
         return Ok(code);
     }
     // Lost a race: someone decided (or it expired) between our read and our write.

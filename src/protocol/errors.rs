@@ -99,6 +99,13 @@ impl OAuthError {
 pub enum Error {
     OAuth(OAuthError),
     Store(store::Error),
+    /// Too much of one costly kind of work at once (token signatures): 503
+    /// `temporarily_unavailable` with `Retry-After: retry_after` seconds (RFC 9110
+    /// §15.6.4, §10.2.3). Nothing was changed, so the same request may simply be repeated.
+    Busy {
+        retry_after: u64,
+        description: &'static str,
+    },
 }
 
 impl From<OAuthError> for Error {

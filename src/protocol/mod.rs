@@ -10,6 +10,8 @@ pub mod claims;
 pub mod client_auth;
 pub mod device;
 mod errors;
+pub mod jwt;
+pub mod keys;
 pub mod limits;
 pub mod network;
 pub mod polls;

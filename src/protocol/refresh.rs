@@ -14,7 +14,7 @@
 //! end the device's grant either. The store reports the facts; `decide` is the rule.
 
 use super::scope::narrow_scope;
-use super::token::{mint, TokenResponse};
+use super::token::{mint, Granted, Signing, TokenResponse};
 use super::{oauth, Error, ErrorCode, Settings, REFRESH_TOKEN_GRANT};
 use crate::clock::Timestamp;
 use crate::logging::printable;
@@ -47,6 +47,7 @@ pub fn refresh(
     refresh_token: Option<&str>,
     requested_scope: Option<&str>,
     settings: &Settings,
+    signing: Signing<'_>,
     now: Timestamp,
 ) -> Result<TokenResponse, Error> {
     if !client.allows_grant(REFRESH_TOKEN_GRANT) {
@@ -73,7 +74,20 @@ pub fn refresh(
         );
     }
     let scope = narrow_scope(requested_scope, &row.scope)?;
-    let (tokens, response) = mint(settings, scope, now);
+    // OIDC Core §12.2: the new ID token (if `openid` is still in scope) names the same
+    // user (`sub`) and sign-in (`auth_time`) as the first.
+    let Some(user) = store.find_user(row.user_id)? else {
+        return oauth(
+            ErrorCode::InvalidGrant,
+            "the refresh_token is no longer valid",
+        );
+    };
+    let granted = Granted {
+        client,
+        user: &user,
+        auth_time: row.auth_time,
+    };
+    let (tokens, response) = mint(store, settings, signing, &granted, scope, true, now)?;
     let grace = settings.refresh_grace;
     match store.refresh_grant(
         &hash,

@@ -1,10 +1,31 @@
 //! What happens to tokens after they are issued: revocation (RFC 7009), introspection
 //! (RFC 7662) and the bearer look-up behind userinfo (RFC 6750).
+//!
+//! A JWT access token (RFC 9068) is stored under its `jti`'s hash; a presented one whose
+//! signature one of our published keys verifies is looked up by that, so all three work
+//! for JWT and opaque access tokens alike.
 
+use super::token::Signing;
 use super::{oauth, scope, Error, ErrorCode};
 use crate::clock::Timestamp;
+use crate::keys::KeyError;
 use crate::secrets;
 use crate::store::{self, AccessTokenRow, Client, Store};
+
+/// The stored hash naming a presented token: for a JWT access token we signed, its
+/// `jti`'s; otherwise (opaque tokens, and anything that is not our JWT) the token's own.
+fn stored_hash(store: &Store, signing: Signing<'_>, token: &str) -> Result<String, store::Error> {
+    // Opaque tokens are base64url: no dots. A JWS compact serialisation has two.
+    if token.bytes().filter(|b| *b == b'.').count() == 2 {
+        match signing.keys.access_token_jti(store, token, signing.issuer) {
+            Ok(Some(jti)) => return Ok(secrets::hash_secret(&jti)),
+            Ok(None) => {}
+            Err(KeyError::Store(e)) => return Err(e),
+            Err(KeyError::Broken(detail)) => return Err(store::Error::Internal(detail)),
+        }
+    }
+    Ok(secrets::hash_secret(token))
+}
 
 /// `last_used_at` is written at most this often per grant.
 const TOUCH_AFTER: i64 = 60;
@@ -17,12 +38,13 @@ pub fn revoke(
     client: &Client,
     token: Option<&str>,
     hint: Option<&str>,
+    signing: Signing<'_>,
     now: Timestamp,
 ) -> Result<(), Error> {
     let Some(token) = token else {
         return oauth(ErrorCode::InvalidRequest, "token is required");
     };
-    let hash = secrets::hash_secret(token);
+    let hash = stored_hash(store, signing, token)?;
     // §2.1: the hint orders the search; an unknown hint is ignored.
     let access_first = hint == Some("access_token");
     for kind in if access_first {
@@ -71,13 +93,14 @@ pub fn introspect(
     store: &Store,
     token: Option<&str>,
     hint: Option<&str>,
-    issuer: &str,
+    signing: Signing<'_>,
     now: Timestamp,
 ) -> Result<Introspection, Error> {
     let Some(token) = token else {
         return oauth(ErrorCode::InvalidRequest, "token is required");
     };
-    let hash = secrets::hash_secret(token);
+    let issuer = signing.issuer;
+    let hash = stored_hash(store, signing, token)?;
     let as_access = |store: &Store| -> Result<Option<Introspection>, store::Error> {
         Ok(store
             .find_access_token(&hash, now.secs())?
@@ -159,9 +182,10 @@ pub fn userinfo(
 pub fn bearer(
     store: &Store,
     token: &str,
+    signing: Signing<'_>,
     now: Timestamp,
 ) -> Result<Option<AccessTokenRow>, store::Error> {
-    let row = store.find_access_token(&secrets::hash_secret(token), now.secs())?;
+    let row = store.find_access_token(&stored_hash(store, signing, token)?, now.secs())?;
     if let Some(row) = &row {
         if now.secs() - row.last_used_at >= TOUCH_AFTER {
             store.touch_grant(row.grant_id, now.secs())?;

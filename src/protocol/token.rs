@@ -1,15 +1,23 @@
-//! The device code grant (RFC 8628 §3.4–3.5), and minting token pairs for every grant.
+//! The device code grant (RFC 8628 §3.4–3.5), and minting token pairs for every grant:
+//! opaque or RFC 9068 JWT access tokens, and OpenID Connect ID tokens when the scope has
+//! `openid`. Signatures happen only here, only when tokens are really issued (never for
+//! a pending poll), and only with a signing turn (see `keys`).
 
+use super::jwt::{self, Issue};
 use super::polls::{PollKey, PollTracker, PollVerdict};
 use super::scope::{has_scope, OFFLINE_ACCESS_SCOPE};
 use super::{oauth, Error, ErrorCode, OAuthError, Settings, DEVICE_CODE_GRANT};
 use crate::clock::Timestamp;
+use crate::keys::{Alg, KeyError, KeyRing, SigningTurn};
 use crate::secrets;
-use crate::store::{Client, DeviceCodeStatus, IssuedTokens, RedeemOutcome, Store};
+use crate::store::{self, Client, DeviceCodeStatus, IssuedTokens, RedeemOutcome, Store, User};
 
-/// RFC 6749 §5.1 success body. `scope` is always sent: §5.1 requires it whenever it
-/// differs from the request (narrowed, see `scope::resolve_scope`), and Campus's clients
-/// read it every time.
+/// Seconds a client refused for want of a signing turn is asked to wait.
+pub const SIGNING_BUSY_RETRY_AFTER: u64 = 1;
+
+/// RFC 6749 §5.1 success body; `id_token` per OpenID Connect Core §3.1.3.3. `scope` is
+/// always sent: §5.1 requires it whenever it differs from the request (narrowed, see
+/// `scope::resolve_scope`), and Campus's clients read it every time.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
@@ -20,6 +28,15 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// What signing tokens needs from the server: its keys and its issuer (`iss`).
+#[derive(Clone, Copy)]
+pub struct Signing<'a> {
+    pub keys: &'a KeyRing,
+    pub issuer: &'a str,
 }
 
 /// Whether a new device grant gets a refresh token: always (today's rule), except for a
@@ -38,6 +55,7 @@ pub fn exchange_device_code(
     client: &Client,
     device_code: Option<&str>,
     settings: &Settings,
+    signing: Signing<'_>,
     now: Timestamp,
 ) -> Result<TokenResponse, Error> {
     if !client.allows_grant(DEVICE_CODE_GRANT) {
@@ -91,33 +109,38 @@ pub fn exchange_device_code(
             }
         }
         DeviceCodeStatus::Approved => {
-            let access_token = secrets::random_token();
-            let refresh_token =
-                refresh_token_issued(client, &code.scope).then(secrets::random_token);
-            let refresh_hash = refresh_token.as_deref().map(secrets::hash_secret);
-            let outcome = store.redeem_device_code(
-                code.id,
-                &IssuedTokens {
-                    access_hash: &secrets::hash_secret(&access_token),
-                    access_expires_at: now
-                        .secs()
-                        .saturating_add_unsigned(settings.access_token_ttl),
-                    refresh_hash: refresh_hash.as_deref(),
-                    refresh_expires_at: now
-                        .secs()
-                        .saturating_add_unsigned(settings.refresh_token_ttl),
-                },
-                now.secs(),
+            // The approver, read before signing: a deleted or disabled one gets nothing
+            // (the redemption below would refuse too, after a wasted signature).
+            let user = match code.user_id {
+                Some(id) => store.find_user(id)?.filter(|user| !user.disabled),
+                None => None,
+            };
+            let Some(user) = user else {
+                polls.forget(key);
+                return oauth(ErrorCode::AccessDenied, "the approval is no longer valid");
+            };
+            // Signed before the code is spent: a 503 for want of a signing turn leaves it
+            // redeemable, so the device's next poll gets its tokens.
+            let auth_time = code.auth_time.or(code.decided_at).unwrap_or(now.secs());
+            let granted = Granted {
+                client,
+                user: &user,
+                auth_time,
+            };
+            let with_refresh = refresh_token_issued(client, &code.scope);
+            let (tokens, response) = mint(
+                store,
+                settings,
+                signing,
+                &granted,
+                code.scope,
+                with_refresh,
+                now,
             )?;
+            let outcome = store.redeem_device_code(code.id, &tokens.stored(), now.secs())?;
             polls.forget(key);
             match outcome {
-                RedeemOutcome::Redeemed { .. } => Ok(TokenResponse {
-                    access_token,
-                    token_type: "Bearer",
-                    expires_in: settings.access_token_ttl,
-                    refresh_token,
-                    scope: code.scope,
-                }),
+                RedeemOutcome::Redeemed { .. } => Ok(response),
                 // Something changed the code between the read and the claim: answer for
                 // what it is now (a person cancelling the approval is a denial, not a use).
                 RedeemOutcome::NotRedeemable => {
@@ -157,7 +180,8 @@ fn slow_down<T>(interval: u64) -> Result<T, Error> {
 pub struct MintedTokens {
     access_hash: String,
     access_expires_at: i64,
-    refresh_hash: String,
+    /// `None`: no refresh token (`refresh_token_issued`).
+    refresh_hash: Option<String>,
     refresh_expires_at: i64,
 }
 
@@ -166,22 +190,82 @@ impl MintedTokens {
         IssuedTokens {
             access_hash: &self.access_hash,
             access_expires_at: self.access_expires_at,
-            refresh_hash: Some(&self.refresh_hash),
+            refresh_hash: self.refresh_hash.as_deref(),
             refresh_expires_at: self.refresh_expires_at,
         }
     }
 }
 
-/// A new access and refresh token: the response to send, and what to store (hashes only).
-pub fn mint(settings: &Settings, scope: String, now: Timestamp) -> (MintedTokens, TokenResponse) {
-    let access_token = secrets::random_token();
-    let refresh_token = secrets::random_token();
+/// Who tokens are minted for: the grant's client and user, and when the user signed in.
+pub struct Granted<'a> {
+    pub client: &'a Client,
+    pub user: &'a User,
+    /// Unix seconds (OIDC `auth_time`).
+    pub auth_time: i64,
+}
+
+/// A new access token, a refresh token when `with_refresh` (see `refresh_token_issued`),
+/// and an ID token when `scope` has `openid`: the response to send, and what to store (hashes only; for a JWT access token, its `jti`'s
+/// hash). Signing needs a turn: none free in time is `Error::Busy` (503), with nothing
+/// stored.
+pub fn mint(
+    store: &Store,
+    settings: &Settings,
+    signing: Signing<'_>,
+    granted: &Granted<'_>,
+    scope: String,
+    with_refresh: bool,
+    now: Timestamp,
+) -> Result<(MintedTokens, TokenResponse), Error> {
+    let jwt_access = granted.client.access_token_format == jwt::JWT_FORMAT;
+    let wants_id_token = jwt::wants_id_token(&scope);
+    let turn = if jwt_access || wants_id_token {
+        Some(signing.keys.turn().map_err(|_| Error::Busy {
+            retry_after: SIGNING_BUSY_RETRY_AFTER,
+            description: "the server is busy signing tokens; retry shortly",
+        })?)
+    } else {
+        None
+    };
+    let issue = Issue {
+        issuer: signing.issuer,
+        client: granted.client,
+        user: granted.user,
+        scope: &scope,
+        now: now.secs(),
+        ttl: settings.access_token_ttl,
+    };
+    let (access_token, access_hash) = match &turn {
+        Some(turn) if jwt_access => {
+            let jti = secrets::random_token();
+            let claims = jwt::access_token_claims(&issue, &jti);
+            // RFC 9068 §2.1: RS256, which every resource server must support.
+            let token = sign(turn, store, Alg::Rs256, jwt::ACCESS_TOKEN_TYP, &claims, now)?;
+            (token, secrets::hash_secret(&jti))
+        }
+        _ => {
+            let token = secrets::random_token();
+            let hash = secrets::hash_secret(&token);
+            (token, hash)
+        }
+    };
+    let id_token = match &turn {
+        Some(turn) if wants_id_token => {
+            let alg =
+                Alg::parse(&granted.client.id_token_signed_response_alg).unwrap_or(Alg::Rs256);
+            let claims = jwt::id_token_claims(&issue, granted.auth_time);
+            Some(sign(turn, store, alg, "JWT", &claims, now)?)
+        }
+        _ => None,
+    };
+    drop(turn);
+    let refresh_token = with_refresh.then(secrets::random_token);
     let minted = MintedTokens {
-        access_hash: secrets::hash_secret(&access_token),
+        access_hash,
         access_expires_at: now
             .secs()
             .saturating_add_unsigned(settings.access_token_ttl),
-        refresh_hash: secrets::hash_secret(&refresh_token),
+        refresh_hash: refresh_token.as_deref().map(secrets::hash_secret),
         refresh_expires_at: now
             .secs()
             .saturating_add_unsigned(settings.refresh_token_ttl),
@@ -190,8 +274,24 @@ pub fn mint(settings: &Settings, scope: String, now: Timestamp) -> (MintedTokens
         access_token,
         token_type: "Bearer",
         expires_in: settings.access_token_ttl,
-        refresh_token: Some(refresh_token),
+        refresh_token,
         scope,
+        id_token,
     };
-    (minted, response)
+    Ok((minted, response))
+}
+
+fn sign(
+    turn: &SigningTurn<'_>,
+    store: &Store,
+    alg: Alg,
+    typ: &str,
+    claims: &serde_json::Value,
+    now: Timestamp,
+) -> Result<String, Error> {
+    turn.sign(store, alg, typ, claims, now.secs())
+        .map_err(|e| match e {
+            KeyError::Store(e) => Error::Store(e),
+            KeyError::Broken(detail) => Error::Store(store::Error::Internal(detail)),
+        })
 }

@@ -73,6 +73,12 @@ pub struct ClientChanges<'a> {
     pub poll_interval: Option<Option<u64>>,
     /// A refresh token only when the grant's scope has `offline_access`.
     pub refresh_requires_offline_access: Option<bool>,
+    /// `opaque` or `jwt` (RFC 9068).
+    pub access_token_format: Option<&'a str>,
+    /// A JWT access token's `aud`; `Some(None)`: back to the client_id.
+    pub access_token_audience: Option<Option<&'a str>>,
+    /// The ID token's `alg`: `RS256` or `EdDSA`.
+    pub id_token_signed_response_alg: Option<&'a str>,
 }
 
 const COLUMNS: &str = "client_id, name, secret_hash, scopes, grant_types, device_code_ttl, \
@@ -183,7 +189,10 @@ impl Store {
              device_code_ttl = CASE WHEN ?5 THEN ?6 ELSE device_code_ttl END, \
              poll_interval = CASE WHEN ?7 THEN ?8 ELSE poll_interval END, \
              refresh_requires_offline_access = \
-                 COALESCE(?9, refresh_requires_offline_access) \
+                 COALESCE(?9, refresh_requires_offline_access), \
+             access_token_format = COALESCE(?10, access_token_format), \
+             access_token_audience = CASE WHEN ?11 THEN ?12 ELSE access_token_audience END, \
+             id_token_signed_response_alg = COALESCE(?13, id_token_signed_response_alg) \
              WHERE client_id = ?1",
             params![
                 client_id,
@@ -195,6 +204,10 @@ impl Store {
                 changes.poll_interval.is_some(),
                 changes.poll_interval.flatten(),
                 changes.refresh_requires_offline_access,
+                changes.access_token_format,
+                changes.access_token_audience.is_some(),
+                changes.access_token_audience.flatten(),
+                changes.id_token_signed_response_alg,
             ],
         )?;
         Ok(changed == 1)

@@ -54,6 +54,10 @@ pub struct DeviceCode {
     pub device_user_agent: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Unix seconds: when the approver signed in (OIDC `auth_time`); `None` until approved.
+    pub auth_time: Option<i64>,
+    /// Unix seconds: when it was approved or denied.
+    pub decided_at: Option<i64>,
 }
 
 /// A code its person approved that the device has not redeemed yet (the account page).
@@ -88,7 +92,8 @@ pub struct NewDeviceCode {
 }
 
 const COLUMNS: &str = "id, device_code_hash, user_code, client_id, scope, status, user_id, \
-                       interval, device_ip, device_user_agent, created_at, expires_at";
+                       interval, device_ip, device_user_agent, created_at, expires_at, auth_time, \
+                       decided_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<DeviceCode> {
     Ok(DeviceCode {
@@ -104,6 +109,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<DeviceCode> {
         device_user_agent: row.get(9)?,
         created_at: row.get(10)?,
         expires_at: row.get(11)?,
+        auth_time: row.get(12)?,
+        decided_at: row.get(13)?,
     })
 }
 
@@ -206,12 +213,14 @@ impl Store {
     }
 
     /// Records the person's decision on a pending, unexpired code: `Some(user)` approves,
-    /// `None` denies. One conditional UPDATE, so of two racing decisions exactly one wins;
-    /// `Ok(false)` means the code was no longer pending (the caller re-reads to say why).
+    /// `None` denies; `auth_time` (Unix seconds) is when the approver signed in. One
+    /// conditional UPDATE, so of two racing decisions exactly one wins; `Ok(false)` means
+    /// the code was no longer pending (the caller re-reads to say why).
     pub fn decide_device_code(
         &self,
         user_code: &str,
         approver: Option<i64>,
+        auth_time: Option<i64>,
         decided_ip: &str,
         now: i64,
     ) -> Result<bool> {
@@ -224,7 +233,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "UPDATE device_codes SET status = ?1, user_id = ?2, decided_at = ?3, \
-                 decided_ip = ?4 \
+                 decided_ip = ?4, auth_time = ?6 \
                  WHERE user_code = ?5 AND status = 'pending' AND expires_at > ?3",
             )?
             .execute(params![
@@ -232,7 +241,8 @@ impl Store {
                 approver,
                 now,
                 decided_ip,
-                user_code
+                user_code,
+                approver.and(auth_time)
             ])?;
         if changed == 1 {
             // After the commit, so a reader that saw the old count also saw the old row.

@@ -43,7 +43,7 @@ impl Store {
                  WHERE id = ?1 AND status = 'approved' AND expires_at > ?2 \
                  AND user_id IN (SELECT id FROM users WHERE disabled = 0) \
                  RETURNING user_id, client_id, scope, decided_at, decided_ip, device_ip, \
-                 device_user_agent",
+                 device_user_agent, auth_time",
             )?
             .query_row(params![device_code_id, now], |r| {
                 Ok((
@@ -54,17 +54,27 @@ impl Store {
                     r.get::<_, Option<String>>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             })
             .optional()?;
-        let Some((user_id, client_id, scope, decided_at, decided_ip, device_ip, user_agent)) =
-            claimed
+        let Some((
+            user_id,
+            client_id,
+            scope,
+            decided_at,
+            decided_ip,
+            device_ip,
+            user_agent,
+            auth_time,
+        )) = claimed
         else {
             return Ok(RedeemOutcome::NotRedeemable);
         };
         tx.prepare_cached(
             "INSERT INTO grants (user_id, client_id, scope, approved_at, approved_ip, device_ip, \
-             device_user_agent, created_at, last_used_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+             device_user_agent, created_at, last_used_at, auth_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
         )?
         .execute(params![
             user_id,
@@ -74,7 +84,8 @@ impl Store {
             decided_ip,
             device_ip,
             user_agent,
-            now
+            now,
+            auth_time
         ])?;
         let grant_id = tx.last_insert_rowid();
         insert_token_pair(&tx, grant_id, &scope, &scope, tokens, None, now)?;
@@ -139,6 +150,8 @@ pub struct RefreshTokenRow {
     pub rotated_at: Option<i64>,
     pub grant_revoked: bool,
     pub user_disabled: bool,
+    /// The grant's OIDC `auth_time` (Unix seconds), else its approval time.
+    pub auth_time: i64,
 }
 
 /// A live access token with its grant, client and user.
@@ -230,7 +243,7 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.grant_id, g.client_id, g.user_id, u.username, r.scope, r.issued_at, \
              r.expires_at, r.rotated_at, g.revoked_at IS NOT NULL, u.disabled, \
-             COALESCE(u.subject, '') \
+             COALESCE(u.subject, ''), COALESCE(g.auth_time, g.approved_at) \
              FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              JOIN users u ON u.id = g.user_id WHERE r.token_hash = ?1",
         )?;
@@ -248,6 +261,7 @@ impl Store {
                     grant_revoked: r.get(8)?,
                     user_disabled: r.get(9)?,
                     subject: r.get(10)?,
+                    auth_time: r.get(11)?,
                 })
             })
             .optional()?)

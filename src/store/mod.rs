@@ -11,6 +11,7 @@ mod clients;
 mod device_codes;
 mod grants;
 mod sessions;
+mod signing_keys;
 mod throttles;
 mod users;
 
@@ -21,6 +22,7 @@ pub use grants::{
     RefreshStep, RefreshTokenRow, SignedOut,
 };
 pub use sessions::SessionRow;
+pub use signing_keys::{NewSigningKey, SigningKeyRow};
 pub use throttles::ThrottleWindow;
 pub use users::{ProfileChanges, User, UserProfile};
 
@@ -35,6 +37,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// Bump with each migration; `migrate` brings older files forward.
 /// 1: the initial schema. 2: `refresh_tokens.rotated_from` and `.grace_retries`.
+/// 3: OpenID Connect's columns and the `signing_keys` table (new, so `SCHEMA` creates it).
 const SCHEMA_VERSION: i64 = 3;
 
 /// A storage failure, without the backend's types.

@@ -15,6 +15,7 @@ mod lifecycle;
 mod metadata;
 mod oauth2_client;
 mod oidc_claims;
+mod oidc_tokens;
 mod operations;
 mod operator_cli;
 mod operator_hygiene;

@@ -159,12 +159,36 @@ pub fn assert_no_store(resp: &TestResponse) {
     assert_eq!(resp.header("pragma"), Some("no-cache"));
 }
 
+/// One RSA and one Ed25519 signing key, made once per test process. Each `TestApp`'s
+/// database gets them before its server starts (a first start then finds keys and makes
+/// none), so hundreds of test servers do not each spend a fraction of a second on an RSA
+/// key; `TestApp::spawn_with_own_keys` goes through the real first start instead.
+pub fn shared_signing_keys() -> &'static [devicegate::keys::GeneratedKey] {
+    static KEYS: std::sync::OnceLock<Vec<devicegate::keys::GeneratedKey>> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        devicegate::keys::Alg::ALL
+            .into_iter()
+            .map(|alg| devicegate::keys::generate(alg).unwrap())
+            .collect()
+    })
+}
+
 impl TestApp {
     pub fn spawn() -> TestApp {
         TestApp::spawn_with(|_| {})
     }
 
     pub fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_inner(adjust, true)
+    }
+
+    /// As `spawn_with`, without the shared keys: the server's first start makes its own.
+    pub fn spawn_with_own_keys(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_inner(adjust, false)
+    }
+
+    fn spawn_inner(adjust: impl FnOnce(&mut Config), shared_keys: bool) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("devicegate.db");
         let mut config = Config {
@@ -177,6 +201,14 @@ impl TestApp {
             ..Config::default()
         };
         adjust(&mut config);
+        if shared_keys {
+            // A database the server could not open is the test's business: skip seeding.
+            if let Ok(store) = Store::open(&config.db_path) {
+                for key in shared_signing_keys() {
+                    store.create_first_signing_key(&key.as_new(), 0).unwrap();
+                }
+            }
+        }
         let clock = Clock::manual(Timestamp::from_secs(1_800_000_000));
         let server = Server::bind_with_clock(config, clock.clone()).unwrap();
         let base = format!("http://{}", server.local_addr());
