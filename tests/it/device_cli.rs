@@ -560,6 +560,16 @@ fn open_uses_browser_and_says_when_no_browser_could_be_opened() {
     let login = Login::start(command);
     let printed = login.printed.clone();
     let code = login.user_code.clone();
+    // The browser runs in the background: wait for what it wrote (the whole line) before
+    // the login is stopped, or a loaded machine may stop it before the browser ran.
+    let started = Instant::now();
+    let url = loop {
+        let written = std::fs::read_to_string(&opened).unwrap_or_default();
+        if written.ends_with('\n') || started.elapsed() > Duration::from_secs(20) {
+            break written;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     login.stop();
     assert!(
         printed.contains(
@@ -567,11 +577,6 @@ fn open_uses_browser_and_says_when_no_browser_could_be_opened() {
         ),
         "{printed}"
     );
-    let started = Instant::now();
-    while !opened.exists() && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let url = std::fs::read_to_string(&opened).unwrap();
     assert_eq!(
         url.trim(),
         format!("{}/oauth/device?user_code={code}", app.base)
