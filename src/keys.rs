@@ -218,12 +218,40 @@ impl LoadedKey {
         let der = STANDARD
             .decode(&row.private_key)
             .map_err(|_| broken("private key is not base64"))?;
+        let jwk: Jwk =
+            serde_json::from_str(&row.public_jwk).map_err(|_| broken("public JWK unreadable"))?;
+        // The private half must parse and match the published one: jsonwebtoken takes DER
+        // bytes on trust and would fail only when signing, after the JWKS advertised it.
+        let public = match alg {
+            Alg::Rs256 => {
+                use rsa::pkcs1::DecodeRsaPrivateKey;
+                use rsa::traits::PublicKeyParts;
+                let key = rsa::RsaPrivateKey::from_pkcs1_der(&der)
+                    .map_err(|_| broken("private key is not an RSA key"))?;
+                AlgorithmParameters::RSA(RSAKeyParameters {
+                    key_type: RSAKeyType::RSA,
+                    n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+                    e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+                })
+            }
+            Alg::EdDsa => {
+                use ed25519_dalek::pkcs8::DecodePrivateKey;
+                let key = ed25519_dalek::SigningKey::from_pkcs8_der(&der)
+                    .map_err(|_| broken("private key is not an Ed25519 key"))?;
+                AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                    key_type: OctetKeyPairType::OctetKeyPair,
+                    curve: EllipticCurve::Ed25519,
+                    x: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+                })
+            }
+        };
+        if public != jwk.algorithm {
+            return Err(broken("private key does not match its public JWK"));
+        }
         let encoding = match alg {
             Alg::Rs256 => EncodingKey::from_rsa_der(&der),
             Alg::EdDsa => EncodingKey::from_ed_der(&der),
         };
-        let jwk: Jwk =
-            serde_json::from_str(&row.public_jwk).map_err(|_| broken("public JWK unreadable"))?;
         let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| broken("public JWK unusable"))?;
         Ok(LoadedKey {
             facts: KeyFacts {
@@ -243,6 +271,8 @@ impl LoadedKey {
 struct Loaded {
     read_at: Instant,
     keys: Arc<Vec<LoadedKey>>,
+    /// Rows that could not be parsed (damaged in the file): left out, logged once.
+    broken: Vec<String>,
 }
 
 /// No signing turn came free within the configured wait.
@@ -268,6 +298,12 @@ impl From<store::Error> for SignError {
     }
 }
 
+/// Seconds a new key waits beyond `--key-rotation-delay` before it signs: its
+/// `created_at` is cut to whole seconds and a server sees it up to `KEY_CACHE_TTL` late,
+/// so without them a JWKS fetched just before the rotation (cached for the delay) could
+/// miss a key that already signs.
+pub const PUBLISH_MARGIN: i64 = 2;
+
 /// The server's keys: read from the store at most every `KEY_CACHE_TTL`, shared by all
 /// workers, with a bounded number of signatures at once.
 pub struct KeyRing {
@@ -284,7 +320,9 @@ impl KeyRing {
     pub fn new(delay: u64, concurrency: usize, wait: Duration, max_waiting: usize) -> KeyRing {
         KeyRing {
             cache: RwLock::new(None),
-            delay: i64::try_from(delay).unwrap_or(i64::MAX),
+            delay: i64::try_from(delay)
+                .unwrap_or(i64::MAX)
+                .saturating_add(PUBLISH_MARGIN),
             turns: Turns::new(concurrency, wait, max_waiting),
         }
     }
@@ -302,13 +340,20 @@ impl KeyRing {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         // Keys already parsed are reused: only new rows are parsed.
         let mut old: HashMap<String, &LoadedKey> = HashMap::new();
+        let mut known_broken: &[String] = &[];
         if let Some(loaded) = cache.as_ref() {
             for key in loaded.keys.iter() {
                 old.insert(key.facts.kid.clone(), key);
             }
+            known_broken = &loaded.broken;
         }
         let mut keys = Vec::with_capacity(rows.len());
+        let mut broken = Vec::new();
         for row in &rows {
+            if known_broken.contains(&row.kid) {
+                broken.push(row.kid.clone());
+                continue;
+            }
             let key = match old.get(&row.kid) {
                 Some(known) => LoadedKey {
                     facts: KeyFacts {
@@ -320,7 +365,20 @@ impl KeyRing {
                     decoding: known.decoding.clone(),
                     jwk: known.jwk.clone(),
                 },
-                None => LoadedKey::parse(row)?,
+                None => match LoadedKey::parse(row) {
+                    Ok(key) => key,
+                    // One damaged row must not stop the others from signing and verifying
+                    // (nor let a stranger's bearer token turn into a 500): it is left out.
+                    Err(e) => {
+                        log::error!(
+                            "{e}: left out of the JWKS, it never signs or verifies; retire it \
+                             (devicegate key retire {} --force) or restore a backup",
+                            crate::logging::printable(&row.kid)
+                        );
+                        broken.push(row.kid.clone());
+                        continue;
+                    }
+                },
             };
             keys.push(key);
         }
@@ -328,6 +386,7 @@ impl KeyRing {
         *cache = Some(Loaded {
             read_at: Instant::now(),
             keys: Arc::clone(&keys),
+            broken,
         });
         Ok(keys)
     }
@@ -393,6 +452,14 @@ impl KeyRing {
     /// `token_ttl` is the longest lifetime of a token a key signs (seconds).
     pub fn housekeeping(&self, store: &Store, token_ttl: u64, now: i64) -> Result<(), KeyError> {
         let facts: Vec<KeyFacts> = store.list_signing_keys()?.iter().map(facts_of).collect();
+        // A key that signs again (its successor was retired by force) has live tokens
+        // again: its old retirement time no longer holds.
+        for kid in rules::signers_with_retire_time(&facts, self.delay, now) {
+            if store.clear_signing_key_retire_after(&kid)? {
+                log::info!("signing key {kid} signs again: its retirement is put off");
+            }
+        }
+        let facts: Vec<KeyFacts> = store.list_signing_keys()?.iter().map(facts_of).collect();
         let ttl = i64::try_from(token_ttl).unwrap_or(i64::MAX);
         let cache = i64::try_from(KEY_CACHE_TTL.as_secs()).unwrap_or(1) + 1;
         for (kid, at) in rules::retire_times(&facts, self.delay, ttl, cache, now) {
@@ -401,7 +468,7 @@ impl KeyRing {
             }
         }
         let facts: Vec<KeyFacts> = store.list_signing_keys()?.iter().map(facts_of).collect();
-        for kid in rules::due_for_retirement(&facts, now) {
+        for kid in rules::due_for_retirement(&facts, self.delay, now) {
             if store.delete_signing_key(&kid)? {
                 log::info!("signing key {kid} retired: every token it signed has expired");
             }

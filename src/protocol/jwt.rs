@@ -75,3 +75,12 @@ pub fn access_token_claims(issue: &Issue<'_>, jti: &str) -> Value {
         "jti": jti,
     })
 }
+
+/// What a JWT access token's row is stored under: the SHA-256 of its `jti`, marked `jwt:`.
+/// The mark keeps the two kinds apart: an opaque token's stored hash is 64 hex digits and
+/// never starts with `jwt:`, so presenting a JWT's bare `jti` as an opaque token (it looks
+/// like one) finds nothing, and once the key that signed the JWT is retired nothing can
+/// reach its row.
+pub fn jti_hash(jti: &str) -> String {
+    format!("jwt:{}", crate::secrets::hash_secret(jti))
+}

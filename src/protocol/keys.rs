@@ -72,13 +72,28 @@ pub fn retire_times(
         .collect()
 }
 
-/// Keys whose every token has expired by `now`: retire them.
-pub fn due_for_retirement(keys: &[KeyFacts], now: i64) -> Vec<String> {
+/// Keys whose every token has expired by `now`: retire them. Never the key that signs for
+/// its algorithm (so an algorithm always keeps one, however many fall due together).
+pub fn due_for_retirement(keys: &[KeyFacts], delay: i64, now: i64) -> Vec<String> {
     keys.iter()
         .filter(|k| k.retire_after.is_some_and(|at| at <= now))
-        .filter(|k| keys.iter().any(|o| o.alg == k.alg && o.kid != k.kid))
+        .filter(|k| !is_signer(keys, k, delay, now))
         .map(|k| k.kid.clone())
         .collect()
+}
+
+/// Keys that sign for their algorithm yet carry a retirement time (recorded while a newer
+/// key signed, which has since been retired by force): the time must go, their tokens are
+/// live again.
+pub fn signers_with_retire_time(keys: &[KeyFacts], delay: i64, now: i64) -> Vec<String> {
+    keys.iter()
+        .filter(|k| k.retire_after.is_some() && is_signer(keys, k, delay, now))
+        .map(|k| k.kid.clone())
+        .collect()
+}
+
+fn is_signer(keys: &[KeyFacts], key: &KeyFacts, delay: i64, now: i64) -> bool {
+    signing_key(keys, &key.alg, delay, now).is_some_and(|signer| signer.kid == key.kid)
 }
 
 /// Why `key retire` refuses.
@@ -158,8 +173,38 @@ mod tests {
             key("a", "RS256", 0, Some(3755)),
             key("b", "RS256", 100, None),
         ];
-        assert!(due_for_retirement(&stamped, 3754).is_empty());
-        assert_eq!(due_for_retirement(&stamped, 3755), ["a".to_string()]);
+        assert!(due_for_retirement(&stamped, 50, 3754).is_empty());
+        assert_eq!(due_for_retirement(&stamped, 50, 3755), ["a".to_string()]);
+    }
+
+    /// Found in review: A, B, C rotated in turn; A and B stamped; C retired by force, so B
+    /// signs again. The sweeper must not delete B (the last RS256 key, signing, with live
+    /// tokens) when its old time comes, and B's old time must go.
+    #[test]
+    fn the_signing_key_is_never_retired_and_loses_a_stale_retirement_time() {
+        let after_force = [
+            key("a", "RS256", 0, Some(500)),
+            key("b", "RS256", 100, Some(900)),
+            key("e", "EdDSA", 0, None),
+        ];
+        assert_eq!(
+            signing_key(&after_force, "RS256", 50, 1000)
+                .expect("a key")
+                .kid,
+            "b"
+        );
+        assert_eq!(
+            due_for_retirement(&after_force, 50, 1000),
+            ["a".to_string()]
+        );
+        assert_eq!(
+            signers_with_retire_time(&after_force, 50, 1000),
+            ["b".to_string()]
+        );
+        // Once its time is cleared, B is superseded again only by a new key.
+        let cleared = [key("b", "RS256", 100, None), key("e", "EdDSA", 0, None)];
+        assert!(retire_times(&cleared, 50, 3600, 2, 5000).is_empty());
+        assert!(signers_with_retire_time(&cleared, 50, 5000).is_empty());
     }
 
     #[test]

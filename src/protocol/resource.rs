@@ -18,7 +18,7 @@ fn stored_hash(store: &Store, signing: Signing<'_>, token: &str) -> Result<Strin
     // Opaque tokens are base64url: no dots. A JWS compact serialisation has two.
     if token.bytes().filter(|b| *b == b'.').count() == 2 {
         match signing.keys.access_token_jti(store, token, signing.issuer) {
-            Ok(Some(jti)) => return Ok(secrets::hash_secret(&jti)),
+            Ok(Some(jti)) => return Ok(super::jwt::jti_hash(&jti)),
             Ok(None) => {}
             Err(KeyError::Store(e)) => return Err(e),
             Err(KeyError::Broken(detail)) => return Err(store::Error::Internal(detail)),

@@ -12,7 +12,11 @@ use crate::keys::{Alg, KeyError, KeyRing, SigningTurn};
 use crate::secrets;
 use crate::store::{self, Client, DeviceCodeStatus, IssuedTokens, RedeemOutcome, Store, User};
 
-/// Seconds a client refused for want of a signing turn is asked to wait.
+/// RFC 8628 §3.5: `slow_down` adds 5 seconds to the polling interval.
+const SLOW_DOWN_STEP: u64 = 5;
+
+/// Seconds a client refused for want of a signing turn is asked to wait (a refresh; a
+/// device's poll is told `slow_down` instead).
 pub const SIGNING_BUSY_RETRY_AFTER: u64 = 1;
 
 /// RFC 6749 §5.1 success body; `id_token` per OpenID Connect Core §3.1.3.3. `scope` is
@@ -128,7 +132,7 @@ pub fn exchange_device_code(
                 auth_time,
             };
             let with_refresh = refresh_token_issued(client, &code.scope);
-            let (tokens, response) = mint(
+            let minted = mint(
                 store,
                 settings,
                 signing,
@@ -136,7 +140,16 @@ pub fn exchange_device_code(
                 code.scope,
                 with_refresh,
                 now,
-            )?;
+            );
+            let (tokens, response) = match minted {
+                // No signing turn: the code stays approved and unspent. Every device client
+                // knows RFC 8628 §3.5's `slow_down` (wait 5 s more, poll again); few would
+                // retry a 503, so a burst of redemptions costs seconds, not logins.
+                Err(Error::Busy { .. }) => {
+                    return slow_down(code.interval.saturating_add(SLOW_DOWN_STEP));
+                }
+                other => other?,
+            };
             let outcome = store.redeem_device_code(code.id, &tokens.stored(), now.secs())?;
             polls.forget(key);
             match outcome {
@@ -241,7 +254,7 @@ pub fn mint(
             let claims = jwt::access_token_claims(&issue, &jti);
             // RFC 9068 §2.1: RS256, which every resource server must support.
             let token = sign(turn, store, Alg::Rs256, jwt::ACCESS_TOKEN_TYP, &claims, now)?;
-            (token, secrets::hash_secret(&jti))
+            (token, jwt::jti_hash(&jti))
         }
         _ => {
             let token = secrets::random_token();

@@ -109,6 +109,16 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Forgets a key's retirement time (it signs again); true when there was one.
+    pub fn clear_signing_key_retire_after(&self, kid: &str) -> Result<bool> {
+        let _writing = self.shared.write_turn();
+        let changed = self.conn.execute(
+            "UPDATE signing_keys SET retire_after = NULL WHERE kid = ?1 AND retire_after IS NOT NULL",
+            params![kid],
+        )?;
+        Ok(changed == 1)
+    }
+
     /// Deletes a key with its private half (retirement); false when there is no such kid.
     pub fn delete_signing_key(&self, kid: &str) -> Result<bool> {
         let _writing = self.shared.write_turn();
