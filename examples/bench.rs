@@ -408,6 +408,13 @@ fn instructions_per_request(name: &str, requests: usize, work: &Path) -> f64 {
         })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("instruction total");
+    // `--toggle-collect` finds `serve_one` by its symbol: a stripped build (the release
+    // profile) collects nothing.
+    assert!(
+        total > 0.0,
+        "callgrind counted nothing inside serve_one: the binary has no symbols; build the \
+         bench with `--profile profiling` (cargo run --profile profiling --example bench)"
+    );
     total / requests as f64
 }
 
