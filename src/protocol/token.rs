@@ -87,16 +87,7 @@ pub fn exchange_device_code(
     }
     let expired = now.secs() >= code.expires_at;
     match code.status {
-        DeviceCodeStatus::Redeemed => oauth(ErrorCode::InvalidGrant, "device_code already used"),
-        DeviceCodeStatus::Denied => {
-            polls.forget(key);
-            oauth(ErrorCode::AccessDenied, "the user denied the request")
-        }
-        _ if expired => {
-            polls.forget(key);
-            oauth(ErrorCode::ExpiredToken, "the device_code has expired")
-        }
-        DeviceCodeStatus::Pending => {
+        DeviceCodeStatus::Pending if !expired => {
             match polls.record_poll(
                 key,
                 &client.client_id,
@@ -112,16 +103,10 @@ pub fn exchange_device_code(
                 PollVerdict::SlowDown { interval } => slow_down(interval),
             }
         }
-        DeviceCodeStatus::Approved => {
-            // The approver, read before signing: a deleted or disabled one gets nothing
-            // (the redemption below would refuse too, after a wasted signature).
-            let user = match code.user_id {
-                Some(id) => store.find_user(id)?.filter(|user| !user.disabled),
-                None => None,
-            };
-            let Some(user) = user else {
+        DeviceCodeStatus::Approved if !expired => {
+            let Some(user) = approver(store, code.user_id)? else {
                 polls.forget(key);
-                return oauth(ErrorCode::AccessDenied, "the approval is no longer valid");
+                return approval_withdrawn();
             };
             // Signed before the code is spent: a 503 for want of a signing turn leaves it
             // redeemable, so the device's next poll gets its tokens.
@@ -157,24 +142,54 @@ pub fn exchange_device_code(
                 // Something changed the code between the read and the claim: answer for
                 // what it is now (a person cancelling the approval is a denial, not a use).
                 RedeemOutcome::NotRedeemable => {
-                    let now_status = store.find_device_code_by_hash(&secrets::hex(&digest))?;
-                    match now_status.map(|code| code.status) {
-                        Some(DeviceCodeStatus::Denied) => {
-                            oauth(ErrorCode::AccessDenied, "the user denied the request")
+                    match store.find_device_code_by_hash(&secrets::hex(&digest))? {
+                        // Still approved, and unexpired (the claim used this same `now`):
+                        // the claim's approver check refused, so the approver was deleted or
+                        // disabled after `approver` read them.
+                        Some(code) if code.status == DeviceCodeStatus::Approved => {
+                            approval_withdrawn()
                         }
-                        Some(DeviceCodeStatus::Redeemed) => {
-                            oauth(ErrorCode::InvalidGrant, "device_code already used")
-                        }
-                        // Still approved but not claimable: its approver has been disabled.
-                        Some(_) => {
-                            oauth(ErrorCode::AccessDenied, "the approval is no longer valid")
-                        }
-                        None => oauth(ErrorCode::ExpiredToken, "the device_code has expired"),
+                        Some(code) => closed(code.status),
+                        // Swept away: it had expired.
+                        None => closed(DeviceCodeStatus::Pending),
                     }
                 }
             }
         }
+        status => {
+            if status != DeviceCodeStatus::Redeemed {
+                polls.forget(key);
+            }
+            closed(status)
+        }
     }
+}
+
+/// The answer for a code that will give no poll tokens: used, denied, or (pending or
+/// approved, and so reached only once expired) expired.
+fn closed<T>(status: DeviceCodeStatus) -> Result<T, Error> {
+    match status {
+        DeviceCodeStatus::Redeemed => oauth(ErrorCode::InvalidGrant, "device_code already used"),
+        DeviceCodeStatus::Denied => oauth(ErrorCode::AccessDenied, "the user denied the request"),
+        DeviceCodeStatus::Pending | DeviceCodeStatus::Approved => {
+            oauth(ErrorCode::ExpiredToken, "the device_code has expired")
+        }
+    }
+}
+
+/// The user who approved a code, read before signing: a deleted or disabled one gets
+/// nothing (`Store::redeem_device_code` holds to the same rule when it claims the code,
+/// for an approver disabled in between).
+fn approver(store: &Store, user_id: Option<i64>) -> Result<Option<User>, Error> {
+    Ok(match user_id {
+        Some(id) => store.find_user(id)?.filter(|user| !user.disabled),
+        None => None,
+    })
+}
+
+/// An approved code whose approver may no longer sign in: a denial.
+fn approval_withdrawn<T>() -> Result<T, Error> {
+    oauth(ErrorCode::AccessDenied, "the approval is no longer valid")
 }
 
 /// RFC 8628 §3.5: still pending, and the client must now wait `interval` seconds.
