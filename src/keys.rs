@@ -132,19 +132,15 @@ impl GeneratedKey {
 /// prime search: tens to hundreds of milliseconds optimised).
 pub fn generate(alg: Alg) -> Result<GeneratedKey, KeyError> {
     let broken = |e: &dyn std::fmt::Display| KeyError::Broken(format!("generating a key: {e}"));
-    let (private_der, parameters) = match alg {
+    let private_der = match alg {
         Alg::Rs256 => {
             use rsa::pkcs1::EncodeRsaPrivateKey;
-            use rsa::traits::PublicKeyParts;
             let key =
                 rsa::RsaPrivateKey::new(&mut rand_core::OsRng, RSA_BITS).map_err(|e| broken(&e))?;
-            let der = key.to_pkcs1_der().map_err(|e| broken(&e))?;
-            let parameters = AlgorithmParameters::RSA(RSAKeyParameters {
-                key_type: RSAKeyType::RSA,
-                n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
-                e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
-            });
-            (STANDARD.encode(der.as_bytes()), parameters)
+            key.to_pkcs1_der()
+                .map_err(|e| broken(&e))?
+                .as_bytes()
+                .to_vec()
         }
         Alg::EdDsa => {
             use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -152,15 +148,14 @@ pub fn generate(alg: Alg) -> Result<GeneratedKey, KeyError> {
             let mut seed = ed25519_dalek::SecretKey::default();
             rand_core::OsRng.fill_bytes(&mut seed);
             let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            let der = key.to_pkcs8_der().map_err(|e| broken(&e))?;
-            let parameters = AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-                key_type: OctetKeyPairType::OctetKeyPair,
-                curve: EllipticCurve::Ed25519,
-                x: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
-            });
-            (STANDARD.encode(der.as_bytes()), parameters)
+            key.to_pkcs8_der()
+                .map_err(|e| broken(&e))?
+                .as_bytes()
+                .to_vec()
         }
     };
+    let parameters = public_parameters(alg, &private_der)
+        .ok_or_else(|| broken(&"the new private key does not parse"))?;
     let mut jwk = Jwk {
         common: CommonParameters {
             public_key_use: Some(PublicKeyUse::Signature),
@@ -180,8 +175,34 @@ pub fn generate(alg: Alg) -> Result<GeneratedKey, KeyError> {
     Ok(GeneratedKey {
         kid,
         alg,
-        private_key: private_der,
+        private_key: STANDARD.encode(private_der),
         public_jwk,
+    })
+}
+
+/// The public JWK members of a private key in its stored DER (PKCS#1 RSA, PKCS#8
+/// Ed25519); `None` when the bytes are not such a key.
+fn public_parameters(alg: Alg, der: &[u8]) -> Option<AlgorithmParameters> {
+    Some(match alg {
+        Alg::Rs256 => {
+            use rsa::pkcs1::DecodeRsaPrivateKey;
+            use rsa::traits::PublicKeyParts;
+            let key = rsa::RsaPrivateKey::from_pkcs1_der(der).ok()?;
+            AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+                e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+            })
+        }
+        Alg::EdDsa => {
+            use ed25519_dalek::pkcs8::DecodePrivateKey;
+            let key = ed25519_dalek::SigningKey::from_pkcs8_der(der).ok()?;
+            AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+            })
+        }
     })
 }
 
@@ -202,9 +223,14 @@ pub fn ensure_first_keys(store: &Store, now: i64) -> Result<Vec<String>, KeyErro
     Ok(made)
 }
 
-/// One stored key, parsed for use.
+/// One stored key, parsed for use: its row's facts, and the parsed key (shared between
+/// reloads, since only the facts change).
 struct LoadedKey {
     facts: KeyFacts,
+    parsed: Arc<ParsedKey>,
+}
+
+struct ParsedKey {
     alg: Alg,
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -222,29 +248,12 @@ impl LoadedKey {
             serde_json::from_str(&row.public_jwk).map_err(|_| broken("public JWK unreadable"))?;
         // The private half must parse and match the published one: jsonwebtoken takes DER
         // bytes on trust and would fail only when signing, after the JWKS advertised it.
-        let public = match alg {
-            Alg::Rs256 => {
-                use rsa::pkcs1::DecodeRsaPrivateKey;
-                use rsa::traits::PublicKeyParts;
-                let key = rsa::RsaPrivateKey::from_pkcs1_der(&der)
-                    .map_err(|_| broken("private key is not an RSA key"))?;
-                AlgorithmParameters::RSA(RSAKeyParameters {
-                    key_type: RSAKeyType::RSA,
-                    n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
-                    e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
-                })
-            }
-            Alg::EdDsa => {
-                use ed25519_dalek::pkcs8::DecodePrivateKey;
-                let key = ed25519_dalek::SigningKey::from_pkcs8_der(&der)
-                    .map_err(|_| broken("private key is not an Ed25519 key"))?;
-                AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-                    key_type: OctetKeyPairType::OctetKeyPair,
-                    curve: EllipticCurve::Ed25519,
-                    x: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
-                })
-            }
-        };
+        let public = public_parameters(alg, &der).ok_or_else(|| {
+            broken(match alg {
+                Alg::Rs256 => "private key is not an RSA key",
+                Alg::EdDsa => "private key is not an Ed25519 key",
+            })
+        })?;
         if public != jwk.algorithm {
             return Err(broken("private key does not match its public JWK"));
         }
@@ -254,16 +263,13 @@ impl LoadedKey {
         };
         let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| broken("public JWK unusable"))?;
         Ok(LoadedKey {
-            facts: KeyFacts {
-                kid: row.kid.clone(),
-                alg: row.alg.clone(),
-                created_at: row.created_at,
-                retire_after: row.retire_after,
-            },
-            alg,
-            encoding,
-            decoding,
-            jwk,
+            facts: facts_of(row),
+            parsed: Arc::new(ParsedKey {
+                alg,
+                encoding,
+                decoding,
+                jwk,
+            }),
         })
     }
 }
@@ -356,14 +362,8 @@ impl KeyRing {
             }
             let key = match old.get(&row.kid) {
                 Some(known) => LoadedKey {
-                    facts: KeyFacts {
-                        retire_after: row.retire_after,
-                        ..known.facts.clone()
-                    },
-                    alg: known.alg,
-                    encoding: known.encoding.clone(),
-                    decoding: known.decoding.clone(),
-                    jwk: known.jwk.clone(),
+                    facts: facts_of(row),
+                    parsed: Arc::clone(&known.parsed),
                 },
                 None => match LoadedKey::parse(row) {
                     Ok(key) => key,
@@ -394,7 +394,11 @@ impl KeyRing {
     /// The published public keys (RFC 7517 §5), oldest first.
     pub fn jwks(&self, store: &Store) -> Result<JwkSet, KeyError> {
         Ok(JwkSet {
-            keys: self.keys(store)?.iter().map(|k| k.jwk.clone()).collect(),
+            keys: self
+                .keys(store)?
+                .iter()
+                .map(|k| k.parsed.jwk.clone())
+                .collect(),
         })
     }
 
@@ -426,13 +430,12 @@ impl KeyRing {
             return Ok(None);
         }
         let keys = self.keys(store)?;
-        let Some(key) = keys
-            .iter()
-            .find(|k| Some(&k.facts.kid) == header.kid.as_ref() && k.alg.jose() == header.alg)
-        else {
+        let Some(key) = keys.iter().find(|k| {
+            Some(&k.facts.kid) == header.kid.as_ref() && k.parsed.alg.jose() == header.alg
+        }) else {
             return Ok(None);
         };
-        let mut validation = Validation::new(key.alg.jose());
+        let mut validation = Validation::new(key.parsed.alg.jose());
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["iss"]);
@@ -442,7 +445,7 @@ impl KeyRing {
             jti: String,
         }
         Ok(
-            jsonwebtoken::decode::<Jti>(token, &key.decoding, &validation)
+            jsonwebtoken::decode::<Jti>(token, &key.parsed.decoding, &validation)
                 .ok()
                 .map(|data| data.claims.jti),
         )
@@ -517,7 +520,7 @@ impl SigningTurn<'_> {
             kid: Some(kid),
             ..Header::new(alg.jose())
         };
-        jsonwebtoken::encode(&header, claims, &key.encoding)
+        jsonwebtoken::encode(&header, claims, &key.parsed.encoding)
             .map_err(|e| KeyError::Broken(format!("signing with {}: {e}", alg.as_str())))
     }
 }
@@ -630,7 +633,7 @@ mod tests {
         let token = jsonwebtoken::encode(
             &header,
             &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}),
-            &loaded.encoding,
+            &loaded.parsed.encoding,
         )
         .expect("sign");
         let jwk: Jwk = serde_json::from_str(&key.public_jwk).expect("jwk");
