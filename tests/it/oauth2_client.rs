@@ -11,7 +11,7 @@ use oauth2::{
     StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
 };
 
-use crate::support::TestApp;
+use crate::support::{oauth2_http, TestApp};
 
 fn client(
     app: &TestApp,
@@ -29,36 +29,12 @@ fn client(
         .set_token_uri(TokenUrl::new(app.url("/oauth/token")).unwrap())
 }
 
-/// An HTTP client for the crate. Its built-in `ureq` 2 adapter turns every 4xx into a
-/// transport error, so it would never see `access_denied` (it backs off and polls on until
-/// the code expires); this adapter hands 4xx responses to the crate as responses.
-fn agent() -> impl Fn(oauth2::HttpRequest) -> Result<oauth2::HttpResponse, Box<ureq::Error>> {
-    let agent = ureq::AgentBuilder::new().redirects(0).build();
-    move |request: oauth2::HttpRequest| {
-        let mut req = agent.request(request.method().as_str(), &request.uri().to_string());
-        for (name, value) in request.headers() {
-            req = req.set(name.as_str(), value.to_str().unwrap());
-        }
-        let response = match req.send_bytes(request.body()) {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => return Err(Box::new(e)),
-        };
-        let mut builder = oauth2::http::Response::builder().status(response.status());
-        if let Some(ct) = response.header("content-type") {
-            builder = builder.header("content-type", ct);
-        }
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
-        Ok(builder.body(body).unwrap())
-    }
-}
-
 #[test]
 fn oauth2_crate_completes_a_device_login() {
     let app = TestApp::spawn();
     let user = app.add_user("erin");
     let client = client(&app);
-    let http = agent();
+    let http = oauth2_http();
     let details: StandardDeviceAuthorizationResponse = client
         .exchange_device_code()
         .add_scope(Scope::new("read".into()))
@@ -97,7 +73,7 @@ fn oauth2_crate_completes_a_device_login() {
 fn oauth2_crate_reports_access_denied() {
     let app = TestApp::spawn();
     let client = client(&app);
-    let http = agent();
+    let http = oauth2_http();
     let details: StandardDeviceAuthorizationResponse =
         client.exchange_device_code().request(&http).unwrap();
     let result = client.exchange_device_access_token(&details).request(
@@ -132,7 +108,7 @@ fn oauth2_crate_refreshes_and_revokes() {
     let tokens = app.login("ivy");
     let client =
         client(&app).set_revocation_url(RevocationUrl::new(app.url("/oauth/revoke")).unwrap());
-    let http = agent();
+    let http = oauth2_http();
     let refresh = RefreshToken::new(tokens["refresh_token"].as_str().unwrap().to_string());
     let renewed = client
         .exchange_refresh_token(&refresh)

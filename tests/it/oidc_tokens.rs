@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::cli::run;
 use crate::support::{
-    assert_no_store, assert_oauth_error, serve_binary, shared_signing_keys, Browser, TestApp,
-    DEVICE_GRANT,
+    assert_no_store, assert_oauth_error, oauth2_http, serve_binary, shared_signing_keys, Browser,
+    TestApp, DEVICE_GRANT,
 };
 
 const CLIENT: &str = "kubelogin";
@@ -893,7 +893,7 @@ fn the_openidconnect_crate_runs_the_device_flow_and_validates_the_id_token() {
     let app = TestApp::spawn();
     oidc_client(&app, CLIENT, "RS256", "opaque", None);
     let user = app.add_user("judy");
-    let http = agent();
+    let http = oauth2_http();
     let jwks = CoreJsonWebKeySet::fetch(
         &JsonWebKeySetUrl::new(app.url("/oauth/jwks")).unwrap(),
         &http,
@@ -937,28 +937,4 @@ fn the_openidconnect_crate_runs_the_device_flow_and_validates_the_id_token() {
     );
     assert!(claims.auth_time().is_some());
     assert!(!token.access_token().secret().is_empty());
-}
-
-/// An HTTP client for the `openidconnect` crate over ureq that hands 4xx responses to the
-/// crate (its own ureq adapter turns them into transport errors).
-fn agent(
-) -> impl Fn(openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, Box<ureq::Error>> {
-    let agent = ureq::AgentBuilder::new().redirects(0).build();
-    move |request: openidconnect::HttpRequest| {
-        let mut req = agent.request(request.method().as_str(), &request.uri().to_string());
-        for (name, value) in request.headers() {
-            req = req.set(name.as_str(), value.to_str().unwrap());
-        }
-        let response = match req.send_bytes(request.body()) {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => return Err(Box::new(e)),
-        };
-        let mut builder = openidconnect::http::Response::builder().status(response.status());
-        if let Some(ct) = response.header("content-type") {
-            builder = builder.header("content-type", ct);
-        }
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
-        Ok(builder.body(body).unwrap())
-    }
 }

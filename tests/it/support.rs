@@ -621,3 +621,29 @@ pub fn csrf_token(html: &str) -> String {
         + marker.len();
     html[start..].split('"').next().unwrap().to_string()
 }
+
+/// An HTTP client for the `oauth2` and `openidconnect` crates (one type: `openidconnect`
+/// re-exports `oauth2`'s). Their built-in `ureq` 2 adapter turns every 4xx into a transport
+/// error, so they would never see `access_denied` (they back off and poll on until the code
+/// expires); this adapter hands 4xx responses to the crate as responses.
+pub fn oauth2_http(
+) -> impl Fn(oauth2::HttpRequest) -> Result<oauth2::HttpResponse, Box<ureq::Error>> {
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    move |request: oauth2::HttpRequest| {
+        let mut req = agent.request(request.method().as_str(), &request.uri().to_string());
+        for (name, value) in request.headers() {
+            req = req.set(name.as_str(), value.to_str().unwrap());
+        }
+        let response = match req.send_bytes(request.body()) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(Box::new(e)),
+        };
+        let mut builder = oauth2::http::Response::builder().status(response.status());
+        if let Some(ct) = response.header("content-type") {
+            builder = builder.header("content-type", ct);
+        }
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+        Ok(builder.body(body).unwrap())
+    }
+}
