@@ -12,18 +12,15 @@ fn s(v: &Value, k: &str) -> String {
     v[k].as_str().unwrap().to_string()
 }
 
-/// A token pair handed out by a successful refresh.
-fn refreshed(app: &TestApp, refresh_token: &str) -> Value {
-    let resp = app.refresh("guest", refresh_token, None);
+/// The token pair a successful refresh with `pair`'s refresh token hands out.
+fn refreshed(app: &TestApp, pair: &Value) -> Value {
+    let resp = app.refresh("guest", &s(pair, "refresh_token"), None);
     assert_eq!(resp.status, 200, "{}", resp.body);
     resp.json()
 }
 
-/// The grant is gone: this pair's access and refresh tokens both fail.
-fn assert_revoked(app: &TestApp, pair: &Value) {
-    let userinfo = app.userinfo(&s(pair, "access_token"));
-    assert_eq!(userinfo.status, 401);
-    assert_eq!(userinfo.json()["error"], "invalid_token");
+/// A refresh with `pair`'s refresh token is refused: `invalid_grant`.
+fn assert_refresh_refused(app: &TestApp, pair: &Value) {
     assert_oauth_error(
         &app.refresh("guest", &s(pair, "refresh_token"), None),
         400,
@@ -31,21 +28,29 @@ fn assert_revoked(app: &TestApp, pair: &Value) {
     );
 }
 
+/// The grant is gone: this pair's access and refresh tokens both fail.
+fn assert_revoked(app: &TestApp, pair: &Value) {
+    let userinfo = app.userinfo(&s(pair, "access_token"));
+    assert_eq!(userinfo.status, 401);
+    assert_eq!(userinfo.json()["error"], "invalid_token");
+    assert_refresh_refused(app, pair);
+}
+
 #[test]
 fn an_old_token_replayed_inside_the_window_gets_its_own_pair_and_the_device_keeps_working() {
     let app = TestApp::spawn_with(|c| c.refresh_grace = 10);
     let first = app.login("alice");
     // The real device rotates T0 → T1 and holds the new pair.
-    let device = refreshed(&app, &s(&first, "refresh_token"));
+    let device = refreshed(&app, &first);
     app.advance(3.0);
     // Someone presents T0 again inside the window (a retry after a lost response, or a
     // replay): a pair of its own.
-    let retry = refreshed(&app, &s(&first, "refresh_token"));
+    let retry = refreshed(&app, &first);
     assert_ne!(s(&retry, "refresh_token"), s(&device, "refresh_token"));
     assert_ne!(s(&retry, "access_token"), s(&device, "access_token"));
     // The real device's pair still works: its access token and its refresh token.
     assert_eq!(app.userinfo(&s(&device, "access_token")).status, 200);
-    let device_next = refreshed(&app, &s(&device, "refresh_token"));
+    let device_next = refreshed(&app, &device);
     assert_eq!(app.userinfo(&s(&device_next, "access_token")).status, 200);
     // And so does the retry's own pair.
     assert_eq!(app.userinfo(&s(&retry, "access_token")).status, 200);
@@ -56,16 +61,12 @@ fn an_old_token_replayed_inside_the_window_gets_its_own_pair_and_the_device_keep
 fn a_token_older_than_the_last_rotation_is_reuse_even_inside_the_window() {
     let app = TestApp::spawn_with(|c| c.refresh_grace = 60);
     let t0 = app.login("alice");
-    let t1 = refreshed(&app, &s(&t0, "refresh_token"));
-    let t2 = refreshed(&app, &s(&t1, "refresh_token"));
+    let t1 = refreshed(&app, &t0);
+    let t2 = refreshed(&app, &t1);
     app.advance(1.0);
     // T0 → T1 → T2, then T0 again: T1 was itself rotated, so T0 is older than the last
     // rotation.
-    assert_oauth_error(
-        &app.refresh("guest", &s(&t0, "refresh_token"), None),
-        400,
-        "invalid_grant",
-    );
+    assert_refresh_refused(&app, &t0);
     assert_revoked(&app, &t2);
 }
 
@@ -73,14 +74,10 @@ fn a_token_older_than_the_last_rotation_is_reuse_even_inside_the_window() {
 fn an_old_token_whose_retry_was_rotated_is_reuse_inside_the_window() {
     let app = TestApp::spawn_with(|c| c.refresh_grace = 60);
     let t0 = app.login("alice");
-    let device = refreshed(&app, &s(&t0, "refresh_token"));
-    let retry = refreshed(&app, &s(&t0, "refresh_token"));
-    refreshed(&app, &s(&retry, "refresh_token"));
-    assert_oauth_error(
-        &app.refresh("guest", &s(&t0, "refresh_token"), None),
-        400,
-        "invalid_grant",
-    );
+    let device = refreshed(&app, &t0);
+    let retry = refreshed(&app, &t0);
+    refreshed(&app, &retry);
+    assert_refresh_refused(&app, &t0);
     assert_revoked(&app, &device);
 }
 
@@ -88,13 +85,9 @@ fn an_old_token_whose_retry_was_rotated_is_reuse_inside_the_window() {
 fn reuse_after_the_window_revokes_the_grant() {
     let app = TestApp::spawn_with(|c| c.refresh_grace = 10);
     let t0 = app.login("alice");
-    let t1 = refreshed(&app, &s(&t0, "refresh_token"));
+    let t1 = refreshed(&app, &t0);
     app.advance(11.0);
-    assert_oauth_error(
-        &app.refresh("guest", &s(&t0, "refresh_token"), None),
-        400,
-        "invalid_grant",
-    );
+    assert_refresh_refused(&app, &t0);
     assert_revoked(&app, &t1);
 }
 
@@ -102,32 +95,24 @@ fn reuse_after_the_window_revokes_the_grant() {
 fn retries_of_one_token_are_bounded_then_refused_without_ending_the_grant() {
     let app = TestApp::spawn_with(|c| c.refresh_grace = 10);
     let t0 = app.login("alice");
-    let device = refreshed(&app, &s(&t0, "refresh_token"));
+    let device = refreshed(&app, &t0);
     let max = devicegate::protocol::refresh::MAX_GRACE_RETRIES;
     assert_eq!(max, 3);
     for _ in 0..max {
-        refreshed(&app, &s(&t0, "refresh_token"));
+        refreshed(&app, &t0);
     }
     assert_eq!(app.userinfo(&s(&device, "access_token")).status, 200);
     // One more is no longer a retry (a token factory is not what the window is for), but
     // inside the window it is only refused: a replay must not end the device's grant.
     for _ in 0..3 {
-        assert_oauth_error(
-            &app.refresh("guest", &s(&t0, "refresh_token"), None),
-            400,
-            "invalid_grant",
-        );
+        assert_refresh_refused(&app, &t0);
     }
     assert_eq!(app.userinfo(&s(&device, "access_token")).status, 200);
-    let rotated = refreshed(&app, &s(&device, "refresh_token"));
+    let rotated = refreshed(&app, &device);
     assert_eq!(app.userinfo(&s(&rotated, "access_token")).status, 200);
     // After the window the same token is reuse, and the grant ends.
     app.advance(11.0);
-    assert_oauth_error(
-        &app.refresh("guest", &s(&t0, "refresh_token"), None),
-        400,
-        "invalid_grant",
-    );
+    assert_refresh_refused(&app, &t0);
     assert_revoked(&app, &rotated);
 }
 
@@ -135,12 +120,8 @@ fn retries_of_one_token_are_bounded_then_refused_without_ending_the_grant() {
 fn without_a_grace_window_any_reuse_revokes_the_grant() {
     let app = TestApp::spawn_with(|c| c.refresh_grace = 0);
     let t0 = app.login("alice");
-    let t1 = refreshed(&app, &s(&t0, "refresh_token"));
-    assert_oauth_error(
-        &app.refresh("guest", &s(&t0, "refresh_token"), None),
-        400,
-        "invalid_grant",
-    );
+    let t1 = refreshed(&app, &t0);
+    assert_refresh_refused(&app, &t0);
     assert_revoked(&app, &t1);
 }
 
