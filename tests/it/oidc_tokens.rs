@@ -127,6 +127,13 @@ fn verify_with(
     Ok((data.header, data.claims))
 }
 
+/// The `kid` in a JWT's header.
+fn kid_of(token: &Value) -> Option<String> {
+    jsonwebtoken::decode_header(token.as_str().unwrap())
+        .unwrap()
+        .kid
+}
+
 /// Moves the server's clock to an hour and a half before the real time, so tokens issued
 /// now carry an `exp` that a verifier on the real clock sees in the past.
 fn rewind_clock_to_the_real_past(app: &TestApp) {
@@ -451,10 +458,7 @@ fn a_rotated_key_verifies_old_tokens_until_it_is_retired() {
     let app = TestApp::spawn();
     oidc_client(&app, CLIENT, "RS256", "jwt", None);
     let old = login(&app, CLIENT, "openid read", "gina");
-    let old_kid = jsonwebtoken::decode_header(old["id_token"].as_str().unwrap())
-        .unwrap()
-        .kid
-        .unwrap();
+    let old_kid = kid_of(&old["id_token"]).unwrap();
 
     // Rotate (as `key rotate` does, at the server's clock): published at once, not signing.
     let new_key = devicegate::keys::generate(devicegate::keys::Alg::Rs256).unwrap();
@@ -472,11 +476,6 @@ fn a_rotated_key_verifies_old_tokens_until_it_is_retired() {
         "{kids:?}"
     );
     let during = login(&app, CLIENT, "openid read", "gina");
-    let kid_of = |token: &Value| {
-        jsonwebtoken::decode_header(token.as_str().unwrap())
-            .unwrap()
-            .kid
-    };
     assert_eq!(
         kid_of(&during["id_token"]),
         Some(old_kid.clone()),
@@ -552,10 +551,7 @@ fn key_commands_rotate_and_force_retire_and_never_print_a_private_key() {
     let app = TestApp::spawn();
     oidc_client(&app, CLIENT, "RS256", "jwt", None);
     let before = login(&app, CLIENT, "openid read", "hank");
-    let old_kid = jsonwebtoken::decode_header(before["access_token"].as_str().unwrap())
-        .unwrap()
-        .kid
-        .unwrap();
+    let old_kid = kid_of(&before["access_token"]).unwrap();
 
     let (code, out, err) = run(&app.db_path, &["key", "rotate", "--alg", "RS256"], None);
     assert_eq!(code, 0, "{err}");
@@ -611,10 +607,10 @@ fn key_commands_rotate_and_force_retire_and_never_print_a_private_key() {
     let access = before["access_token"].as_str().unwrap();
     assert_eq!(app.userinfo(access).status, 401);
     let after = login(&app, CLIENT, "openid read", "hank");
-    let kid = jsonwebtoken::decode_header(after["id_token"].as_str().unwrap())
-        .unwrap()
-        .kid;
-    assert_eq!(kid.as_deref(), Some(new_kid.as_str()));
+    assert_eq!(
+        kid_of(&after["id_token"]).as_deref(),
+        Some(new_kid.as_str())
+    );
 
     // No output above, and no `key list`, carries a private key.
     let conn = rusqlite::Connection::open(&app.db_path).unwrap();
