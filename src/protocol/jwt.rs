@@ -4,18 +4,16 @@
 use serde_json::{Map, Value};
 
 use super::claims::user_claims;
+use super::scope::{has_scope, OPENID_SCOPE};
 use crate::store::{Client, User};
 
 /// RFC 9068 §2.1: the `typ` header of a JWT access token.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// The `access_token_format` of a client that gets RFC 9068 access tokens.
 pub const JWT_FORMAT: &str = "jwt";
-/// OpenID Connect Core §3.1.2.1: the scope that asks for an ID token.
-pub const OPENID_SCOPE: &str = "openid";
-
-/// Does a space-separated scope ask for an ID token?
+/// Does a space-separated scope ask for an ID token (OIDC Core §3.1.2.1: it has `openid`)?
 pub fn wants_id_token(scope: &str) -> bool {
-    scope.split(' ').any(|s| s == OPENID_SCOPE)
+    has_scope(scope, OPENID_SCOPE)
 }
 
 /// Who a token is issued to, and when: what every signed token needs.
