@@ -157,7 +157,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DEVICEGATE_REFRESH_GRACE", value_parser = values::SECONDS, default_value_t = config::DEFAULT_REFRESH_GRACE)]
     pub refresh_grace: u64,
     /// Behind a reverse proxy: take the client IP from X-Forwarded-For and the scheme from X-Forwarded-Proto
-    #[arg(long, env = "DEVICEGATE_TRUST_PROXY", value_parser = values::Boolish)]
+    #[arg(long, env = "DEVICEGATE_TRUST_PROXY", value_parser = values::BOOLEAN)]
     pub trust_proxy: bool,
     /// Serve GET /metrics to callers presenting this bearer token [default: metrics off]
     #[arg(long, env = "DEVICEGATE_METRICS_TOKEN", hide_env_values = true)]
@@ -217,7 +217,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
     pub log_level: String,
     /// Allow an http:// issuer on a non-loopback host (codes and tokens then travel in clear)
-    #[arg(long, env = "DEVICEGATE_ALLOW_INSECURE_HTTP", value_parser = values::Boolish)]
+    #[arg(long, env = "DEVICEGATE_ALLOW_INSECURE_HTTP", value_parser = values::BOOLEAN)]
     pub allow_insecure_http: bool,
     /// The name in every page's header and title
     #[arg(long, env = "DEVICEGATE_SITE_NAME", default_value = config::DEFAULT_SITE_NAME)]
@@ -404,7 +404,7 @@ pub enum UserCommand {
         #[arg(long)]
         email: Option<String>,
         /// Whether you vouch for the address (OpenID Connect `email_verified`): true|false [default: false]
-        #[arg(long, value_parser = values::Boolish, requires = "email")]
+        #[arg(long, value_parser = values::BOOLEAN, requires = "email")]
         email_verified: Option<bool>,
         /// Full name as shown to people (OpenID Connect `name`, released with the `profile` scope)
         #[arg(long)]
@@ -421,7 +421,7 @@ pub enum UserCommand {
         #[arg(long)]
         no_email: bool,
         /// Whether you vouch for the address (OpenID Connect `email_verified`): true|false
-        #[arg(long, value_parser = values::Boolish, conflicts_with = "no_email")]
+        #[arg(long, value_parser = values::BOOLEAN, conflicts_with = "no_email")]
         email_verified: Option<bool>,
         /// A new display name (OpenID Connect `name`)
         #[arg(long, conflicts_with = "no_display_name")]
@@ -534,7 +534,7 @@ pub struct ClientTokenArgs {
     #[arg(long, value_name = "RS256|EdDSA")]
     pub id_token_alg: Option<String>,
     /// Issue a refresh token only when the granted scope includes offline_access (new logins): true|false [default: false, always one]
-    #[arg(long, value_parser = values::Boolish)]
+    #[arg(long, value_parser = values::BOOLEAN)]
     pub refresh_requires_offline_access: Option<bool>,
 }
 
