@@ -326,35 +326,16 @@ impl ServeArgs {
 /// name the environment variable instead when that is where the value came from (set, and
 /// the flag not on the command line): `DEVICEGATE_POLL_INTERVAL (--poll-interval): …`.
 pub fn name_origins(problems: Vec<String>) -> Vec<String> {
-    let command = <ServeArgs as Args>::augment_args(clap::Command::new("serve"));
-    let given: Vec<String> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let command = serve_command();
     problems
         .into_iter()
         .map(|problem| {
             let Some((flag, rest)) = problem.split_once(':') else {
                 return problem;
             };
-            let Some(long) = flag.strip_prefix("--") else {
-                return problem;
-            };
-            let Some(env) = command
-                .get_arguments()
-                .find(|arg| arg.get_long() == Some(long))
-                .and_then(|arg| arg.get_env())
-                .map(|env| env.to_string_lossy().into_owned())
-            else {
-                return problem;
-            };
-            let on_command_line = given
-                .iter()
-                .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
-            let from_env = std::env::var_os(&env).is_some_and(|v| !v.is_empty());
-            if from_env && !on_command_line {
-                format!("{env} ({flag}):{rest}")
-            } else {
-                problem
+            match env_behind(&command, flag) {
+                Some((env, value)) if !value.is_empty() => format!("{env} ({flag}):{rest}"),
+                _ => problem,
             }
         })
         .collect()
@@ -378,20 +359,32 @@ pub fn env_of_error(error: &clap::Error) -> Option<String> {
         clap::error::ContextValue::String(s) => s.clone(),
         _ => return None,
     };
-    let flag = invalid.split([' ', '=']).next()?.to_string();
+    let flag = invalid.split([' ', '=']).next()?;
+    env_behind(&serve_command(), flag).map(|(env, _)| env)
+}
+
+/// `serve`'s flags, to look one up by name.
+fn serve_command() -> clap::Command {
+    <ServeArgs as Args>::augment_args(clap::Command::new("serve"))
+}
+
+/// Where `flag` (`--poll-interval`) of `command` got its value when not from the command
+/// line: its environment variable and that variable's value, when the variable is set and
+/// the flag is not on the command line.
+fn env_behind(command: &clap::Command, flag: &str) -> Option<(String, std::ffi::OsString)> {
     let long = flag.strip_prefix("--")?;
-    let command = <ServeArgs as Args>::augment_args(clap::Command::new("serve"));
     let env = command
         .get_arguments()
         .find(|arg| arg.get_long() == Some(long))?
         .get_env()?
         .to_string_lossy()
         .into_owned();
+    let value = std::env::var_os(&env)?;
     let on_command_line = std::env::args_os().any(|a| {
         let a = a.to_string_lossy();
         a == flag || a.starts_with(&format!("{flag}="))
     });
-    (std::env::var_os(&env).is_some() && !on_command_line).then_some(env)
+    (!on_command_line).then_some((env, value))
 }
 
 #[derive(Debug, Subcommand)]
