@@ -535,21 +535,29 @@ fn colours_when_forced_no_color_wins_and_qr_off_draws_nothing() {
     }
 }
 
+/// A `$BROWSER` script in `home` that writes the address it is given to a file:
+/// (the script, the file).
 #[cfg(unix)]
-#[test]
-fn open_uses_browser_and_says_when_no_browser_could_be_opened() {
+fn fake_browser(home: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt;
-    let app = TestApp::spawn();
-    let home = tempfile::tempdir().unwrap();
-    // $BROWSER is honoured: it gets the page with the code filled in.
-    let script = home.path().join("browser.sh");
-    let opened = home.path().join("opened");
+    let script = home.join("browser.sh");
+    let opened = home.join("opened");
     std::fs::write(
         &script,
         format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, opened)
+}
+
+#[cfg(unix)]
+#[test]
+fn open_uses_browser_and_says_when_no_browser_could_be_opened() {
+    let app = TestApp::spawn();
+    let home = tempfile::tempdir().unwrap();
+    // $BROWSER is honoured: it gets the page with the code filled in.
+    let (script, opened) = fake_browser(home.path());
     let mut command = device(home.path(), &["login", "--server", &app.base, "--open"]);
     command
         .env("PATH", home.path())
@@ -1027,7 +1035,6 @@ fn huge_durations_from_a_server_do_not_crash_login_or_status() {
 #[cfg(unix)]
 #[test]
 fn open_refuses_an_address_that_is_not_http() {
-    use std::os::unix::fs::PermissionsExt;
     let base = hostile_server(
         json!({
             "device_code": "d", "user_code": "ABCD-EFGH",
@@ -1038,14 +1045,7 @@ fn open_refuses_an_address_that_is_not_http() {
         json!({"error": "authorization_pending"}),
     );
     let home = tempfile::tempdir().unwrap();
-    let script = home.path().join("browser.sh");
-    let opened = home.path().join("opened");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (script, opened) = fake_browser(home.path());
     let mut command = device(
         home.path(),
         &["login", "--server", &base, "--open", "--qr", "off"],
