@@ -66,6 +66,10 @@ pub const DEFAULT_SITE_NAME: &str = "devicegate";
 pub const DEFAULT_KEY_ROTATION_DELAY: u64 = 86_400;
 /// The longest `--key-rotation-delay`: 30 days.
 pub const MAX_KEY_ROTATION_DELAY: u64 = 30 * 86_400;
+/// The `--device-code-ttl` values allowed, in seconds, server-wide and per client.
+pub const DEVICE_CODE_TTL_RANGE: RangeInclusive<u64> = 60..=86_400;
+/// The `--poll-interval` values allowed, in seconds, server-wide and per client.
+pub const POLL_INTERVAL_RANGE: RangeInclusive<u64> = 1..=60;
 /// RS256 signatures (a few ms of CPU each) running at once; a burst of redemptions beyond
 /// it waits or gets 503, so polls keep their workers.
 pub const DEFAULT_SIGNING_CONCURRENCY: usize = 2;
@@ -314,11 +318,16 @@ impl Config {
             }
         };
         within("--workers", usize(self.workers), 1..=256, "");
-        within("--poll-interval", self.poll_interval, 1..=60, " seconds");
+        within(
+            "--poll-interval",
+            self.poll_interval,
+            POLL_INTERVAL_RANGE,
+            " seconds",
+        );
         within(
             "--device-code-ttl",
             self.device_code_ttl,
-            60..=86_400,
+            DEVICE_CODE_TTL_RANGE,
             " seconds",
         );
         within(

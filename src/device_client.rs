@@ -232,12 +232,7 @@ pub fn user_name(endpoints: &Endpoints, access_token: &str) -> Result<Option<Str
     let Some(url) = &endpoints.userinfo_endpoint else {
         return Ok(None);
     };
-    let response = match agent()
-        .get(url)
-        .set("Accept", "application/json")
-        .set("Authorization", &format!("Bearer {access_token}"))
-        .call()
-    {
+    let response = match userinfo_request(url, access_token).call() {
         Ok(response) => response,
         Err(ureq::Error::Status(status, response)) => {
             return Err(status_error(url, status, &response))
@@ -261,17 +256,20 @@ pub fn accepts(endpoints: &Endpoints, access_token: &str) -> Result<Option<bool>
     let Some(url) = &endpoints.userinfo_endpoint else {
         return Ok(None);
     };
-    match agent()
-        .get(url)
-        .set("Accept", "application/json")
-        .set("Authorization", &format!("Bearer {access_token}"))
-        .call()
-    {
+    match userinfo_request(url, access_token).call() {
         Ok(_) => Ok(Some(true)),
         Err(ureq::Error::Status(401, _)) => Ok(Some(false)),
         Err(ureq::Error::Status(status, response)) => Err(status_error(url, status, &response)),
         Err(ureq::Error::Transport(e)) => Err(unreachable(url, &e)),
     }
+}
+
+/// A GET of the userinfo endpoint with an access token (RFC 6750 §2.1: in the header).
+fn userinfo_request(url: &str, access_token: &str) -> ureq::Request {
+    agent()
+        .get(url)
+        .set("Accept", "application/json")
+        .set("Authorization", &format!("Bearer {access_token}"))
 }
 
 /// Revokes a token (RFC 7009); a server without revocation is not an error.

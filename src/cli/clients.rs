@@ -6,6 +6,7 @@ use super::admin::{audit, print_json, Failure};
 use super::ClientCommand;
 use crate::bootstrap::GUEST_CLIENT_ID;
 use crate::clock::Clock;
+use crate::config::{DEVICE_CODE_TTL_RANGE, POLL_INTERVAL_RANGE};
 use crate::logging::printable;
 use crate::protocol::scope::{is_scope_token, OFFLINE_ACCESS_SCOPE};
 use crate::protocol::{DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT};
@@ -451,13 +452,18 @@ fn check_lifetimes(
     device_code_ttl: Option<u64>,
     poll_interval: Option<u64>,
 ) -> Result<(), Failure> {
-    if device_code_ttl.is_some_and(|t| !(60..=86_400).contains(&t)) {
-        return Err(Failure::new(
-            "--device-code-ttl: between 60 and 86400 seconds",
-        ));
-    }
-    if poll_interval.is_some_and(|i| !(1..=60).contains(&i)) {
-        return Err(Failure::new("--poll-interval: between 1 and 60 seconds"));
+    // The same bounds as the server-wide settings (`Config::validate`).
+    for (flag, value, range) in [
+        ("--device-code-ttl", device_code_ttl, DEVICE_CODE_TTL_RANGE),
+        ("--poll-interval", poll_interval, POLL_INTERVAL_RANGE),
+    ] {
+        if value.is_some_and(|v| !range.contains(&v)) {
+            return Err(Failure::new(format!(
+                "{flag}: between {} and {} seconds",
+                range.start(),
+                range.end()
+            )));
+        }
     }
     Ok(())
 }

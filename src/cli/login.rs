@@ -92,16 +92,14 @@ fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginErr
     let auth = login.authorization.clone();
     let terminal = std::io::stdout().is_terminal();
     let colour = terminal::styled(terminal);
-    println!();
-    println!(
-        "{}",
-        terminal::where_to_go(
-            "To sign in, open",
-            &auth.verification_uri,
-            &auth.user_code,
-            colour
-        )
+    let where_to_go = terminal::where_to_go(
+        "To sign in, open",
+        &auth.verification_uri,
+        &auth.user_code,
+        colour,
     );
+    println!();
+    println!("{where_to_go}");
     let qr = auth
         .verification_uri_complete
         .as_deref()
@@ -112,15 +110,7 @@ fn login(args: &LoginArgs, cancelled: &AtomicBool) -> Result<(), Option<LoginErr
         Some(qr) => {
             println!("  Or scan the QR code below; hard to scan? Try --qr light or --qr dark.");
             println!("{qr}");
-            println!(
-                "{}",
-                terminal::where_to_go(
-                    "To sign in, open",
-                    &auth.verification_uri,
-                    &auth.user_code,
-                    colour
-                )
-            );
+            println!("{where_to_go}");
         }
         None => println!(),
     }

@@ -157,7 +157,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DEVICEGATE_REFRESH_GRACE", value_parser = values::SECONDS, default_value_t = config::DEFAULT_REFRESH_GRACE)]
     pub refresh_grace: u64,
     /// Behind a reverse proxy: take the client IP from X-Forwarded-For and the scheme from X-Forwarded-Proto
-    #[arg(long, env = "DEVICEGATE_TRUST_PROXY", value_parser = values::Boolish)]
+    #[arg(long, env = "DEVICEGATE_TRUST_PROXY", value_parser = values::BOOLEAN)]
     pub trust_proxy: bool,
     /// Serve GET /metrics to callers presenting this bearer token [default: metrics off]
     #[arg(long, env = "DEVICEGATE_METRICS_TOKEN", hide_env_values = true)]
@@ -217,7 +217,7 @@ pub struct ServeArgs {
     #[arg(long, env = "DEVICEGATE_LOG_LEVEL", default_value = config::DEFAULT_LOG_LEVEL)]
     pub log_level: String,
     /// Allow an http:// issuer on a non-loopback host (codes and tokens then travel in clear)
-    #[arg(long, env = "DEVICEGATE_ALLOW_INSECURE_HTTP", value_parser = values::Boolish)]
+    #[arg(long, env = "DEVICEGATE_ALLOW_INSECURE_HTTP", value_parser = values::BOOLEAN)]
     pub allow_insecure_http: bool,
     /// The name in every page's header and title
     #[arg(long, env = "DEVICEGATE_SITE_NAME", default_value = config::DEFAULT_SITE_NAME)]
@@ -326,35 +326,16 @@ impl ServeArgs {
 /// name the environment variable instead when that is where the value came from (set, and
 /// the flag not on the command line): `DEVICEGATE_POLL_INTERVAL (--poll-interval): …`.
 pub fn name_origins(problems: Vec<String>) -> Vec<String> {
-    let command = <ServeArgs as Args>::augment_args(clap::Command::new("serve"));
-    let given: Vec<String> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let command = serve_command();
     problems
         .into_iter()
         .map(|problem| {
             let Some((flag, rest)) = problem.split_once(':') else {
                 return problem;
             };
-            let Some(long) = flag.strip_prefix("--") else {
-                return problem;
-            };
-            let Some(env) = command
-                .get_arguments()
-                .find(|arg| arg.get_long() == Some(long))
-                .and_then(|arg| arg.get_env())
-                .map(|env| env.to_string_lossy().into_owned())
-            else {
-                return problem;
-            };
-            let on_command_line = given
-                .iter()
-                .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
-            let from_env = std::env::var_os(&env).is_some_and(|v| !v.is_empty());
-            if from_env && !on_command_line {
-                format!("{env} ({flag}):{rest}")
-            } else {
-                problem
+            match env_behind(&command, flag) {
+                Some((env, value)) if !value.is_empty() => format!("{env} ({flag}):{rest}"),
+                _ => problem,
             }
         })
         .collect()
@@ -378,20 +359,32 @@ pub fn env_of_error(error: &clap::Error) -> Option<String> {
         clap::error::ContextValue::String(s) => s.clone(),
         _ => return None,
     };
-    let flag = invalid.split([' ', '=']).next()?.to_string();
+    let flag = invalid.split([' ', '=']).next()?;
+    env_behind(&serve_command(), flag).map(|(env, _)| env)
+}
+
+/// `serve`'s flags, to look one up by name.
+fn serve_command() -> clap::Command {
+    <ServeArgs as Args>::augment_args(clap::Command::new("serve"))
+}
+
+/// Where `flag` (`--poll-interval`) of `command` got its value when not from the command
+/// line: its environment variable and that variable's value, when the variable is set and
+/// the flag is not on the command line.
+fn env_behind(command: &clap::Command, flag: &str) -> Option<(String, std::ffi::OsString)> {
     let long = flag.strip_prefix("--")?;
-    let command = <ServeArgs as Args>::augment_args(clap::Command::new("serve"));
     let env = command
         .get_arguments()
         .find(|arg| arg.get_long() == Some(long))?
         .get_env()?
         .to_string_lossy()
         .into_owned();
+    let value = std::env::var_os(&env)?;
     let on_command_line = std::env::args_os().any(|a| {
         let a = a.to_string_lossy();
         a == flag || a.starts_with(&format!("{flag}="))
     });
-    (std::env::var_os(&env).is_some() && !on_command_line).then_some(env)
+    (!on_command_line).then_some((env, value))
 }
 
 #[derive(Debug, Subcommand)]
@@ -404,7 +397,7 @@ pub enum UserCommand {
         #[arg(long)]
         email: Option<String>,
         /// Whether you vouch for the address (OpenID Connect `email_verified`): true|false [default: false]
-        #[arg(long, value_parser = values::Boolish, requires = "email")]
+        #[arg(long, value_parser = values::BOOLEAN, requires = "email")]
         email_verified: Option<bool>,
         /// Full name as shown to people (OpenID Connect `name`, released with the `profile` scope)
         #[arg(long)]
@@ -421,7 +414,7 @@ pub enum UserCommand {
         #[arg(long)]
         no_email: bool,
         /// Whether you vouch for the address (OpenID Connect `email_verified`): true|false
-        #[arg(long, value_parser = values::Boolish, conflicts_with = "no_email")]
+        #[arg(long, value_parser = values::BOOLEAN, conflicts_with = "no_email")]
         email_verified: Option<bool>,
         /// A new display name (OpenID Connect `name`)
         #[arg(long, conflicts_with = "no_display_name")]
@@ -534,7 +527,7 @@ pub struct ClientTokenArgs {
     #[arg(long, value_name = "RS256|EdDSA")]
     pub id_token_alg: Option<String>,
     /// Issue a refresh token only when the granted scope includes offline_access (new logins): true|false [default: false, always one]
-    #[arg(long, value_parser = values::Boolish)]
+    #[arg(long, value_parser = values::BOOLEAN)]
     pub refresh_requires_offline_access: Option<bool>,
 }
 

@@ -120,51 +120,27 @@ fn invalid(cmd: &clap::Command, what: &str, message: &str) -> clap::Error {
         .error(ErrorKind::ValueValidation, format!("{what}: {message}"))
 }
 
-/// clap's parser for a boolean flag that may also be set through the environment.
-#[derive(Clone, Copy, Debug)]
-pub struct Boolish;
+/// clap's parser for a setting spelled as this module reads it: `BOOLEAN`, `SECONDS` or
+/// `MILLISECONDS`. Its error names where the value came from (see `origin`).
+#[derive(Clone, Copy)]
+pub struct Spelled<T>(fn(&str) -> Result<T, String>);
 
-impl TypedValueParser for Boolish {
-    type Value = bool;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<bool, clap::Error> {
-        self.parse_ref_(cmd, arg, value, ValueSource::CommandLine)
-    }
-
-    fn parse_ref_(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-        source: ValueSource,
-    ) -> Result<bool, clap::Error> {
-        parse_bool(&value.to_string_lossy()).map_err(|e| invalid(cmd, &origin(arg, source), &e))
-    }
-}
-
-/// clap's parser for a duration setting: bare numbers count in `Unit`.
-#[derive(Clone, Copy, Debug)]
-pub struct Duration(pub Unit);
-
+/// A boolean flag that may also be set through the environment (`parse_bool`).
+pub const BOOLEAN: Spelled<bool> = Spelled(parse_bool);
 /// A duration in seconds (`90`, `90s`, `15m`, `1h`, `30d`).
-pub const SECONDS: Duration = Duration(Unit::Seconds);
+pub const SECONDS: Spelled<u64> = Spelled(|text| parse_duration(text, Unit::Seconds));
 /// A duration in milliseconds (`500`, `500ms`, `2s`).
-pub const MILLISECONDS: Duration = Duration(Unit::Milliseconds);
+pub const MILLISECONDS: Spelled<u64> = Spelled(|text| parse_duration(text, Unit::Milliseconds));
 
-impl TypedValueParser for Duration {
-    type Value = u64;
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Spelled<T> {
+    type Value = T;
 
     fn parse_ref(
         &self,
         cmd: &clap::Command,
         arg: Option<&clap::Arg>,
         value: &OsStr,
-    ) -> Result<u64, clap::Error> {
+    ) -> Result<T, clap::Error> {
         self.parse_ref_(cmd, arg, value, ValueSource::CommandLine)
     }
 
@@ -174,9 +150,8 @@ impl TypedValueParser for Duration {
         arg: Option<&clap::Arg>,
         value: &OsStr,
         source: ValueSource,
-    ) -> Result<u64, clap::Error> {
-        parse_duration(&value.to_string_lossy(), self.0)
-            .map_err(|e| invalid(cmd, &origin(arg, source), &e))
+    ) -> Result<T, clap::Error> {
+        (self.0)(&value.to_string_lossy()).map_err(|e| invalid(cmd, &origin(arg, source), &e))
     }
 }
 

@@ -32,6 +32,46 @@ pub fn run(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (i32, St
     )
 }
 
+/// Stops a `serve` child with SIGTERM: (stdout, stderr).
+pub fn stop(child: std::process::Child) -> (String, String) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Signs in through the real form on a separately started server; the response status.
+pub fn sign_in_status(base: &str, username: &str, password: &str) -> u16 {
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let page = agent.get(&format!("{base}/oauth/device")).call().unwrap();
+    let cookie = page
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = crate::support::csrf_token(&page.into_string().unwrap());
+    let login = agent
+        .post(&format!("{base}/login"))
+        .set("Cookie", &cookie)
+        .send_form(&[
+            ("csrf_token", &csrf),
+            ("username", username),
+            ("password", password),
+        ]);
+    match login {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[test]
 fn help_lists_every_serve_option_with_defaults() {
     let out = Command::new(BIN)

@@ -41,6 +41,13 @@ fn output(command: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// Runs a command that must fail with exit code 1: its stderr.
+fn fails(home: &std::path::Path, args: &[&str]) -> String {
+    let (code, _, err) = output(&mut device(home, args));
+    assert_eq!(code, 1);
+    err
+}
+
 /// The single line a failed command printed on stderr.
 fn one_line(stderr: &str) -> &str {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -535,21 +542,29 @@ fn colours_when_forced_no_color_wins_and_qr_off_draws_nothing() {
     }
 }
 
+/// A `$BROWSER` script in `home` that writes the address it is given to a file:
+/// (the script, the file).
 #[cfg(unix)]
-#[test]
-fn open_uses_browser_and_says_when_no_browser_could_be_opened() {
+fn fake_browser(home: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt;
-    let app = TestApp::spawn();
-    let home = tempfile::tempdir().unwrap();
-    // $BROWSER is honoured: it gets the page with the code filled in.
-    let script = home.path().join("browser.sh");
-    let opened = home.path().join("opened");
+    let script = home.join("browser.sh");
+    let opened = home.join("opened");
     std::fs::write(
         &script,
         format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, opened)
+}
+
+#[cfg(unix)]
+#[test]
+fn open_uses_browser_and_says_when_no_browser_could_be_opened() {
+    let app = TestApp::spawn();
+    let home = tempfile::tempdir().unwrap();
+    // $BROWSER is honoured: it gets the page with the code filled in.
+    let (script, opened) = fake_browser(home.path());
     let mut command = device(home.path(), &["login", "--server", &app.base, "--open"]);
     command
         .env("PATH", home.path())
@@ -602,11 +617,7 @@ fn open_uses_browser_and_says_when_no_browser_could_be_opened() {
 fn error_messages_are_one_actionable_line() {
     let home = tempfile::tempdir().unwrap();
     // No scheme.
-    let (code, _, err) = output(&mut device(
-        home.path(),
-        &["login", "--server", "auth.example.com"],
-    ));
-    assert_eq!(code, 1);
+    let err = fails(home.path(), &["login", "--server", "auth.example.com"]);
     assert_eq!(
         one_line(&err),
         "error: the server URL auth.example.com has no http:// or https://; \
@@ -614,8 +625,7 @@ fn error_messages_are_one_actionable_line() {
     );
     // Nobody listening.
     let base = format!("http://127.0.0.1:{}", free_port());
-    let (code, _, err) = output(&mut device(home.path(), &["login", "--server", &base]));
-    assert_eq!(code, 1);
+    let err = fails(home.path(), &["login", "--server", &base]);
     let line = one_line(&err);
     assert!(
         line.starts_with(&format!("error: cannot reach {base}: Connection refused")),
@@ -636,8 +646,7 @@ fn error_messages_are_one_actionable_line() {
         }),
     );
     for command in [&["token"][..], &["logout"][..]] {
-        let (code, _, err) = output(&mut device(home.path(), command));
-        assert_eq!(code, 1);
+        let err = fails(home.path(), command);
         assert_eq!(
             one_line(&err),
             "error: signed in to several servers; pass --server with one of: \
@@ -645,18 +654,10 @@ fn error_messages_are_one_actionable_line() {
         );
     }
     // A --server without a scheme on the other commands too.
-    let (code, _, err) = output(&mut device(
-        home.path(),
-        &["token", "--server", "a.example"],
-    ));
-    assert_eq!(code, 1);
+    let err = fails(home.path(), &["token", "--server", "a.example"]);
     assert!(one_line(&err).contains("give the full URL, e.g. https://a.example"));
     // A server this device never signed in to.
-    let (code, _, err) = output(&mut device(
-        home.path(),
-        &["status", "--server", "https://c.example"],
-    ));
-    assert_eq!(code, 1);
+    let err = fails(home.path(), &["status", "--server", "https://c.example"]);
     assert_eq!(
         one_line(&err),
         "error: not signed in to https://c.example; run devicegate login --server https://c.example"
@@ -774,8 +775,7 @@ fn login_checks_the_credentials_file_before_asking_for_a_code() {
     assert!(!out.contains("enter the code"), "{out}");
     assert_eq!(app.count_rows("device_codes"), 0, "no code was asked for");
     // `logout` says the same.
-    let (code, _, err) = output(&mut device(home.path(), &["logout"]));
-    assert_eq!(code, 1);
+    let err = fails(home.path(), &["logout"]);
     assert!(
         one_line(&err).ends_with("move it away or delete it, then run devicegate login again"),
         "{err}"
@@ -1027,7 +1027,6 @@ fn huge_durations_from_a_server_do_not_crash_login_or_status() {
 #[cfg(unix)]
 #[test]
 fn open_refuses_an_address_that_is_not_http() {
-    use std::os::unix::fs::PermissionsExt;
     let base = hostile_server(
         json!({
             "device_code": "d", "user_code": "ABCD-EFGH",
@@ -1038,14 +1037,7 @@ fn open_refuses_an_address_that_is_not_http() {
         json!({"error": "authorization_pending"}),
     );
     let home = tempfile::tempdir().unwrap();
-    let script = home.path().join("browser.sh");
-    let opened = home.path().join("opened");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (script, opened) = fake_browser(home.path());
     let mut command = device(
         home.path(),
         &["login", "--server", &base, "--open", "--qr", "off"],
@@ -1088,22 +1080,17 @@ fn server_urls_take_any_case_of_scheme_and_refusals_say_what_to_do() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("other.example"), "{out}");
     // A query or a fragment: refused, with the base URL to use.
-    let (code, _, err) = output(&mut device(
+    let err = fails(
         home.path(),
         &["login", "--server", "https://auth.example.com/?tenant=1"],
-    ));
-    assert_eq!(code, 1);
+    );
     assert_eq!(
         one_line(&err),
         "error: the server URL https://auth.example.com/?tenant=1 has a query or fragment (? or #); \
          give the base URL only, e.g. https://auth.example.com"
     );
     // Plain http to a remote host: says how to allow it.
-    let (code, _, err) = output(&mut device(
-        home.path(),
-        &["login", "--server", "http://192.0.2.1"],
-    ));
-    assert_eq!(code, 1);
+    let err = fails(home.path(), &["login", "--server", "http://192.0.2.1"]);
     assert!(
         one_line(&err).ends_with("pass --insecure on a network you trust"),
         "{err}"

@@ -3,26 +3,14 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::cli::BIN;
-use crate::support::{csrf_token, free_port, serve_binary, Browser, TestApp};
+use crate::cli::{sign_in_status, stop, BIN};
+use crate::support::{free_port, serve_binary, Browser, TestApp};
 
 /// Starts `devicegate serve` on `db`, waits for /healthz, returns the child and base URL.
 fn serve(db: &std::path::Path) -> (std::process::Child, String) {
     let listen = format!("127.0.0.1:{}", free_port());
     let child = serve_binary(db, &listen, &[], Stdio::piped());
     (child, format!("http://{listen}"))
-}
-
-fn stop(child: std::process::Child) -> (String, String) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -46,29 +34,7 @@ fn first_start_creates_admin_and_leaves_its_password_in_a_private_file() {
     assert!(stderr.contains(&format!("{base}/oauth/device")), "{stderr}");
     std::fs::remove_file(&file).unwrap();
     let (child, base) = serve(&db);
-    let agent = ureq::AgentBuilder::new().redirects(0).build();
-    let page = agent.get(&format!("{base}/oauth/device")).call().unwrap();
-    let cookie = page
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = csrf_token(&page.into_string().unwrap());
-    let login = agent
-        .post(&format!("{base}/login"))
-        .set("Cookie", &cookie)
-        .send_form(&[
-            ("csrf_token", &csrf),
-            ("username", "admin"),
-            ("password", &password),
-        ]);
-    let status = match login {
-        Ok(r) => r.status(),
-        Err(ureq::Error::Status(code, _)) => code,
-        Err(e) => panic!("{e}"),
-    };
+    let status = sign_in_status(&base, "admin", &password);
     assert_eq!(status, 303, "admin signs in with the printed password");
     let (stdout, _) = stop(child);
     assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{run, BIN};
+use crate::cli::{run, sign_in_status, stop, BIN};
 use crate::support::{
     assert_oauth_error, free_port, new_database, serve_binary, Browser, TestApp, DEVICE_GRANT,
 };
@@ -29,45 +29,6 @@ fn run_env(db: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Stri
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn stop(child: std::process::Child) -> (String, String) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Signs in through the real form on a separately started server; the response status.
-fn sign_in_status(base: &str, username: &str, password: &str) -> u16 {
-    let agent = ureq::AgentBuilder::new().redirects(0).build();
-    let page = agent.get(&format!("{base}/oauth/device")).call().unwrap();
-    let cookie = page
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = crate::support::csrf_token(&page.into_string().unwrap());
-    let login = agent
-        .post(&format!("{base}/login"))
-        .set("Cookie", &cookie)
-        .send_form(&[
-            ("csrf_token", &csrf),
-            ("username", username),
-            ("password", password),
-        ]);
-    match login {
-        Ok(r) => r.status(),
-        Err(ureq::Error::Status(code, _)) => code,
-        Err(e) => panic!("{e}"),
-    }
 }
 
 fn count_users(db: &Path) -> i64 {
@@ -507,7 +468,7 @@ fn the_metrics_token_comes_from_a_file_and_every_series_is_exported() {
     std::fs::write(&token_file, "token-from-a-file-0123\n").unwrap();
     let file = token_file.to_str().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
         .env("DEVICEGATE_METRICS_TOKEN_FILE", file)
         .stdout(Stdio::null())
@@ -518,11 +479,7 @@ fn the_metrics_token_comes_from_a_file_and_every_series_is_exported() {
     let metrics = ureq::get(&format!("http://{listen}/metrics"))
         .set("Authorization", "Bearer token-from-a-file-0123")
         .call();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    stop(child);
     let text = metrics.unwrap().into_string().unwrap();
     for state in ["pending", "approved", "denied", "redeemed", "expired"] {
         assert!(
