@@ -39,7 +39,7 @@ pub static METRICS: Metrics = Metrics {
 };
 
 impl Metrics {
-    /// `route` is an index into `ROUTE_LABELS` (see `router::route_index`).
+    /// `route` is an index into `ROUTE_LABELS` (see `router::Resolved::label`).
     pub fn record_request(&self, route: usize, status: u16, elapsed: Duration) {
         let slot = usize::from(status.saturating_sub(STATUS_MIN)).min(STATUSES - 1);
         if let Some(counters) = self.requests.get(route) {

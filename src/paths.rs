@@ -159,19 +159,23 @@ impl Mounts {
     /// prefix, as it is. An empty rest (`/sso`) is the mount's `/`. The router takes the
     /// first reading that names a route, so a route whose path begins like the issuer's
     /// (issuer `/oauth`, request `/oauth/token` from a proxy that strips `/oauth`) is found.
-    pub fn readings<'p>(&self, path: &'p str) -> Vec<(Prefix<'_>, &'p str)> {
-        let mut out = Vec::with_capacity(4);
-        if let Some(rest) = strip_mount(path, &self.issuer_path) {
-            if let Some(campus) = strip_mount(rest, CAMPUS_PREFIX) {
-                out.push((self.campus(), or_root(campus)));
-            }
-            out.push((self.root(), or_root(rest)));
-        }
-        if let Some(campus) = strip_mount(path, CAMPUS_PREFIX) {
-            out.push((self.campus(), or_root(campus)));
-        }
-        out.push((self.root(), or_root(path)));
-        out
+    /// Every request reads its path this way, so the readings are an iterator over a
+    /// fixed array rather than a `Vec`; the last one (the path as it is) is always there.
+    pub fn readings<'m, 'p>(
+        &'m self,
+        path: &'p str,
+    ) -> impl Iterator<Item = (Prefix<'m>, &'p str)> {
+        let under_issuer = strip_mount(path, &self.issuer_path);
+        [
+            under_issuer
+                .and_then(|rest| strip_mount(rest, CAMPUS_PREFIX))
+                .map(|campus| (self.campus(), or_root(campus))),
+            under_issuer.map(|rest| (self.root(), or_root(rest))),
+            strip_mount(path, CAMPUS_PREFIX).map(|campus| (self.campus(), or_root(campus))),
+            Some((self.root(), or_root(path))),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -230,7 +234,6 @@ mod tests {
         let m = Mounts::from_issuer("https://h/sso");
         let paths = |p| {
             m.readings(p)
-                .into_iter()
                 .map(|(prefix, rest)| (prefix.as_str(), rest))
                 .collect::<Vec<_>>()
         };

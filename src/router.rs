@@ -148,14 +148,38 @@ struct Found<'m> {
     label: usize,
 }
 
+/// A request path, resolved once per request: `route` answers from it and the metrics
+/// take its `label`, so both agree and the table is searched once.
+pub struct Resolved<'m>(Result<Found<'m>, Prefix<'m>>);
+
+impl Resolved<'_> {
+    /// The `ROUTE_LABELS` index: the route's path without the mount, the user-code label,
+    /// or "other".
+    pub fn label(&self) -> usize {
+        match &self.0 {
+            Ok(found) => found.label,
+            Err(_) => label_of(paths::OTHER_LABEL),
+        }
+    }
+}
+
+/// Resolves a request path to its route and mount; no route keeps the most specific mount
+/// for the 404 page's links.
+pub fn resolve_path<'m>(mounts: &'m paths::Mounts, path: &str) -> Resolved<'m> {
+    Resolved(resolve(mounts, path).ok_or_else(|| {
+        mounts
+            .readings(path)
+            .next()
+            .map_or(mounts.root(), |(prefix, _)| prefix)
+    }))
+}
+
 /// Answers a request: its route's handler for the method, 405 with `Allow` when the route
 /// does not answer that method, 404 when no route has the path.
-pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
-    // Copied out of `ctx`, so the prefix borrows the app, not the context handlers need.
-    let app = ctx.app;
-    let Some(found) = resolve(&app.mounts, &req.path) else {
-        let prefix = app.mounts.readings(&req.path)[0].0;
-        return not_found(app, req, prefix);
+pub fn route(ctx: &mut Ctx<'_>, req: &Request, resolved: &Resolved<'_>) -> Response {
+    let found = match &resolved.0 {
+        Ok(found) => found,
+        Err(prefix) => return not_found(ctx.app, req, *prefix),
     };
     // RFC 9110 §9.3.2: HEAD is GET without the body (the edge leaves the body out).
     let method = match req.method {
@@ -166,12 +190,6 @@ pub fn route(ctx: &mut Ctx<'_>, req: &Request) -> Response {
         Some((_, handler)) => handler(ctx, req, found.prefix),
         None => method_not_allowed(found.route),
     }
-}
-
-/// The `ROUTE_LABELS` index of a request path: its route's path without the mount, the
-/// user-code label, or "other".
-pub fn route_index(mounts: &paths::Mounts, path: &str) -> usize {
-    resolve(mounts, path).map_or(label_of(paths::OTHER_LABEL), |found| found.label)
 }
 
 fn resolve<'m>(mounts: &'m paths::Mounts, path: &str) -> Option<Found<'m>> {
@@ -200,7 +218,6 @@ fn well_known_with_path<'m>(mounts: &'m paths::Mounts, path: &str) -> Option<Fou
         })?;
     let (prefix, _) = mounts
         .readings(inserted)
-        .into_iter()
         .find(|(_, rest)| *rest == paths::ROOT_PATH)?;
     let (route, label) = find(base)?;
     Some(Found {

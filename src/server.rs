@@ -363,23 +363,21 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
         app,
         now: app.clock.now(),
     };
+    // Once per request: the answer and the metrics label come from the same resolution.
+    let resolved = router::resolve_path(&app.mounts, &request.path);
     // A bug must cost one 500, never a worker thread.
     let response = catch_unwind(AssertUnwindSafe(|| {
         if request.host_missing_or_repeated {
             return http::missing_host();
         }
-        router::route(&mut ctx, &request)
+        router::route(&mut ctx, &request, &resolved)
     }))
     .unwrap_or_else(|_| {
         log::error!("handler panicked on {}", http::loggable_path(&request.path));
         Response::server_error()
     });
     let elapsed = started.elapsed();
-    METRICS.record_request(
-        router::route_index(&app.mounts, &request.path),
-        response.status,
-        elapsed,
-    );
+    METRICS.record_request(resolved.label(), response.status, elapsed);
     // tiny_http admits only a token as the method and visible ASCII as the path (patch 9);
     // escaped all the same, as every piece of client text in a log line is.
     log::info!(

@@ -8,6 +8,7 @@ use crate::http::{Request, Response};
 use crate::protocol::client_auth::{self, authenticate_client};
 use crate::protocol::resource::{self, Introspection};
 use crate::protocol::token::Signing;
+use crate::protocol::{ErrorCode, OAuthError};
 
 /// `POST /oauth/revoke`: 200 for revoked, unknown and other clients' tokens alike (§2.2).
 /// Public clients authenticate with `client_id` alone, so a CLI can log out.
@@ -68,15 +69,11 @@ pub fn introspect(ctx: &mut Ctx<'_>, req: &Request) -> Response {
 pub fn userinfo(ctx: &mut Ctx<'_>, req: &Request) -> Response {
     if req.header_repeated("authorization") {
         // RFC 6750 §3.1: more than one way of presenting a token is `invalid_request`.
-        return Response::json(
-            400,
-            &json!({"error": "invalid_request", "error_description": "send one Authorization header"}),
-        )
-        .with_header(
+        let error = OAuthError::new(ErrorCode::InvalidRequest, "send one Authorization header");
+        return error_response(error).with_header(
             "WWW-Authenticate",
             "Bearer realm=\"devicegate\", error=\"invalid_request\"",
-        )
-        .no_store();
+        );
     }
     let Some(token) = req.bearer_token() else {
         // RFC 6750 §3.1: no credentials, no error code.

@@ -182,11 +182,7 @@ impl Request {
     /// Every line of a header, in order, joined with `, ` as RFC 9110 §5.3 combines field
     /// lines; `None` when there is none. Borrowed when there is exactly one line.
     pub fn combined_header(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
-        let mut lines = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str());
+        let mut lines = self.header_lines(name);
         let first = lines.next()?;
         Some(lines.fold(first.into(), |joined, line| {
             format!("{joined}, {line}").into()
@@ -212,10 +208,19 @@ impl Request {
         }
     }
 
+    /// The first line of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_lines(name).next()
+    }
+
+    /// Every line of a header, in the order sent: the one lookup the accessors share.
+    fn header_lines<'s, 'n>(
+        &'s self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
         self.headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
@@ -251,18 +256,14 @@ impl Request {
         params::parse_form(self.query.as_bytes())
     }
 
-    /// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1; the scheme is
-    /// case-insensitive, RFC 7235 §2.1).
     /// Was `name` sent more than once? For a field that is not a list (`Authorization`,
     /// RFC 9110 §11.6.2) that makes the request ambiguous, so it is refused, not guessed.
     pub fn header_repeated(&self, name: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .nth(1)
-            .is_some()
+        self.header_lines(name).nth(1).is_some()
     }
 
+    /// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1; the scheme is
+    /// case-insensitive, RFC 7235 §2.1).
     pub fn bearer_token(&self) -> Option<&str> {
         let (scheme, token) = self.header("authorization")?.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -281,10 +282,8 @@ impl Request {
 
     /// One cookie's value from the `Cookie` header.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == "cookie")
-            .flat_map(|(_, v)| v.split(';'))
+        self.header_lines("cookie")
+            .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)

@@ -3,7 +3,6 @@
 //! route, Basic `client_id:` with an empty password, `GET /` and the 404 for browsers.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 
 use base64::Engine;
 
@@ -437,17 +436,10 @@ fn an_unknown_path_is_a_page_for_browsers_and_json_for_api_clients() {
 /// `Content-Length` (if any) and the bytes after the head.
 fn raw(app: &TestApp, method: &str, path: &str) -> (u16, Option<usize>, Vec<u8>) {
     let addr = app.base.strip_prefix("http://").unwrap();
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    let _ = stream.read_to_end(&mut out);
+    let out = crate::support::raw_http_bytes(
+        addr,
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     let split = out
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

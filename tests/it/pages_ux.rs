@@ -437,12 +437,8 @@ fn a_sign_in_lock_out_page_gives_help_and_no_way_back_into_the_wall() {
     assert_eq!(locked.status, 429);
     assert_eq!(locked.header("retry-after"), Some("600"));
     assert_eq!(title(&locked.body), "Please wait · Lincoln High &amp; Co");
-    assert!(
-        locked.body.contains("try again in 10 minutes"),
-        "{}",
-        locked.body
-    );
-    assert!(locked.body.contains(HELP_ESCAPED), "{}", locked.body);
+    assert_shows(&locked.body, "try again in 10 minutes");
+    assert_shows(&locked.body, HELP_ESCAPED);
     // Before: "Enter a code" → /oauth/device, the sign-in form, locked again.
     assert!(
         !locked.body.contains("href=\"/oauth/device"),
@@ -470,13 +466,13 @@ fn a_code_entry_lock_out_page_offers_the_account_page_not_the_code_form() {
     let locked = browser.enter_code(&codes.user_code);
     assert_eq!(locked.status, 429);
     assert_eq!(locked.header("retry-after"), Some("600"));
-    assert!(locked.body.contains(HELP_ESCAPED), "{}", locked.body);
+    assert_shows(&locked.body, HELP_ESCAPED);
     assert!(
         !locked.body.contains("href=\"/oauth/device"),
         "{}",
         locked.body
     );
-    assert!(locked.body.contains("href=\"/account\""), "{}", locked.body);
+    assert_shows(&locked.body, "href=\"/account\"");
     // The account page it offers works while code entry is locked.
     let account = browser.get("/account");
     assert_eq!(account.status, 200);
@@ -609,38 +605,19 @@ fn an_approved_code_waits_on_the_account_page_and_cancelling_it_refuses_the_devi
     let browser = Browser::signed_in(&app, "alice");
     let page = browser.get("/account");
     assert_eq!(page.status, 200);
-    assert!(
-        page.body.contains("Waiting to finish signing in"),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body.contains("<dd>Firefox on Android</dd>"),
-        "{}",
-        page.body
-    );
-    assert!(page.body.contains("<dd>127.0.0.1</dd>"), "{}", page.body);
+    assert_shows(&page.body, "Waiting to finish signing in");
+    assert_shows(&page.body, "<dd>Firefox on Android</dd>");
+    assert_shows(&page.body, "<dd>127.0.0.1</dd>");
     // Relative times, the exact UTC time in the element and on hover.
-    assert!(
-        page.body.contains(
-            "<time datetime=\"2027-01-15T08:00:00Z\" title=\"2027-01-15 08:00:00 UTC\">\
-             2 minutes ago</time>"
-        ),
-        "{}",
-        page.body
+    assert_shows(
+        &page.body,
+        "<time datetime=\"2027-01-15T08:00:00Z\" title=\"2027-01-15 08:00:00 UTC\">\
+             2 minutes ago</time>",
     );
-    assert!(page.body.contains(">in 7 minutes</time>"), "{}", page.body);
+    assert_shows(&page.body, ">in 7 minutes</time>");
     // The consent page's words for the scopes.
-    assert!(
-        page.body.contains("<li>Read your data</li>"),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body.contains("<li>Change your data</li>"),
-        "{}",
-        page.body
-    );
+    assert_shows(&page.body, "<li>Read your data</li>");
+    assert_shows(&page.body, "<li>Change your data</li>");
     let ids = hidden_values(&page.body, "code_id");
     assert_eq!(ids.len(), 1);
     let csrf = crate::support::csrf_token(&page.body);
@@ -725,18 +702,10 @@ fn each_device_says_what_it_is_where_it_asked_from_and_when_it_was_last_used() {
     }
     let page = Browser::signed_in(&app, "alice").get("/account");
     assert_eq!(page.status, 200);
-    assert!(
-        page.body.contains("<dd>devicegate login</dd>"),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.body.contains("<dd>Firefox on Android</dd>"),
-        "{}",
-        page.body
-    );
+    assert_shows(&page.body, "<dd>devicegate login</dd>");
+    assert_shows(&page.body, "<dd>Firefox on Android</dd>");
     let shown = format!("<dd>Thinggnp.exe {}…</dd>", "x".repeat(46));
-    assert!(page.body.contains(&shown), "{}", page.body);
+    assert_shows(&page.body, &shown);
     assert!(!page.body.contains('\u{202e}'));
     assert_eq!(
         page.body
@@ -745,8 +714,8 @@ fn each_device_says_what_it_is_where_it_asked_from_and_when_it_was_last_used() {
         3
     );
     // Last used, relative: the newest an hour ago, the oldest three.
-    assert!(page.body.contains(">1 hour ago</time>"), "{}", page.body);
-    assert!(page.body.contains(">3 hours ago</time>"), "{}", page.body);
+    assert_shows(&page.body, ">1 hour ago</time>");
+    assert_shows(&page.body, ">3 hours ago</time>");
     assert!(!page.body.contains("Unknown device"));
 }
 
@@ -945,4 +914,10 @@ fn an_approval_that_can_no_longer_be_claimed_is_a_denial_not_a_used_code() {
     assert!(app.store().set_user_disabled("alice", true).unwrap());
     let resp = app.poll("guest", &codes.device_code);
     crate::support::assert_oauth_error(&resp, 400, "access_denied");
+}
+
+/// The page shows `needle`; the whole page otherwise.
+#[track_caller]
+fn assert_shows(body: &str, needle: &str) {
+    assert!(body.contains(needle), "{body}");
 }

@@ -54,6 +54,11 @@ pub fn new_database(dir: &std::path::Path) -> PathBuf {
 /// that comes back until the server closes it (send `Connection: close`). For requests
 /// ureq cannot make: repeated header lines, control bytes.
 pub fn raw_http(addr: &str, bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&raw_http_bytes(addr, bytes)).into_owned()
+}
+
+/// `raw_http`, the answer's bytes as they came (to count a body's length).
+pub fn raw_http_bytes(addr: &str, bytes: &[u8]) -> Vec<u8> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
@@ -62,7 +67,7 @@ pub fn raw_http(addr: &str, bytes: &[u8]) -> String {
     stream.write_all(bytes).unwrap();
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// A connection to `addr` from the local address `local` (Linux routes all of 127/8 to
