@@ -17,7 +17,7 @@
 //! for polls and pages.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -29,6 +29,7 @@ use jsonwebtoken::jwk::{
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
+use crate::pool::{Loan, Pool};
 use crate::protocol::keys::{self as rules, KeyFacts};
 use crate::store::{self, NewSigningKey, SigningKeyRow, Store};
 
@@ -282,8 +283,7 @@ struct Loaded {
 }
 
 /// No signing turn came free within the configured wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy;
+pub use crate::pool::Busy;
 
 /// Why a token could not be signed.
 #[derive(Debug)]
@@ -316,7 +316,8 @@ pub struct KeyRing {
     cache: RwLock<Option<Loaded>>,
     /// Seconds from a key's creation until it signs (`--key-rotation-delay`).
     delay: i64,
-    turns: Turns,
+    /// One `()` per signature that may run at once.
+    turns: Pool<()>,
 }
 
 impl KeyRing {
@@ -329,7 +330,7 @@ impl KeyRing {
             delay: i64::try_from(delay)
                 .unwrap_or(i64::MAX)
                 .saturating_add(PUBLISH_MARGIN),
-            turns: Turns::new(concurrency, wait, max_waiting),
+            turns: Pool::new(vec![(); concurrency.max(1)], wait, max_waiting),
         }
     }
 
@@ -409,8 +410,10 @@ impl KeyRing {
 
     /// A turn to sign: hold it for all the signatures of one token response.
     pub fn turn(&self) -> Result<SigningTurn<'_>, Busy> {
-        self.turns.take()?;
-        Ok(SigningTurn { ring: self })
+        Ok(SigningTurn {
+            ring: self,
+            _turn: self.turns.take()?,
+        })
     }
 
     /// The `jti` of a JWT access token (RFC 9068) that one of our published keys signed
@@ -493,6 +496,7 @@ pub fn facts_of(row: &SigningKeyRow) -> KeyFacts {
 /// A turn to sign, given back on drop.
 pub struct SigningTurn<'r> {
     ring: &'r KeyRing,
+    _turn: Loan<'r, ()>,
 }
 
 impl SigningTurn<'_> {
@@ -525,91 +529,9 @@ impl SigningTurn<'_> {
     }
 }
 
-impl Drop for SigningTurn<'_> {
-    fn drop(&mut self) {
-        self.ring.turns.give_back();
-    }
-}
-
-/// A counting semaphore with a bounded wait and a bounded queue (as `passwords`' pool).
-struct Turns {
-    state: Mutex<TurnState>,
-    returned: Condvar,
-    wait: Duration,
-    max_waiting: usize,
-}
-
-struct TurnState {
-    free: usize,
-    waiting: usize,
-}
-
-impl Turns {
-    fn new(permits: usize, wait: Duration, max_waiting: usize) -> Turns {
-        Turns {
-            state: Mutex::new(TurnState {
-                free: permits.max(1),
-                waiting: 0,
-            }),
-            returned: Condvar::new(),
-            wait,
-            max_waiting,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, TurnState> {
-        // A panic while holding the lock leaves plain counters: still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn take(&self) -> Result<(), Busy> {
-        let mut state = self.lock();
-        if state.free > 0 {
-            state.free -= 1;
-            return Ok(());
-        }
-        if state.waiting >= self.max_waiting || self.wait.is_zero() {
-            return Err(Busy);
-        }
-        state.waiting += 1;
-        let deadline = Instant::now() + self.wait;
-        let taken = loop {
-            if state.free > 0 {
-                state.free -= 1;
-                break Ok(());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break Err(Busy);
-            }
-            state = self
-                .returned
-                .wait_timeout(state, left)
-                .map(|(guard, _)| guard)
-                .unwrap_or_else(|p| p.into_inner().0);
-        };
-        state.waiting -= 1;
-        taken
-    }
-
-    fn give_back(&self) {
-        self.lock().free += 1;
-        self.returned.notify_one();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn turns_are_bounded_and_given_back() {
-        let turns = Turns::new(1, Duration::ZERO, 0);
-        assert_eq!(turns.take(), Ok(()));
-        assert_eq!(turns.take(), Err(Busy));
-        turns.give_back();
-        assert_eq!(turns.take(), Ok(()));
-    }
 
     #[test]
     fn a_generated_key_signs_and_its_jwk_verifies_without_showing_the_private_key() {

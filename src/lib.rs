@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pages;
 pub mod passwords;
 pub mod paths;
+pub mod pool;
 pub mod protocol;
 pub mod router;
 pub mod secrets;

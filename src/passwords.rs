@@ -3,7 +3,8 @@
 //!
 //! argon2id with the default parameters fills 19 MiB per verification. Allocated per call,
 //! a flood of failed sign-ins left hundreds of MiB with the allocator (one arena per
-//! worker thread, never given back). Here a `PasswordPool` owns one buffer per permit;
+//! worker thread, never given back). Here a `PasswordPool` lends one buffer per permit from a
+//! bounded `pool::Pool` (shared with the signing turns in `keys`);
 //! `verify` waits a short, configured time for a permit and answers `Busy` past it, so the
 //! caller can say 503 with `Retry-After` instead of queueing without bound. Only a bounded
 //! number of callers may wait at all (the server leaves at least one worker free of
@@ -18,12 +19,14 @@
 //!
 //! Nothing here knows HTTP or SQL.
 
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
+
+use crate::pool::Pool;
 
 /// The longest argon2 output a PHC string may carry (the crate's own limit is larger; ours
 /// are 32 bytes).
@@ -31,38 +34,22 @@ const MAX_OUTPUT: usize = 64;
 /// The largest decoded salt the PHC format allows (`password_hash::Salt::MAX_LENGTH`).
 const MAX_SALT: usize = 64;
 
-/// No permit came free within the configured wait: try again shortly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy;
+pub use crate::pool::Busy;
 
-/// A fixed number of argon2 working buffers; one verification at a time per buffer.
+/// A fixed number of argon2 working buffers; one verification at a time per buffer. Each
+/// buffer starts empty and grows once to the size the stored hashes need (19 MiB, 19456
+/// blocks, for the default parameters), then keeps that size.
 pub struct PasswordPool {
-    state: Mutex<State>,
-    returned: Condvar,
-    wait: Duration,
-    max_waiting: usize,
-}
-
-struct State {
-    /// Free buffers. Each starts empty and grows once to the size the stored hashes need
-    /// (19 MiB, 19456 blocks, for the default parameters), then keeps that size.
-    free: Vec<Vec<Block>>,
-    /// Callers waiting for a buffer now.
-    waiting: usize,
+    buffers: Pool<Vec<Block>>,
 }
 
 impl PasswordPool {
     /// `permits` buffers (at least 1); a caller waits at most `wait` for one, and at most
     /// `max_waiting` callers wait at once (others are `Busy` at once).
     pub fn new(permits: usize, wait: Duration, max_waiting: usize) -> PasswordPool {
+        let buffers = (0..permits.max(1)).map(|_| Vec::new()).collect();
         PasswordPool {
-            state: Mutex::new(State {
-                free: (0..permits.max(1)).map(|_| Vec::new()).collect(),
-                waiting: 0,
-            }),
-            returned: Condvar::new(),
-            wait,
-            max_waiting,
+            buffers: Pool::new(buffers, wait, max_waiting),
         }
     }
 
@@ -75,58 +62,9 @@ impl PasswordPool {
             Some(phc) => (phc, true),
             None => (dummy_hash(), false),
         };
-        let mut buffer = self.take()?;
-        let ok = verify_into(password, phc, &mut buffer.blocks);
+        let mut buffer = self.buffers.take()?;
+        let ok = verify_into(password, phc, &mut buffer);
         Ok(ok && real)
-    }
-
-    fn take(&self) -> Result<Permit<'_>, Busy> {
-        let mut state = self.lock();
-        if let Some(blocks) = state.free.pop() {
-            return Ok(Permit { pool: self, blocks });
-        }
-        if state.waiting >= self.max_waiting {
-            return Err(Busy);
-        }
-        state.waiting += 1;
-        let deadline = Instant::now() + self.wait;
-        let taken = loop {
-            if let Some(blocks) = state.free.pop() {
-                break Ok(blocks);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break Err(Busy);
-            }
-            state = self
-                .returned
-                .wait_timeout(state, left)
-                .map(|(guard, _)| guard)
-                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
-        };
-        state.waiting -= 1;
-        taken.map(|blocks| Permit { pool: self, blocks })
-    }
-
-    /// A panic while holding the lock leaves whole buffers in the list: still usable.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// A buffer on loan; given back (not freed) on drop, also when a verification panics.
-struct Permit<'a> {
-    pool: &'a PasswordPool,
-    blocks: Vec<Block>,
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        let blocks = std::mem::take(&mut self.blocks);
-        self.pool.lock().free.push(blocks);
-        self.pool.returned.notify_one();
     }
 }
 
@@ -225,7 +163,10 @@ mod tests {
             assert_eq!(pool.verify("pw 2", Some(&phc)), Ok(false), "{phc}");
         }
         // The buffer grew to the largest need (32 MiB) and is kept for reuse.
-        assert_eq!(pool.lock().free[0].len(), 32 * 1024);
+        assert_eq!(
+            pool.buffers.take().expect("the one buffer").len(),
+            32 * 1024
+        );
     }
 
     #[test]
@@ -239,32 +180,5 @@ mod tests {
         ] {
             assert_eq!(pool.verify("", Some(phc)), Ok(false), "{phc}");
         }
-    }
-
-    #[test]
-    fn no_free_buffer_within_the_wait_is_busy() {
-        let pool = PasswordPool::new(1, Duration::from_millis(10), 1);
-        let held = pool.take().expect("first permit");
-        assert!(matches!(pool.take(), Err(Busy)));
-        drop(held);
-        assert!(pool.take().is_ok());
-    }
-
-    #[test]
-    fn a_returned_buffer_goes_to_a_waiter_and_extra_waiters_are_busy_at_once() {
-        let pool = PasswordPool::new(1, Duration::from_secs(30), 1);
-        let held = pool.take().expect("first permit");
-        std::thread::scope(|s| {
-            let waiter = s.spawn(|| pool.take().map(|_| ()));
-            while pool.lock().waiting == 0 {
-                std::thread::yield_now();
-            }
-            // The one place in the queue is taken: no wait for this one.
-            let started = Instant::now();
-            assert!(matches!(pool.take(), Err(Busy)));
-            assert!(started.elapsed() < Duration::from_secs(5));
-            drop(held);
-            assert_eq!(waiter.join().expect("waiter"), Ok(()));
-        });
     }
 }
