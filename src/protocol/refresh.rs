@@ -73,7 +73,21 @@ pub fn refresh(
             "the refresh_token is no longer valid",
         );
     }
-    let scope = narrow_scope(requested_scope, &row.scope)?;
+    // What the client may ask for today bounds what its grants still get: an operator who
+    // takes a scope from a client (`client edit guest --scope "read write"` to keep email out)
+    // takes it from existing logins at their next refresh, not only from new ones.
+    let still_allowed: Vec<&str> = row
+        .scope
+        .split(' ')
+        .filter(|s| client.scopes.iter().any(|allowed| allowed == s))
+        .collect();
+    if still_allowed.is_empty() {
+        return oauth(
+            ErrorCode::InvalidGrant,
+            "this client may no longer ask for any of this grant's scope",
+        );
+    }
+    let scope = narrow_scope(requested_scope, &still_allowed.join(" "))?;
     // OIDC Core §12.2: the new ID token (if `openid` is still in scope) names the same
     // user (`sub`) and sign-in (`auth_time`) as the first.
     let Some(user) = store.find_user(row.user_id)? else {

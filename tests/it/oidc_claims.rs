@@ -885,3 +885,35 @@ fn emails_are_ascii_domains_and_a_verified_one_belongs_to_one_user() {
     );
     assert_eq!(code, 0, "{err}");
 }
+
+/// Found in review: an operator who takes a scope away from a client (the README's
+/// `client edit guest --scope "read write"`) takes it from existing logins at their next
+/// refresh, not only from new ones.
+#[test]
+fn a_scope_taken_from_a_client_is_gone_from_its_grants_at_the_next_refresh() {
+    let app = TestApp::spawn();
+    let alice = add_alice(&app);
+    let tokens = login_with(&app, "guest", alice, Some("read openid profile"));
+    assert!(tokens["id_token"].is_string());
+    let only_oidc = login_with(&app, "guest", alice, Some("openid profile"));
+    let limited: Vec<String> = vec!["read".into(), "write".into()];
+    app.store()
+        .update_client(
+            "guest",
+            &devicegate::store::ClientChanges {
+                scopes: Some(&limited),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // The server reads a changed client within its one-second cache.
+    std::thread::sleep(devicegate::store::CLIENT_CACHE_TTL + std::time::Duration::from_millis(200));
+    let resp = app.refresh("guest", &s(&tokens, "refresh_token"), None);
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let refreshed = resp.json();
+    assert_eq!(refreshed["scope"], "read");
+    assert!(refreshed.get("id_token").is_none(), "{refreshed}");
+    // A grant with nothing the client may still ask for ends.
+    let resp = app.refresh("guest", &s(&only_oidc, "refresh_token"), None);
+    assert_oauth_error(&resp, 400, "invalid_grant");
+}
