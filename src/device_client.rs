@@ -227,7 +227,8 @@ pub fn refresh(
 }
 
 /// Who an access token acts for, from the userinfo endpoint: `preferred_username`, else
-/// `username`. `Ok(None)`: the server has no userinfo endpoint or names nobody.
+/// `username`, else `email`, else `sub` (an OpenID Connect login without `profile` gets
+/// no name). `Ok(None)`: the server has no userinfo endpoint or names nobody.
 pub fn user_name(endpoints: &Endpoints, access_token: &str) -> Result<Option<String>, LoginError> {
     let Some(url) = &endpoints.userinfo_endpoint else {
         return Ok(None);
@@ -242,7 +243,7 @@ pub fn user_name(endpoints: &Endpoints, access_token: &str) -> Result<Option<Str
     let body: serde_json::Value = response
         .into_json()
         .map_err(|e| LoginError::Http(format!("{url} answered without JSON: {e}")))?;
-    Ok(["preferred_username", "username"]
+    Ok(["preferred_username", "username", "email", "sub"]
         .iter()
         .find_map(|key| body.get(*key).and_then(|v| v.as_str()))
         .map(str::to_string))

@@ -211,6 +211,16 @@ pub fn access_token(
             return Ok((saved.tokens.access_token, None));
         }
         let Some(refresh_token) = saved.tokens.refresh_token.as_deref() else {
+            // No refresh token (a client that needs `offline_access`, asked without it):
+            // the access token still works until it expires; only then is the login over.
+            if saved.tokens.expires_at > now && !force_refresh {
+                let left = saved.tokens.expires_at - now;
+                let ends = LoginError::Http(format!(
+                    "this login has no refresh token and ends in {left} s; then run \
+                     devicegate login --server {key}"
+                ));
+                return Ok((saved.tokens.access_token, Some(ends)));
+            }
             return Err(LoginError::LoginEnded(key));
         };
         let tokens = match super::refresh(&saved.endpoints, &saved.client_id, refresh_token) {

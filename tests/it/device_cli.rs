@@ -1134,3 +1134,64 @@ fn piped_login_output_has_no_carriage_returns_and_qr_takes_any_case() {
         "{out:?}"
     );
 }
+
+/// Found in review: a login without a refresh token (a client that needs offline_access,
+/// asked without it) was called "revoked" in its last minute although the token still
+/// works; it is printed, with a warning, until it expires.
+#[test]
+fn a_login_without_a_refresh_token_is_used_until_it_expires() {
+    let app = TestApp::spawn();
+    let mut tokens = app.login("alice");
+    tokens["refresh_token"] = Value::Null;
+    let home = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    write_saved(
+        home.path(),
+        json!({ app.base.clone(): entry(&app, &tokens, now + 30) }),
+    );
+    let (code, out, err) = output(&mut device(home.path(), &["token"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), tokens["access_token"].as_str().unwrap());
+    assert!(
+        err.contains("this login has no refresh token and ends in"),
+        "{err}"
+    );
+    // Expired: now the login is over.
+    write_saved(
+        home.path(),
+        json!({ app.base.clone(): entry(&app, &tokens, now.saturating_sub(1)) }),
+    );
+    let err = fails(home.path(), &["token"]);
+    assert!(
+        err.contains("this login was revoked or has expired"),
+        "{err}"
+    );
+}
+
+/// Found in review: an OpenID Connect login without `profile` gets no login name from
+/// userinfo; the CLI still says who signed in (the subject, here).
+#[test]
+fn an_openid_login_without_profile_still_says_who_signed_in() {
+    let app = TestApp::spawn();
+    app.add_user("alice");
+    let home = tempfile::tempdir().unwrap();
+    let login = Login::start(device(
+        home.path(),
+        &[
+            "login", "--server", &app.base, "--qr", "off", "--scope", "openid",
+        ],
+    ));
+    approve(&app.db_path, &login.user_code, "alice");
+    let (code, out, err) = login.finish();
+    assert_eq!(code, 0, "{out}\n{err}");
+    let subject = app
+        .store()
+        .find_user_by_name("alice")
+        .unwrap()
+        .unwrap()
+        .subject;
+    assert!(out.contains(&format!("as {subject}")), "{out}");
+}
