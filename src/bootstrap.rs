@@ -82,8 +82,14 @@ pub fn ensure_first_admin(store: &Store, now: Timestamp) -> Result<Option<String
 }
 
 /// Where the first start leaves `admin`'s password when stdout is not a terminal:
-/// `<db>.admin-password`, beside the database (the same directory, the same owner).
+/// `<db>.admin-password`, beside the database (the same directory, the same owner). On
+/// PostgreSQL, `devicegate.admin-password` in the working directory (under systemd, e.g.
+/// `WorkingDirectory=/var/lib/devicegate`).
 pub fn admin_password_path(db: &Path) -> PathBuf {
+    if let store::Location::Postgres(_) = store::Location::of(db) {
+        let here = std::env::current_dir().unwrap_or_default();
+        return here.join("devicegate.admin-password");
+    }
     let mut name = db.as_os_str().to_owned();
     name.push(".admin-password");
     PathBuf::from(name)

@@ -230,7 +230,7 @@ impl std::fmt::Debug for Config {
     // Written by hand so that a secret field added later is not printed by accident.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("db_path", &self.db_path)
+            .field("db_path", &crate::store::describe(&self.db_path))
             .field("listen", &self.listen)
             .field("issuer", &self.issuer)
             .field("workers", &self.workers)

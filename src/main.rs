@@ -110,7 +110,7 @@ fn serve(config: Result<devicegate::Config, Vec<String>>) -> ExitCode {
 fn announce(first_admin: &FirstAdmin, issuer: &str, db: &std::path::Path) {
     let passwd = format!(
         "devicegate --db {} user passwd {FIRST_ADMIN}",
-        shell_quote(&db.display().to_string())
+        shell_quote(&devicegate::store::describe(db))
     );
     // The same URL the server serves the page at, whatever the issuer's trailing `/`.
     let mounts = devicegate::paths::Mounts::from_issuer(issuer);

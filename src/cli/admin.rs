@@ -46,9 +46,12 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
     if let Command::Check(args) = command {
         return check(db, args);
     }
+    if let Command::Migrate { from, to, force } = command {
+        return migrate(&from, &to, force);
+    }
     // Every command but `serve` (and `check`, which only reports) works on an existing
     // database: a mistyped --db must not become a new, empty one the server never reads.
-    if !db.exists() {
+    if is_file(db) && !db.exists() {
         return Err(Failure::new(format!(
             "no database at {}; pass --db or set DEVICEGATE_DB",
             db.display()
@@ -60,6 +63,7 @@ fn execute(db: &Path, command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve(_)
         | Command::Check(_)
+        | Command::Migrate { .. }
         | Command::Login(_)
         | Command::Token { .. }
         | Command::Logout { .. }
@@ -275,8 +279,8 @@ fn check(db: &Path, args: CheckArgs) -> Result<(), Failure> {
             },
             "database": {
                 "ok": database.is_ok(),
-                "path": db.display().to_string(),
-                "exists": db.exists(),
+                "path": crate::store::describe(db),
+                "exists": !is_file(db) || db.exists(),
                 "problem": database.as_ref().err(),
             },
         }));
@@ -336,6 +340,45 @@ fn bind_problem(addr: std::net::SocketAddr) -> Result<(), String> {
     }
 }
 
+/// `devicegate migrate --from SOURCE --to TARGET [--force]`: prints the rows copied per
+/// table. The source must exist; the target's schema is created when missing.
+fn migrate(from: &Path, to: &Path, force: bool) -> Result<(), Failure> {
+    let (shown_from, shown_to) = (store::describe(from), store::describe(to));
+    if store::Location::of(from) == store::Location::of(to) {
+        return Err(Failure::new("--from and --to name the same database"));
+    }
+    if is_file(from) && !from.exists() {
+        return Err(Failure::new(format!("no database at {shown_from}")));
+    }
+    let source = Store::open_existing(from)
+        .map_err(|e| Failure::new(format!("cannot open {shown_from}: {e}")))?;
+    let target =
+        Store::open(to).map_err(|e| Failure::new(format!("cannot open {shown_to}: {e}")))?;
+    let counts = target.copy_from(&source, force).map_err(|e| match e {
+        store::Error::Conflict(detail) => Failure::new(format!("{shown_to}: {detail}")),
+        other => Failure::new(format!("nothing was copied: {other}")),
+    })?;
+    let mut report = format!(
+        "copied {shown_from} ({}) into {shown_to} ({}); rows per table, verified on both sides:\n",
+        source.backend(),
+        target.backend()
+    );
+    for (table, rows) in &counts {
+        let _ = writeln!(report, "  {table:<15} {rows}");
+    }
+    print!("{report}");
+    audit(format_args!("migrate from {shown_from} to {shown_to}"));
+    Ok(())
+}
+
+/// `--db` names a SQLite file (not a PostgreSQL URL).
+fn is_file(db: &Path) -> bool {
+    matches!(
+        crate::store::Location::of(db),
+        crate::store::Location::File(_)
+    )
+}
+
 fn database_directory(db: &Path) -> &Path {
     match db.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -346,6 +389,9 @@ fn database_directory(db: &Path) -> &Path {
 /// A database that does not exist in a directory that does not exist either: what to do,
 /// in the words `check` and `serve` both use. `None` otherwise.
 pub fn missing_directory(db: &Path) -> Option<String> {
+    if !is_file(db) {
+        return None;
+    }
     let dir = database_directory(db);
     (!db.exists() && !dir.is_dir()).then(|| {
         format!(
@@ -359,7 +405,7 @@ pub fn missing_directory(db: &Path) -> Option<String> {
 
 /// The database as `serve` would meet it: `Ok` with what was found, or the problem.
 fn check_database(db: &Path) -> Result<String, String> {
-    if db.exists() {
+    if !is_file(db) || db.exists() {
         let store = Store::open_existing(db).map_err(|e| e.to_string())?;
         let report = store.integrity_check().map_err(|e| e.to_string())?;
         return if report == ["ok"] {

@@ -11,11 +11,14 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use super::admin::Failure;
-use crate::store::Store;
+use crate::store::{Backend, Store};
 
 /// Writes the backup to `target`; with `force`, whatever is at `target` (a file or a
 /// symlink, never a directory) is removed first. The target's directory must exist.
 pub(super) fn run(store: &Store, target: &Path, force: bool) -> Result<(), Failure> {
+    if store.backend() == Backend::Postgres {
+        return Err(Failure::new(crate::store::PG_DUMP_ADVICE));
+    }
     let shown = target.display();
     if force {
         match std::fs::symlink_metadata(target) {

@@ -24,7 +24,7 @@ pub use admin::{missing_directory, run_admin};
     about = "Sign in on devices and CLIs with the OAuth 2.0 Device Authorization Grant (RFC 8628)"
 )]
 pub struct Cli {
-    /// SQLite database file (`serve` creates it with mode 0600 when missing; other commands need it to exist)
+    /// SQLite database file (`serve` creates it with mode 0600 when missing; other commands need it to exist), or a postgres:// URL (built with the `postgres` feature)
     #[arg(long, global = true, env = "DEVICEGATE_DB", default_value = config::DEFAULT_DB)]
     pub db: PathBuf,
 
@@ -73,6 +73,20 @@ pub enum Command {
         /// Where to write the copy
         file: PathBuf,
         /// Replace the file if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy every row of one database into another, e.g. a SQLite file into PostgreSQL:
+    /// users, clients, grants, tokens, signing keys, pending codes, sessions (stop the servers
+    /// using the source first; the target is written in one transaction and verified by row counts)
+    Migrate {
+        /// The database to copy from: a SQLite file (or a postgres:// URL)
+        #[arg(long)]
+        from: PathBuf,
+        /// The database to copy into: a postgres:// URL (or a SQLite file); it must hold no rows
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace the rows the target already holds
         #[arg(long)]
         force: bool,
     },

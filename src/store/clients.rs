@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, OptionalExtension, Row};
-
+use super::db::Row;
 use super::{split_list, Result, Store};
 
 /// Every token request reads its client; caching the row for a second saves one SQLite
@@ -81,17 +80,21 @@ pub struct ClientChanges<'a> {
     pub id_token_signed_response_alg: Option<&'a str>,
 }
 
-const COLUMNS: &str = "client_id, name, secret_hash, scopes, grant_types, device_code_ttl, \
-                       poll_interval, created_at, access_token_format, access_token_audience, \
-                       id_token_signed_response_alg, refresh_requires_offline_access";
+macro_rules! columns {
+    () => {
+        "client_id, name, secret_hash, scopes, grant_types, device_code_ttl, \
+         poll_interval, created_at, access_token_format, access_token_audience, \
+         id_token_signed_response_alg, refresh_requires_offline_access"
+    };
+}
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Client> {
+fn from_row(row: &Row<'_>) -> Result<Client> {
     Ok(Client {
         client_id: row.get(0)?,
         name: row.get(1)?,
         secret_hash: row.get(2)?,
-        scopes: split_list(&row.get::<_, String>(3)?),
-        grant_types: split_list(&row.get::<_, String>(4)?),
+        scopes: split_list(&row.get::<String>(3)?),
+        grant_types: split_list(&row.get::<String>(4)?),
         device_code_ttl: row.get(5)?,
         poll_interval: row.get(6)?,
         created_at: row.get(7)?,
@@ -104,32 +107,34 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Client> {
 
 impl Store {
     pub fn create_client(&self, client: &NewClient<'_>, now: i64) -> Result<()> {
-        self.insert_client("INSERT", client, now).map(|_| ())
+        self.insert_client("", client, now).map(|_| ())
     }
 
     /// Inserts the client unless one with its id exists; true when it was created.
     pub fn create_client_if_missing(&self, client: &NewClient<'_>, now: i64) -> Result<bool> {
-        Ok(self.insert_client("INSERT OR IGNORE", client, now)? == 1)
+        Ok(self.insert_client(" ON CONFLICT DO NOTHING", client, now)? == 1)
     }
 
-    fn insert_client(&self, verb: &str, client: &NewClient<'_>, now: i64) -> Result<usize> {
-        let _writing = self.shared.write_turn();
-        Ok(self.conn.execute(
-            &format!(
-                "{verb} INTO clients (client_id, name, secret_hash, scopes, grant_types, \
-                 device_code_ttl, poll_interval, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ),
-            params![
-                client.client_id,
-                client.name,
-                client.secret_hash,
-                client.scopes.join(" "),
-                client.grant_types.join(" "),
-                client.device_code_ttl,
-                client.poll_interval,
-                now
-            ],
-        )?)
+    fn insert_client(&self, on_conflict: &str, client: &NewClient<'_>, now: i64) -> Result<usize> {
+        self.write(|db| {
+            db.execute(
+                &format!(
+                    "INSERT INTO clients (client_id, name, secret_hash, scopes, grant_types, \
+                     device_code_ttl, poll_interval, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8){on_conflict}"
+                ),
+                &[
+                    &client.client_id,
+                    &client.name,
+                    &client.secret_hash,
+                    &client.scopes.join(" "),
+                    &client.grant_types.join(" "),
+                    &client.device_code_ttl,
+                    &client.poll_interval,
+                    &now,
+                ],
+            )
+        })
     }
 
     pub fn find_client(&self, client_id: &str) -> Result<Option<Arc<Client>>> {
@@ -138,13 +143,14 @@ impl Store {
                 return Ok(Some(Arc::clone(client)));
             }
         }
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM clients WHERE client_id = ?1"
-        ))?;
         // Shared with the cache: a poll looks its client up, and copying it was 6 allocations.
-        let found = stmt
-            .query_row([client_id], from_row)
-            .optional()?
+        let found = self
+            .conn
+            .query_row(
+                concat!("SELECT ", columns!(), " FROM clients WHERE client_id = ?1"),
+                &[&client_id],
+                from_row,
+            )?
             .map(Arc::new);
         let mut cache = self.client_cache.borrow_mut();
         match &found {
@@ -169,77 +175,82 @@ impl Store {
 
     /// Replaces a client's secret hash; `false` when there is no such client.
     pub fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<bool> {
-        let _writing = self.shared.write_turn();
         self.forget_client(client_id);
-        let changed = self.conn.execute(
-            "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
-            params![client_id, secret_hash],
-        )?;
+        let changed = self.write(|db| {
+            db.execute(
+                "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1",
+                &[&client_id, &secret_hash],
+            )
+        })?;
         Ok(changed == 1)
     }
 
     /// Changes the fields given (`Some`) and leaves the rest; `false` when there is no such
     /// client. One `UPDATE`, so a concurrent edit of other fields is never undone.
     pub fn update_client(&self, client_id: &str, changes: &ClientChanges<'_>) -> Result<bool> {
-        let _writing = self.shared.write_turn();
         self.forget_client(client_id);
-        let changed = self.conn.execute(
-            "UPDATE clients SET name = COALESCE(?2, name), scopes = COALESCE(?3, scopes), \
+        let changed = self.write(|db| {
+            db.execute(
+                "UPDATE clients SET name = COALESCE(?2, name), scopes = COALESCE(?3, scopes), \
              grant_types = COALESCE(?4, grant_types), \
-             device_code_ttl = CASE WHEN ?5 THEN ?6 ELSE device_code_ttl END, \
-             poll_interval = CASE WHEN ?7 THEN ?8 ELSE poll_interval END, \
+             device_code_ttl = CASE WHEN ?5 = 1 THEN ?6 ELSE device_code_ttl END, \
+             poll_interval = CASE WHEN ?7 = 1 THEN ?8 ELSE poll_interval END, \
              refresh_requires_offline_access = \
                  COALESCE(?9, refresh_requires_offline_access), \
              access_token_format = COALESCE(?10, access_token_format), \
-             access_token_audience = CASE WHEN ?11 THEN ?12 ELSE access_token_audience END, \
+             access_token_audience = CASE WHEN ?11 = 1 THEN ?12 ELSE access_token_audience END, \
              id_token_signed_response_alg = COALESCE(?13, id_token_signed_response_alg) \
              WHERE client_id = ?1",
-            params![
-                client_id,
-                changes.name,
-                changes.scopes.map(|s| s.join(" ")),
-                changes.grant_types.map(|g| g.join(" ")),
-                changes.device_code_ttl.is_some(),
-                changes.device_code_ttl.flatten(),
-                changes.poll_interval.is_some(),
-                changes.poll_interval.flatten(),
-                changes.refresh_requires_offline_access,
-                changes.access_token_format,
-                changes.access_token_audience.is_some(),
-                changes.access_token_audience.flatten(),
-                changes.id_token_signed_response_alg,
-            ],
-        )?;
+                &[
+                    &client_id,
+                    &changes.name,
+                    &changes.scopes.map(|s| s.join(" ")),
+                    &changes.grant_types.map(|g| g.join(" ")),
+                    &changes.device_code_ttl.is_some(),
+                    &changes.device_code_ttl.flatten(),
+                    &changes.poll_interval.is_some(),
+                    &changes.poll_interval.flatten(),
+                    &changes.refresh_requires_offline_access,
+                    &changes.access_token_format,
+                    &changes.access_token_audience.is_some(),
+                    &changes.access_token_audience.flatten(),
+                    &changes.id_token_signed_response_alg,
+                ],
+            )
+        })?;
         Ok(changed == 1)
     }
 
     /// Renames a client only while it still has the name `old` (a default being replaced
     /// must not overwrite an operator's choice); true when it was renamed.
     pub fn rename_client_if_named(&self, client_id: &str, old: &str, new: &str) -> Result<bool> {
-        let _writing = self.shared.write_turn();
         self.forget_client(client_id);
-        let changed = self.conn.execute(
-            "UPDATE clients SET name = ?3 WHERE client_id = ?1 AND name = ?2",
-            params![client_id, old, new],
-        )?;
+        let changed = self.write(|db| {
+            db.execute(
+                "UPDATE clients SET name = ?3 WHERE client_id = ?1 AND name = ?2",
+                &[&client_id, &old, &new],
+            )
+        })?;
         Ok(changed == 1)
     }
 
     /// Removes a client with its device codes, grants and tokens (ON DELETE CASCADE).
     pub fn delete_client(&self, client_id: &str) -> Result<bool> {
-        let _writing = self.shared.write_turn();
         self.forget_client(client_id);
-        let changed = self
-            .conn
-            .execute("DELETE FROM clients WHERE client_id = ?1", [client_id])?;
+        let changed =
+            self.write(|db| db.execute("DELETE FROM clients WHERE client_id = ?1", &[&client_id]))?;
         Ok(changed == 1)
     }
 
     pub fn list_clients(&self) -> Result<Vec<Client>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM clients ORDER BY created_at, client_id"
-        ))?;
-        let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.conn.query_rows(
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM clients ORDER BY created_at, client_id"
+            ),
+            &[],
+            from_row,
+        )
     }
 }

@@ -3,8 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rusqlite::{params, OptionalExtension, Row};
-
+use super::db::Row;
 use super::{lock, Error, Result, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,17 +24,13 @@ impl DeviceCodeStatus {
         }
     }
 
-    fn parse(s: &str) -> rusqlite::Result<Self> {
+    fn parse(s: &str) -> Result<Self> {
         match s {
             "pending" => Ok(DeviceCodeStatus::Pending),
             "approved" => Ok(DeviceCodeStatus::Approved),
             "denied" => Ok(DeviceCodeStatus::Denied),
             "redeemed" => Ok(DeviceCodeStatus::Redeemed),
-            other => Err(rusqlite::Error::InvalidColumnType(
-                5,
-                format!("status {other}"),
-                rusqlite::types::Type::Text,
-            )),
+            other => Err(Error::Internal(format!("device code status {other:?}"))),
         }
     }
 }
@@ -91,18 +86,23 @@ pub struct NewDeviceCode {
     pub expires_at: i64,
 }
 
-const COLUMNS: &str = "id, device_code_hash, user_code, client_id, scope, status, user_id, \
-                       interval, device_ip, device_user_agent, created_at, expires_at, auth_time, \
-                       decided_at";
+/// `interval` is quoted: a type name in PostgreSQL.
+macro_rules! columns {
+    () => {
+        "id, device_code_hash, user_code, client_id, scope, status, user_id, \
+         \"interval\", device_ip, device_user_agent, created_at, expires_at, auth_time, \
+         decided_at"
+    };
+}
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<DeviceCode> {
+fn from_row(row: &Row<'_>) -> Result<DeviceCode> {
     Ok(DeviceCode {
         id: row.get(0)?,
         device_code_hash: row.get(1)?,
         user_code: row.get(2)?,
         client_id: row.get(3)?,
         scope: row.get(4)?,
-        status: DeviceCodeStatus::parse(&row.get::<_, String>(5)?)?,
+        status: DeviceCodeStatus::parse(&row.get::<String>(5)?)?,
         user_id: row.get(6)?,
         interval: row.get(7)?,
         device_ip: row.get(8)?,
@@ -135,7 +135,8 @@ impl Store {
             code,
             outcome: Arc::clone(&outcome),
         });
-        let _writing = self.shared.write_turn();
+        // The group-commit turn, on either backend: one holder inserts the whole queue.
+        let _writing = lock(&self.shared.writer);
         // The previous turn's holder may have committed ours with its own.
         if outcome.get().is_none() {
             let batch = std::mem::take(&mut *lock(&self.shared.codes));
@@ -161,55 +162,57 @@ impl Store {
     /// One transaction for the batch: whether each row was stored (`false`: its user code
     /// was taken), or an error and nothing stored.
     fn insert_device_codes(&self, batch: &[QueuedCode]) -> Result<Vec<bool>> {
-        // Unchecked because `&self` (authorization takes the store shared); this connection
-        // runs nothing else meanwhile, and the write turn is held.
-        let tx = rusqlite::Transaction::new_unchecked(
-            &self.conn,
-            rusqlite::TransactionBehavior::Immediate,
-        )?;
-        let mut stored = Vec::with_capacity(batch.len());
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO device_codes (device_code_hash, user_code, client_id, scope, \
-                 status, interval, device_ip, device_user_agent, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
-            )?;
+        // The group-commit turn is held (SQLite's write turn is that same mutex).
+        self.conn.transaction(|tx| {
+            let mut stored = Vec::with_capacity(batch.len());
             for QueuedCode { code, .. } in batch {
-                let inserted = insert.execute(params![
-                    code.device_code_hash,
-                    code.user_code,
-                    code.client_id,
-                    code.scope,
-                    code.interval,
-                    code.device_ip,
-                    code.device_user_agent,
-                    code.created_at,
-                    code.expires_at
-                ]);
-                // A taken user code fails only its own statement; the rest go on.
-                match inserted.map_err(Error::from) {
-                    Ok(_) => stored.push(true),
-                    Err(Error::Conflict(_)) => stored.push(false),
-                    Err(e) => return Err(e),
-                }
+                // A taken user code (or, vanishingly unlikely, device code hash) skips only
+                // its own row; the rest go on. ON CONFLICT rather than a failed statement:
+                // a failed statement ends a PostgreSQL transaction.
+                let inserted = tx.execute(
+                    "INSERT INTO device_codes (device_code_hash, user_code, client_id, scope, \
+                     status, \"interval\", device_ip, device_user_agent, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                    &[
+                        &code.device_code_hash,
+                        &code.user_code,
+                        &code.client_id,
+                        &code.scope,
+                        &code.interval,
+                        &code.device_ip,
+                        &code.device_user_agent,
+                        &code.created_at,
+                        &code.expires_at,
+                    ],
+                )?;
+                stored.push(inserted == 1);
             }
-        }
-        tx.commit()?;
-        Ok(stored)
+            Ok(stored)
+        })
     }
 
     pub fn find_device_code_by_hash(&self, device_code_hash: &str) -> Result<Option<DeviceCode>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = ?1"
-        ))?;
-        Ok(stmt.query_row([device_code_hash], from_row).optional()?)
+        self.conn.query_row(
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM device_codes WHERE device_code_hash = ?1"
+            ),
+            &[&device_code_hash],
+            from_row,
+        )
     }
 
     pub fn find_device_code_by_user_code(&self, user_code: &str) -> Result<Option<DeviceCode>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM device_codes WHERE user_code = ?1"
-        ))?;
-        Ok(stmt.query_row([user_code], from_row).optional()?)
+        self.conn.query_row(
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM device_codes WHERE user_code = ?1"
+            ),
+            &[&user_code],
+            from_row,
+        )
     }
 
     /// Records the person's decision on a pending, unexpired code: `Some(user)` approves,
@@ -224,31 +227,28 @@ impl Store {
         decided_ip: &str,
         now: i64,
     ) -> Result<bool> {
-        let _writing = self.shared.write_turn();
         let status = match approver {
             Some(_) => DeviceCodeStatus::Approved,
             None => DeviceCodeStatus::Denied,
         };
-        let changed = self
-            .conn
-            .prepare_cached(
+        let changed = self.write(|db| {
+            db.execute(
                 "UPDATE device_codes SET status = ?1, user_id = ?2, decided_at = ?3, \
                  decided_ip = ?4, auth_time = ?6 \
                  WHERE user_code = ?5 AND status = 'pending' AND expires_at > ?3",
-            )?
-            .execute(params![
-                status.as_str(),
-                approver,
-                now,
-                decided_ip,
-                user_code,
-                approver.and(auth_time)
-            ])?;
+                &[
+                    &status.as_str(),
+                    &approver,
+                    &now,
+                    &decided_ip,
+                    &user_code,
+                    &approver.and(auth_time),
+                ],
+            )
+        })?;
         if changed == 1 {
             // After the commit, so a reader that saw the old count also saw the old row.
-            self.shared
-                .decisions
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.decided();
         }
         Ok(changed == 1)
     }
@@ -256,82 +256,82 @@ impl Store {
     /// `user_id`'s approved codes that no device has redeemed yet and that have not expired,
     /// newest approval first (at most 100).
     pub fn list_approved_device_codes(&self, user_id: i64, now: i64) -> Result<Vec<ApprovedCode>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query_rows(
             "SELECT d.id, d.client_id, c.name, d.scope, d.device_ip, d.device_user_agent, \
              COALESCE(d.decided_at, d.created_at), d.expires_at \
              FROM device_codes d JOIN clients c ON c.client_id = d.client_id \
              WHERE d.user_id = ?1 AND d.status = 'approved' AND d.expires_at > ?2 \
              ORDER BY d.decided_at DESC, d.id DESC LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![user_id, now, APPROVED_CODES_LISTED], |r| {
-            Ok(ApprovedCode {
-                id: r.get(0)?,
-                client_id: r.get(1)?,
-                client_name: r.get(2)?,
-                scope: r.get(3)?,
-                device_ip: r.get(4)?,
-                device_user_agent: r.get(5)?,
-                approved_at: r.get(6)?,
-                expires_at: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            &[&user_id, &now, &APPROVED_CODES_LISTED],
+            |r| {
+                Ok(ApprovedCode {
+                    id: r.get(0)?,
+                    client_id: r.get(1)?,
+                    client_name: r.get(2)?,
+                    scope: r.get(3)?,
+                    device_ip: r.get(4)?,
+                    device_user_agent: r.get(5)?,
+                    approved_at: r.get(6)?,
+                    expires_at: r.get(7)?,
+                })
+            },
+        )
     }
 
     /// Turns `owner`'s approved, unredeemed, unexpired code `id` into a denied one, so the
     /// device's next poll is refused. One conditional UPDATE: of this and a racing
     /// redemption exactly one wins. `Ok(false)`: no such code of `owner`'s in that state.
     pub fn cancel_approved_device_code(&self, id: i64, owner: i64, now: i64) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let changed = self
-            .conn
-            .prepare_cached(
+        let changed = self.write(|db| {
+            db.execute(
                 "UPDATE device_codes SET status = 'denied', decided_at = ?3 \
                  WHERE id = ?1 AND user_id = ?2 AND status = 'approved' AND expires_at > ?3",
-            )?
-            .execute(params![id, owner, now])?;
+                &[&id, &owner, &now],
+            )
+        })?;
         if changed == 1 {
             // A decision like any other: poll state remembered before it is stale now.
-            self.shared
-                .decisions
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.decided();
         }
         Ok(changed == 1)
     }
 
     /// Pending, unexpired requests, newest first (for the operator).
     pub fn list_pending_device_codes(&self, now: i64) -> Result<Vec<DeviceCode>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM device_codes WHERE status = 'pending' AND expires_at > ?1 \
-             ORDER BY created_at DESC"
-        ))?;
-        let rows = stmt.query_map([now], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.conn.query_rows(
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM device_codes WHERE status = 'pending' AND expires_at > ?1 \
+                 ORDER BY created_at DESC"
+            ),
+            &[&now],
+            from_row,
+        )
     }
 
     /// Deletes up to `limit` codes that expired before `cutoff`; returns how many. Bounded
     /// so one sweep never holds the write lock long enough to stall requests.
     pub fn delete_expired_device_codes(&self, cutoff: i64, limit: u32) -> Result<usize> {
-        let _writing = self.shared.write_turn();
-        Ok(self
-            .conn
-            .prepare_cached(
+        self.write(|db| {
+            db.execute(
                 "DELETE FROM device_codes WHERE id IN \
                  (SELECT id FROM device_codes WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2)",
-            )?
-            .execute(params![cutoff, limit])?)
+                &[&cutoff, &limit],
+            )
+        })
     }
 }
 
 impl Store {
     /// Device codes by state for metrics; pending codes past their lifetime count as `expired`.
     pub fn count_device_codes_by_state(&self, now: i64) -> Result<Vec<(String, i64)>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query_rows(
             "SELECT CASE WHEN status = 'pending' AND expires_at <= ?1 THEN 'expired' \
              ELSE status END AS state, COUNT(*) FROM device_codes GROUP BY state ORDER BY state",
-        )?;
-        let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            &[&now],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 }
 
@@ -365,7 +365,7 @@ mod tests {
             .execute(
                 "INSERT INTO clients (client_id, name, scopes, grant_types, created_at) \
                  VALUES ('guest', 'Guest', 'read', 'x', 0)",
-                [],
+                &[],
             )
             .expect("client");
         let batch = [queued("AAAA"), queued("AAAA"), queued("BBBB")];

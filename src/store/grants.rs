@@ -1,8 +1,7 @@
 //! Grants and their tokens: `grants`, `access_tokens`, `refresh_tokens`.
 //! A grant is one approved device login; tokens are stored as SHA-256 hashes only.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
-
+use super::db::Conn;
 use super::{Result, Store};
 
 /// Hashes and expiry times of freshly minted tokens: an access token, and a refresh token
@@ -33,64 +32,62 @@ impl Store {
         tokens: &IssuedTokens<'_>,
         now: i64,
     ) -> Result<RedeemOutcome> {
-        let _writing = self.shared.write_turn();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let claimed = tx
-            .prepare_cached(
+        self.transaction(|tx| {
+            let claimed = tx.query_row(
                 "UPDATE device_codes SET status = 'redeemed' \
                  WHERE id = ?1 AND status = 'approved' AND expires_at > ?2 \
                  AND user_id IN (SELECT id FROM users WHERE disabled = 0) \
                  RETURNING user_id, client_id, scope, decided_at, decided_ip, device_ip, \
                  device_user_agent, auth_time",
-            )?
-            .query_row(params![device_code_id, now], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<i64>>(7)?,
-                ))
-            })
-            .optional()?;
-        let Some((
-            user_id,
-            client_id,
-            scope,
-            decided_at,
-            decided_ip,
-            device_ip,
-            user_agent,
-            auth_time,
-        )) = claimed
-        else {
-            return Ok(RedeemOutcome::NotRedeemable);
-        };
-        tx.prepare_cached(
-            "INSERT INTO grants (user_id, client_id, scope, approved_at, approved_ip, device_ip, \
-             device_user_agent, created_at, last_used_at, auth_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
-        )?
-        .execute(params![
-            user_id,
-            client_id,
-            scope,
-            decided_at.unwrap_or(now),
-            decided_ip,
-            device_ip,
-            user_agent,
-            now,
-            auth_time
-        ])?;
-        let grant_id = tx.last_insert_rowid();
-        insert_token_pair(&tx, grant_id, &scope, &scope, tokens, None, now)?;
-        tx.commit()?;
-        Ok(RedeemOutcome::Redeemed { grant_id, user_id })
+                &[&device_code_id, &now],
+                |r| {
+                    Ok((
+                        r.get::<i64>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<Option<i64>>(3)?,
+                        r.get::<Option<String>>(4)?,
+                        r.get::<String>(5)?,
+                        r.get::<Option<String>>(6)?,
+                        r.get::<Option<i64>>(7)?,
+                    ))
+                },
+            )?;
+            let Some((
+                user_id,
+                client_id,
+                scope,
+                decided_at,
+                decided_ip,
+                device_ip,
+                user_agent,
+                auth_time,
+            )) = claimed
+            else {
+                return Ok(RedeemOutcome::NotRedeemable);
+            };
+            let grant_id: i64 = tx
+                .query_row(
+                    "INSERT INTO grants (user_id, client_id, scope, approved_at, approved_ip, \
+                     device_ip, device_user_agent, created_at, last_used_at, auth_time) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9) RETURNING id",
+                    &[
+                        &user_id,
+                        &client_id,
+                        &scope,
+                        &decided_at.unwrap_or(now),
+                        &decided_ip,
+                        &device_ip,
+                        &user_agent,
+                        &now,
+                        &auth_time,
+                    ],
+                    |r| r.get(0),
+                )?
+                .ok_or_else(|| super::Error::Internal("INSERT … RETURNING gave no id".into()))?;
+            insert_token_pair(tx, grant_id, &scope, &scope, tokens, None, now)?;
+            Ok(RedeemOutcome::Redeemed { grant_id, user_id })
+        })
     }
 }
 
@@ -98,7 +95,7 @@ impl Store {
 /// RFC 6749 §6: a new refresh token keeps the grant's scope, while the access token carries
 /// the (possibly narrowed) scope asked for.
 fn insert_token_pair(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Conn,
     grant_id: i64,
     access_scope: &str,
     refresh_scope: &str,
@@ -106,32 +103,32 @@ fn insert_token_pair(
     rotated_from: Option<&str>,
     now: i64,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO access_tokens (token_hash, grant_id, scope, issued_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        tokens.access_hash,
-        grant_id,
-        access_scope,
-        now,
-        tokens.access_expires_at
-    ])?;
+        &[
+            &tokens.access_hash,
+            &grant_id,
+            &access_scope,
+            &now,
+            &tokens.access_expires_at,
+        ],
+    )?;
     let Some(refresh_hash) = tokens.refresh_hash else {
         return Ok(());
     };
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO refresh_tokens (token_hash, grant_id, scope, issued_at, expires_at, \
          rotated_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        refresh_hash,
-        grant_id,
-        refresh_scope,
-        now,
-        tokens.refresh_expires_at,
-        rotated_from
-    ])?;
+        &[
+            &refresh_hash,
+            &grant_id,
+            &refresh_scope,
+            &now,
+            &tokens.refresh_expires_at,
+            &rotated_from,
+        ],
+    )?;
     Ok(())
 }
 
@@ -240,15 +237,14 @@ pub enum RefreshOutcome {
 
 impl Store {
     pub fn find_refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query_row(
             "SELECT r.grant_id, g.client_id, g.user_id, u.username, r.scope, r.issued_at, \
              r.expires_at, r.rotated_at, g.revoked_at IS NOT NULL, u.disabled, \
              COALESCE(u.subject, ''), COALESCE(g.auth_time, g.approved_at) \
              FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              JOIN users u ON u.id = g.user_id WHERE r.token_hash = ?1",
-        )?;
-        Ok(stmt
-            .query_row([token_hash], |r| {
+            &[&token_hash],
+            |r| {
                 Ok(RefreshTokenRow {
                     grant_id: r.get(0)?,
                     client_id: r.get(1)?,
@@ -263,109 +259,110 @@ impl Store {
                     subject: r.get(10)?,
                     auth_time: r.get(11)?,
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
-    /// Exchanges a refresh token in one IMMEDIATE transaction: reads its `RefreshFacts`,
-    /// asks `decide` what to do, and does it, so of many concurrent exchanges of one token
-    /// each sees the others' effects (at most one rotates it).
+    /// Exchanges a refresh token in one transaction: reads its `RefreshFacts`, asks
+    /// `decide` what to do, and does it, so of many concurrent exchanges of one token each
+    /// sees the others' effects (at most one rotates it). On PostgreSQL the transaction may
+    /// run again after a collision, so `decide` may be asked more than once.
     pub fn refresh_grant(
         &mut self,
         old_hash: &str,
         access_scope: &str,
         tokens: &IssuedTokens<'_>,
         now: i64,
-        decide: impl FnOnce(&RefreshFacts) -> RefreshStep,
+        decide: impl Fn(&RefreshFacts) -> RefreshStep,
     ) -> Result<RefreshOutcome> {
-        let _writing = self.shared.write_turn();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .prepare_cached(
+        self.transaction(|tx| {
+            let row = tx.query_row(
                 "SELECT r.grant_id, r.rotated_at, r.scope, r.grace_retries FROM refresh_tokens r \
                  JOIN grants g ON g.id = r.grant_id JOIN users u ON u.id = g.user_id \
                  WHERE r.token_hash = ?1 AND r.expires_at > ?2 AND g.revoked_at IS NULL \
                  AND u.disabled = 0",
-            )?
-            .query_row(params![old_hash, now], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .optional()?;
-        let Some((grant_id, rotated_at, refresh_scope, grace_retries)) = row else {
-            return Ok(RefreshOutcome::Invalid);
-        };
-        let successor_rotated = match rotated_at {
-            None => false,
-            Some(_) => tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE grant_id = ?1 \
-                     AND rotated_from = ?2 AND rotated_at IS NOT NULL)",
-                )?
-                .query_row(params![grant_id, old_hash], |r| r.get(0))?,
-        };
-        let facts = RefreshFacts {
-            grant_id,
-            rotated_at,
-            grace_retries,
-            successor_rotated,
-        };
-        let outcome = match decide(&facts) {
-            RefreshStep::Rotate => {
-                tx.prepare_cached(
-                    "UPDATE refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1",
-                )?
-                .execute(params![old_hash, now])?;
-                RefreshOutcome::Rotated
-            }
-            RefreshStep::Retry => {
-                tx.prepare_cached(
-                    "UPDATE refresh_tokens SET grace_retries = grace_retries + 1 \
-                     WHERE token_hash = ?1",
-                )?
-                .execute([old_hash])?;
-                RefreshOutcome::Retried
-            }
-            RefreshStep::Revoke => {
-                revoke_grant_in(&tx, grant_id, now)?;
-                tx.commit()?;
-                return Ok(RefreshOutcome::Revoked);
-            }
-            RefreshStep::Refuse => return Ok(RefreshOutcome::Refused),
-        };
-        insert_token_pair(
-            &tx,
-            grant_id,
-            access_scope,
-            &refresh_scope,
-            tokens,
-            Some(old_hash),
-            now,
-        )?;
-        tx.prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
-            .execute(params![grant_id, now])?;
-        tx.commit()?;
-        Ok(outcome)
+                &[&old_hash, &now],
+                |r| {
+                    Ok((
+                        r.get::<i64>(0)?,
+                        r.get::<Option<i64>>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<i64>(3)?,
+                    ))
+                },
+            )?;
+            let Some((grant_id, rotated_at, refresh_scope, grace_retries)) = row else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            let successor_rotated = match rotated_at {
+                None => false,
+                Some(_) => {
+                    tx.query_row(
+                        "SELECT COUNT(*) FROM refresh_tokens WHERE grant_id = ?1 \
+                         AND rotated_from = ?2 AND rotated_at IS NOT NULL",
+                        &[&grant_id, &old_hash],
+                        |r| r.get::<i64>(0),
+                    )?
+                    .unwrap_or(0)
+                        > 0
+                }
+            };
+            let facts = RefreshFacts {
+                grant_id,
+                rotated_at,
+                grace_retries,
+                successor_rotated,
+            };
+            let outcome = match decide(&facts) {
+                RefreshStep::Rotate => {
+                    tx.execute(
+                        "UPDATE refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1",
+                        &[&old_hash, &now],
+                    )?;
+                    RefreshOutcome::Rotated
+                }
+                RefreshStep::Retry => {
+                    tx.execute(
+                        "UPDATE refresh_tokens SET grace_retries = grace_retries + 1 \
+                         WHERE token_hash = ?1",
+                        &[&old_hash],
+                    )?;
+                    RefreshOutcome::Retried
+                }
+                RefreshStep::Revoke => {
+                    revoke_grant_in(tx, grant_id, now)?;
+                    return Ok(RefreshOutcome::Revoked);
+                }
+                RefreshStep::Refuse => return Ok(RefreshOutcome::Refused),
+            };
+            insert_token_pair(
+                tx,
+                grant_id,
+                access_scope,
+                &refresh_scope,
+                tokens,
+                Some(old_hash),
+                now,
+            )?;
+            tx.execute(
+                "UPDATE grants SET last_used_at = ?2 WHERE id = ?1",
+                &[&grant_id, &now],
+            )?;
+            Ok(outcome)
+        })
     }
 
     /// An unexpired access token of a live grant whose user is enabled.
     pub fn find_access_token(&self, token_hash: &str, now: i64) -> Result<Option<AccessTokenRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query_row(
             "SELECT t.grant_id, g.client_id, g.user_id, u.username, t.scope, t.issued_at, \
              t.expires_at, g.last_used_at, COALESCE(u.subject, '') \
              FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
              JOIN users u ON u.id = g.user_id \
              WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND g.revoked_at IS NULL \
              AND u.disabled = 0",
-        )?;
-        Ok(stmt
-            .query_row(params![token_hash, now], |r| {
+            &[&token_hash, &now],
+            |r| {
                 Ok(AccessTokenRow {
                     grant_id: r.get(0)?,
                     client_id: r.get(1)?,
@@ -377,157 +374,154 @@ impl Store {
                     last_used_at: r.get(7)?,
                     subject: r.get(8)?,
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
     /// The client an access token (live or not) was issued to, for revocation.
     pub fn access_token_client(&self, token_hash: &str) -> Result<Option<String>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query_row(
             "SELECT g.client_id FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
              WHERE t.token_hash = ?1",
-        )?;
-        Ok(stmt.query_row([token_hash], |r| r.get(0)).optional()?)
+            &[&token_hash],
+            |r| r.get(0),
+        )
     }
 
     pub fn delete_access_token(&self, token_hash: &str) -> Result<()> {
-        let _writing = self.shared.write_turn();
-        self.conn
-            .prepare_cached("DELETE FROM access_tokens WHERE token_hash = ?1")?
-            .execute([token_hash])?;
+        self.write(|db| {
+            db.execute(
+                "DELETE FROM access_tokens WHERE token_hash = ?1",
+                &[&token_hash],
+            )
+        })?;
         Ok(())
     }
 
     /// Ends a grant and deletes all its tokens; `false` when it was already revoked or
     /// does not exist (or, with `owner`, belongs to someone else).
     pub fn revoke_grant(&mut self, grant_id: i64, owner: Option<i64>, now: i64) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let owned: Option<i64> = tx
-            .query_row(
+        self.transaction(|tx| {
+            let owned: Option<i64> = tx.query_row(
                 "SELECT user_id FROM grants WHERE id = ?1 AND revoked_at IS NULL",
-                [grant_id],
+                &[&grant_id],
                 |r| r.get(0),
-            )
-            .optional()?;
-        let allowed = match (owned, owner) {
-            (Some(actual), Some(expected)) => actual == expected,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if allowed {
-            revoke_grant_in(&tx, grant_id, now)?;
-        }
-        tx.commit()?;
-        Ok(allowed)
+            )?;
+            let allowed = match (owned, owner) {
+                (Some(actual), Some(expected)) => actual == expected,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if allowed {
+                revoke_grant_in(tx, grant_id, now)?;
+            }
+            Ok(allowed)
+        })
     }
 
     /// Ends everything `user_id` is signed in with, in one transaction: every browser
     /// session, every grant with its tokens, and every approved code no device has
     /// redeemed yet (denied, so the device is refused).
     pub fn sign_out_user_everywhere(&mut self, user_id: i64, now: i64) -> Result<SignedOut> {
-        let _writing = self.shared.write_turn();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let sessions = tx
-            .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
-            .execute([user_id])?;
-        let grant_ids = tx
-            .prepare_cached("SELECT id FROM grants WHERE user_id = ?1 AND revoked_at IS NULL")?
-            .query_map([user_id], |r| r.get::<_, i64>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        for &grant_id in &grant_ids {
-            revoke_grant_in(&tx, grant_id, now)?;
-        }
-        let codes = tx
-            .prepare_cached(
+        let signed_out = self.transaction(|tx| {
+            let sessions = tx.execute("DELETE FROM sessions WHERE user_id = ?1", &[&user_id])?;
+            let grant_ids: Vec<i64> = tx.query_rows(
+                "SELECT id FROM grants WHERE user_id = ?1 AND revoked_at IS NULL",
+                &[&user_id],
+                |r| r.get(0),
+            )?;
+            for &grant_id in &grant_ids {
+                revoke_grant_in(tx, grant_id, now)?;
+            }
+            let codes = tx.execute(
                 "UPDATE device_codes SET status = 'denied', decided_at = ?2 \
                  WHERE user_id = ?1 AND status = 'approved'",
-            )?
-            .execute(params![user_id, now])?;
-        tx.commit()?;
-        if codes > 0 {
-            self.shared
-                .decisions
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                &[&user_id, &now],
+            )?;
+            Ok(SignedOut {
+                sessions,
+                grants: grant_ids.len(),
+                codes,
+            })
+        })?;
+        if signed_out.codes > 0 {
+            self.decided();
         }
-        Ok(SignedOut {
-            sessions,
-            grants: grant_ids.len(),
-            codes,
-        })
+        Ok(signed_out)
     }
 
     /// Records use of a grant (shown on the account page).
     pub fn touch_grant(&self, grant_id: i64, now: i64) -> Result<()> {
-        let _writing = self.shared.write_turn();
-        self.conn
-            .prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
-            .execute(params![grant_id, now])?;
+        self.write(|db| {
+            db.execute(
+                "UPDATE grants SET last_used_at = ?2 WHERE id = ?1",
+                &[&grant_id, &now],
+            )
+        })?;
         Ok(())
     }
 
     /// Grants that still have a live refresh token (or, for a grant issued without one, a
     /// live access token), newest first; all users or one.
     pub fn list_active_grants(&self, user_id: Option<i64>, now: i64) -> Result<Vec<GrantRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query_rows(
             "SELECT g.id, u.username, g.client_id, c.name, g.scope, g.approved_at, g.approved_ip, \
              g.device_ip, g.device_user_agent, g.last_used_at \
              FROM grants g JOIN users u ON u.id = g.user_id JOIN clients c ON c.client_id = g.client_id \
-             WHERE g.revoked_at IS NULL AND (?1 IS NULL OR g.user_id = ?1) \
+             WHERE g.revoked_at IS NULL AND (CAST(?1 AS BIGINT) IS NULL OR g.user_id = ?1) \
              AND (EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = g.id \
                           AND r.rotated_at IS NULL AND r.expires_at > ?2) \
                   OR EXISTS (SELECT 1 FROM access_tokens a WHERE a.grant_id = g.id \
                              AND a.expires_at > ?2)) \
              ORDER BY g.approved_at DESC, g.id DESC",
-        )?;
-        let rows = stmt.query_map(params![user_id, now], |r| {
-            Ok(GrantRow {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                client_id: r.get(2)?,
-                client_name: r.get(3)?,
-                scope: r.get(4)?,
-                approved_at: r.get(5)?,
-                approved_ip: r.get(6)?,
-                device_ip: r.get(7)?,
-                device_user_agent: r.get(8)?,
-                last_used_at: r.get(9)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            &[&user_id, &now],
+            |r| {
+                Ok(GrantRow {
+                    id: r.get(0)?,
+                    username: r.get(1)?,
+                    client_id: r.get(2)?,
+                    client_name: r.get(3)?,
+                    scope: r.get(4)?,
+                    approved_at: r.get(5)?,
+                    approved_ip: r.get(6)?,
+                    device_ip: r.get(7)?,
+                    device_user_agent: r.get(8)?,
+                    last_used_at: r.get(9)?,
+                })
+            },
+        )
     }
 
     /// Deletes up to `limit` expired access and refresh tokens; returns how many.
     pub fn delete_expired_tokens(&self, now: i64, limit: u32) -> Result<usize> {
-        let _writing = self.shared.write_turn();
-        let access = self
-            .conn
-            .prepare_cached(
+        self.write(|db| {
+            let access = db.execute(
                 "DELETE FROM access_tokens WHERE token_hash IN \
                  (SELECT token_hash FROM access_tokens WHERE expires_at <= ?1 LIMIT ?2)",
-            )?
-            .execute(params![now, limit])?;
-        let refresh = self
-            .conn
-            .prepare_cached(
+                &[&now, &limit],
+            )?;
+            let refresh = db.execute(
                 "DELETE FROM refresh_tokens WHERE token_hash IN \
                  (SELECT token_hash FROM refresh_tokens WHERE expires_at <= ?1 LIMIT ?2)",
-            )?
-            .execute(params![now, limit])?;
-        Ok(access + refresh)
+                &[&now, &limit],
+            )?;
+            Ok(access + refresh)
+        })
     }
 }
 
-fn revoke_grant_in(tx: &rusqlite::Transaction<'_>, grant_id: i64, now: i64) -> Result<()> {
-    tx.prepare_cached("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
-        .execute(params![grant_id, now])?;
-    tx.prepare_cached("DELETE FROM access_tokens WHERE grant_id = ?1")?
-        .execute([grant_id])?;
-    tx.prepare_cached("DELETE FROM refresh_tokens WHERE grant_id = ?1")?
-        .execute([grant_id])?;
+fn revoke_grant_in(tx: &Conn, grant_id: i64, now: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        &[&grant_id, &now],
+    )?;
+    tx.execute(
+        "DELETE FROM access_tokens WHERE grant_id = ?1",
+        &[&grant_id],
+    )?;
+    tx.execute(
+        "DELETE FROM refresh_tokens WHERE grant_id = ?1",
+        &[&grant_id],
+    )?;
     Ok(())
 }

@@ -8,6 +8,8 @@
 //! cannot both win the same race.
 
 mod clients;
+mod copy;
+mod db;
 mod device_codes;
 mod grants;
 mod sessions;
@@ -16,6 +18,7 @@ mod throttles;
 mod users;
 
 pub use clients::{Client, ClientChanges, NewClient, CLIENT_CACHE_TTL};
+pub use copy::RowCounts;
 pub use device_codes::{ApprovedCode, DeviceCode, DeviceCodeStatus, NewDeviceCode};
 pub use grants::{
     AccessTokenRow, GrantRow, IssuedTokens, RedeemOutcome, RefreshFacts, RefreshOutcome,
@@ -26,7 +29,10 @@ pub use signing_keys::{NewSigningKey, SigningKeyRow};
 pub use throttles::ThrottleWindow;
 pub use users::{ProfileChanges, User, UserProfile};
 
-use std::path::Path;
+pub use db::Backend;
+use db::Conn;
+
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -35,6 +41,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 /// The whole schema, embedded (STYLE: `schema.sql` at the top level).
 const SCHEMA: &str = include_str!("../../schema.sql");
+/// The same tables in PostgreSQL's dialect (BIGINT, identity columns).
+#[cfg(feature = "postgres")]
+const SCHEMA_POSTGRES: &str = include_str!("../../schema.postgres.sql");
 /// Bump with each migration; `migrate` brings older files forward.
 /// 1: the initial schema. 2: `refresh_tokens.rotated_from` and `.grace_retries`.
 /// 3: OpenID Connect's columns and the `signing_keys` table (new, so `SCHEMA` creates it).
@@ -82,8 +91,67 @@ impl From<rusqlite::Error> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Where the data lives: a SQLite file (the default), or a PostgreSQL database given as a
+/// `postgres://` / `postgresql://` URL (libpq syntax; needs the `postgres` feature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    /// `--db`'s value: a URL with a PostgreSQL scheme, else a file path.
+    pub fn of(db: &Path) -> Location {
+        match db.to_str() {
+            Some(url) if is_postgres_url(url) => Location::Postgres(url.to_string()),
+            _ => Location::File(db.to_path_buf()),
+        }
+    }
+}
+
+/// `--db` as it may be shown (logs, messages, `check --json`): a file path as it is; a
+/// PostgreSQL URL with its password, if any, replaced by `***`.
+pub fn describe(db: &Path) -> String {
+    let shown = db.display().to_string();
+    if !is_postgres_url(&shown) {
+        return shown;
+    }
+    let (scheme, rest) = shown.split_once("://").unwrap_or(("", &shown));
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    // `?password=…` is libpq's other way to give it.
+    let tail = tail
+        .split_inclusive(['?', '&'])
+        .map(|part| {
+            if part.to_ascii_lowercase().starts_with("password=") {
+                if part.ends_with('&') {
+                    "password=***&"
+                } else {
+                    "password=***"
+                }
+            } else {
+                part
+            }
+        })
+        .collect::<String>();
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// `postgres://…` or `postgresql://…`, in any case.
+pub fn is_postgres_url(s: &str) -> bool {
+    let scheme = s.get(..13).unwrap_or(s).to_ascii_lowercase();
+    scheme.starts_with("postgres://") || scheme.starts_with("postgresql://")
+}
+
 pub struct Store {
-    conn: Connection,
+    conn: Conn,
     /// Recently read clients (see `clients::CLIENT_CACHE_TTL`); one per connection, so
     /// per worker, and never shared.
     client_cache: std::cell::RefCell<clients::ClientCache>,
@@ -94,10 +162,11 @@ pub struct Store {
 /// What every `Store` (connection) of one server process shares.
 #[derive(Default)]
 pub struct Shared {
-    /// Our own writers take turns here instead of contending for SQLite's write lock
-    /// (whose busy waits showed up as second-long stalls, and let the WAL grow without
-    /// bound under concurrent writes). Other processes (the admin CLI) still meet
-    /// SQLite's lock and the busy handler.
+    /// SQLite: our own writers take turns here instead of contending for SQLite's write
+    /// lock (whose busy waits showed up as second-long stalls, and let the WAL grow without
+    /// bound under concurrent writes). Other processes (the admin CLI) still meet SQLite's
+    /// lock and the busy handler. PostgreSQL takes concurrent writers itself: only the
+    /// group commit of device codes takes this turn there.
     writer: Mutex<()>,
     /// Approvals and denials committed through this process, so far. Bumped after each
     /// commit: whatever remembered a code as pending before it changed knows to look again.
@@ -107,15 +176,15 @@ pub struct Shared {
     codes: Mutex<Vec<device_codes::QueuedCode>>,
 }
 
-impl Shared {
-    /// Takes the in-process write turn.
-    fn write_turn(&self) -> MutexGuard<'_, ()> {
-        lock(&self.writer)
-    }
+/// The store's one write guard: held for the whole of a write (`Store::write`,
+/// `Store::transaction`), so the store's modules never take a lock by hand.
+struct WriteTurn<'a> {
+    _turn: Option<MutexGuard<'a, ()>>,
 }
 
 /// Locks a mutex of this module. A panic elsewhere while holding it leaves the data usable:
-/// the turn still serialises (the data is SQLite's), and the queue holds whole entries.
+/// the turn still serialises (the data is the database's), and the queue holds whole
+/// entries.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -123,7 +192,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
-    /// Opens (creating with mode 0600 when missing) and migrates the database file.
+    /// Opens (creating a SQLite file with mode 0600 when missing) and migrates the
+    /// database: a file path, or a PostgreSQL URL (see `Location`).
     pub fn open(path: &Path) -> Result<Store> {
         Store::open_shared(path, Arc::default())
     }
@@ -131,19 +201,54 @@ impl Store {
     /// As `open`, sharing write turns and the decision count with every other `Store`
     /// holding the same `shared`.
     pub fn open_shared(path: &Path, shared: Arc<Shared>) -> Result<Store> {
-        create_private_file(path)?;
-        Store::connect(path, OpenFlags::SQLITE_OPEN_CREATE, shared)
+        match Location::of(path) {
+            Location::File(path) => {
+                create_private_file(&path)?;
+                Store::connect_sqlite(&path, OpenFlags::SQLITE_OPEN_CREATE, shared)
+            }
+            Location::Postgres(url) => Store::connect_postgres(&url, shared),
+        }
     }
 
     /// As `open`, for a database that must already exist (the admin commands: a mistyped
     /// path must not become a new, empty database). A missing file is an
     /// `Error::Unavailable` from SQLite ("unable to open database file"); nothing is
-    /// created.
+    /// created. A PostgreSQL database always exists once the URL connects.
     pub fn open_existing(path: &Path) -> Result<Store> {
-        Store::connect(path, OpenFlags::empty(), Arc::default())
+        match Location::of(path) {
+            Location::File(path) => {
+                Store::connect_sqlite(&path, OpenFlags::empty(), Arc::default())
+            }
+            Location::Postgres(url) => Store::connect_postgres(&url, Arc::default()),
+        }
     }
 
-    fn connect(path: &Path, create: OpenFlags, shared: Arc<Shared>) -> Result<Store> {
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.conn.backend()
+    }
+
+    #[cfg(feature = "postgres")]
+    fn connect_postgres(url: &str, shared: Arc<Shared>) -> Result<Store> {
+        let store = Store {
+            conn: Conn::Postgres(Box::new(db::pg::Pg::connect(url)?)),
+            client_cache: Default::default(),
+            shared,
+        };
+        store.migrate_postgres()?;
+        Ok(store)
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn connect_postgres(_url: &str, _shared: Arc<Shared>) -> Result<Store> {
+        Err(Error::Unavailable(
+            "this devicegate was built without PostgreSQL; build it with \
+             `cargo build --release --features postgres`"
+                .into(),
+        ))
+    }
+
+    fn connect_sqlite(path: &Path, create: OpenFlags, shared: Arc<Shared>) -> Result<Store> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | create,
@@ -171,108 +276,175 @@ impl Store {
              PRAGMA wal_autocheckpoint = 4096;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
-        let mut store = Store {
-            conn,
+        let store = Store {
+            conn: Conn::Sqlite(conn),
             client_cache: Default::default(),
             shared,
         };
-        store.migrate()?;
+        store.migrate_sqlite()?;
         Ok(store)
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::Internal(format!(
-                "the database has schema version {version}, newer than this binary's \
-                 {SCHEMA_VERSION}; upgrade devicegate"
-            )));
+    /// The write turn (SQLite: this process's writers one at a time; PostgreSQL: none).
+    fn turn(&self) -> WriteTurn<'_> {
+        WriteTurn {
+            _turn: match self.conn.backend() {
+                Backend::Sqlite => Some(lock(&self.shared.writer)),
+                Backend::Postgres => None,
+            },
         }
-        if version < SCHEMA_VERSION {
-            // A file at version ≥ 1 has tables that `CREATE TABLE IF NOT EXISTS` leaves
-            // alone: bring each forward one step at a time. A new file (version 0) gets
-            // the current schema whole.
-            if (1..2).contains(&version) {
-                // 1 → 2: refresh-grace retries link to the token they retried (issue #12).
-                tx.execute_batch(
-                    "ALTER TABLE refresh_tokens ADD COLUMN rotated_from TEXT; \
-                     ALTER TABLE refresh_tokens ADD COLUMN grace_retries INTEGER NOT NULL DEFAULT 0;",
-                )?;
-            }
-            if (1..3).contains(&version) {
-                // 2 → 3: OpenID Connect (issue #14). Existing users get a random subject;
-                // `users_by_subject` (in SCHEMA, below) keeps subjects unique.
-                for (table, column, declaration) in [
-                    (
-                        "clients",
-                        "access_token_format",
-                        "TEXT NOT NULL DEFAULT 'opaque'",
-                    ),
-                    ("clients", "access_token_audience", "TEXT"),
-                    (
-                        "clients",
-                        "id_token_signed_response_alg",
-                        "TEXT NOT NULL DEFAULT 'RS256'",
-                    ),
-                    (
-                        "clients",
-                        "refresh_requires_offline_access",
-                        "INTEGER NOT NULL DEFAULT 0",
-                    ),
-                    ("users", "subject", "TEXT"),
-                    ("users", "display_name", "TEXT"),
-                    ("users", "email", "TEXT"),
-                    ("users", "email_verified", "INTEGER NOT NULL DEFAULT 0"),
-                    ("device_codes", "auth_time", "INTEGER"),
-                    ("grants", "auth_time", "INTEGER"),
-                ] {
-                    add_column_if_missing(&tx, table, column, declaration)?;
-                }
-                // The built-in `guest` client with its version-2 default (`read write`, in
-                // either order) may now also ask for OpenID Connect's scopes. Once, here: an
-                // operator who later limits guest again keeps that (an edited list is left
-                // alone now too).
-                tx.execute(
-                    "UPDATE clients SET scopes = 'read write openid profile email offline_access' \
-                     WHERE client_id = 'guest' AND scopes IN ('read write', 'write read')",
-                    [],
-                )?;
-                let ids: Vec<i64> = tx
-                    .prepare("SELECT id FROM users WHERE subject IS NULL")?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                for id in ids {
-                    tx.execute(
-                        "UPDATE users SET subject = ?1 WHERE id = ?2",
-                        rusqlite::params![users::new_subject(), id],
-                    )?;
-                }
-            }
-            tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        }
-        tx.commit()?;
-        Ok(())
     }
 
-    /// A consistent copy of the live database into a new file (`VACUUM INTO` reads one
-    /// snapshot, so the server keeps running).
+    /// One write statement (or a few that need no transaction), in the write turn.
+    fn write<T>(&self, body: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        let _turn = self.turn();
+        body(&self.conn)
+    }
+
+    /// A read-modify-write in one transaction, in the write turn (see
+    /// `Conn::transaction`: on PostgreSQL `body` may run more than once).
+    fn transaction<T>(&self, body: impl FnMut(&Conn) -> Result<T>) -> Result<T> {
+        let _turn = self.turn();
+        self.conn.transaction(body)
+    }
+
+    fn migrate_sqlite(&self) -> Result<()> {
+        self.transaction(|tx| {
+            let version: i64 = tx
+                .query_row("PRAGMA user_version", &[], |r| r.get(0))?
+                .unwrap_or(0);
+            if version > SCHEMA_VERSION {
+                return Err(newer_schema(version));
+            }
+            if version < SCHEMA_VERSION {
+                // A file at version ≥ 1 has tables that `CREATE TABLE IF NOT EXISTS` leaves
+                // alone: bring each forward one step at a time. A new file (version 0) gets
+                // the current schema whole.
+                if (1..2).contains(&version) {
+                    // 1 → 2: refresh-grace retries link to the token they retried (issue #12).
+                    tx.batch(
+                        "ALTER TABLE refresh_tokens ADD COLUMN rotated_from TEXT; \
+                         ALTER TABLE refresh_tokens ADD COLUMN grace_retries INTEGER NOT NULL DEFAULT 0;",
+                    )?;
+                }
+                if (1..3).contains(&version) {
+                    // 2 → 3: OpenID Connect (issue #14). Existing users get a random subject;
+                    // `users_by_subject` (in SCHEMA, below) keeps subjects unique.
+                    for (table, column, declaration) in [
+                        (
+                            "clients",
+                            "access_token_format",
+                            "TEXT NOT NULL DEFAULT 'opaque'",
+                        ),
+                        ("clients", "access_token_audience", "TEXT"),
+                        (
+                            "clients",
+                            "id_token_signed_response_alg",
+                            "TEXT NOT NULL DEFAULT 'RS256'",
+                        ),
+                        (
+                            "clients",
+                            "refresh_requires_offline_access",
+                            "INTEGER NOT NULL DEFAULT 0",
+                        ),
+                        ("users", "subject", "TEXT"),
+                        ("users", "display_name", "TEXT"),
+                        ("users", "email", "TEXT"),
+                        ("users", "email_verified", "INTEGER NOT NULL DEFAULT 0"),
+                        ("device_codes", "auth_time", "INTEGER"),
+                        ("grants", "auth_time", "INTEGER"),
+                    ] {
+                        add_column_if_missing(tx, table, column, declaration)?;
+                    }
+                    // The built-in `guest` client with its version-2 default (`read write`, in
+                    // either order) may now also ask for OpenID Connect's scopes. Once, here:
+                    // an operator who later limits guest again keeps that (an edited list is
+                    // left alone now too).
+                    tx.execute(
+                        "UPDATE clients SET scopes = 'read write openid profile email offline_access' \
+                         WHERE client_id = 'guest' AND scopes IN ('read write', 'write read')",
+                        &[],
+                    )?;
+                    let ids: Vec<i64> = tx.query_rows(
+                        "SELECT id FROM users WHERE subject IS NULL",
+                        &[],
+                        |r| r.get(0),
+                    )?;
+                    for id in ids {
+                        tx.execute(
+                            "UPDATE users SET subject = ?1 WHERE id = ?2",
+                            &[&users::new_subject(), &id],
+                        )?;
+                    }
+                }
+                tx.batch(SCHEMA)?;
+                tx.batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// PostgreSQL: the version lives in `devicegate_schema`; every instance migrates under
+    /// one advisory lock (held to the end of the transaction), so two starting together
+    /// apply each step once. DDL is transactional there: a failed step leaves nothing.
+    #[cfg(feature = "postgres")]
+    fn migrate_postgres(&self) -> Result<()> {
+        self.conn.transaction_with("BEGIN", |tx| {
+            tx.query_row(
+                "SELECT pg_advisory_xact_lock(?1)",
+                &[&MIGRATION_LOCK],
+                |_| Ok(()),
+            )?;
+            tx.batch("CREATE TABLE IF NOT EXISTS devicegate_schema (version BIGINT NOT NULL)")?;
+            let version: Option<i64> = tx
+                .query_row("SELECT MAX(version) FROM devicegate_schema", &[], |r| {
+                    r.get(0)
+                })?
+                .flatten();
+            let version = version.unwrap_or(0);
+            if version > SCHEMA_VERSION {
+                return Err(newer_schema(version));
+            }
+            if version < SCHEMA_VERSION {
+                // Version 3 is PostgreSQL's first: later steps go here, one at a time.
+                tx.batch(SCHEMA_POSTGRES)?;
+                tx.execute("DELETE FROM devicegate_schema", &[])?;
+                tx.execute(
+                    "INSERT INTO devicegate_schema (version) VALUES (?1)",
+                    &[&SCHEMA_VERSION],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A consistent copy of the live SQLite database into a new file (`VACUUM INTO` reads
+    /// one snapshot, so the server keeps running). On PostgreSQL: `Error::Unavailable`
+    /// saying that `pg_dump` is the tool.
     pub fn backup_to(&self, target: &Path) -> Result<()> {
+        if self.backend() == Backend::Postgres {
+            return Err(Error::Unavailable(PG_DUMP_ADVICE.into()));
+        }
         let target = target
             .to_str()
             .ok_or_else(|| Error::Internal("the backup path is not valid UTF-8".into()))?;
-        self.conn.execute("VACUUM INTO ?1", [target])?;
+        self.conn.execute("VACUUM INTO ?1", &[&target])?;
         Ok(())
     }
 
-    /// `PRAGMA integrity_check`: `ok`, or the problems SQLite found.
+    /// SQLite: `PRAGMA integrity_check`: `ok`, or the problems SQLite found. PostgreSQL
+    /// checks its own pages (checksums, `amcheck`): there, a successful round trip and a
+    /// current schema version answer `ok`.
     pub fn integrity_check(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        match self.backend() {
+            Backend::Sqlite => self
+                .conn
+                .query_rows("PRAGMA integrity_check", &[], |r| r.get::<String>(0)),
+            Backend::Postgres => {
+                self.ping()?;
+                Ok(vec!["ok".into()])
+            }
+        }
     }
 
     /// How many approvals and denials this server has committed; read it before reading a
@@ -281,13 +453,32 @@ impl Store {
         self.shared.decisions.load(Ordering::SeqCst)
     }
 
+    /// Counts one more committed approval or denial (after its commit).
+    fn decided(&self) {
+        self.shared.decisions.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// A cheap round trip, for `/healthz`.
     pub fn ping(&self) -> Result<()> {
-        self.conn
-            .prepare_cached("SELECT 1")?
-            .query_row([], |_| Ok(()))?;
+        self.conn.query_row("SELECT 1", &[], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// What `backup` says on PostgreSQL.
+pub const PG_DUMP_ADVICE: &str = "backup copies a SQLite file; on PostgreSQL use the \
+     database's own tools: pg_dump (e.g. `pg_dump --format=custom --file devicegate.dump \
+     \"$URL\"`), or your provider's backups and point-in-time recovery";
+
+/// The advisory lock key every instance migrates under (any constant; "dg15").
+#[cfg(feature = "postgres")]
+const MIGRATION_LOCK: i64 = 0x6467_3135;
+
+fn newer_schema(version: i64) -> Error {
+    Error::Internal(format!(
+        "the database has schema version {version}, newer than this binary's \
+         {SCHEMA_VERSION}; upgrade devicegate"
+    ))
 }
 
 /// The busy wait starts at 100 µs and doubles up to 4 ms a step; about 5 s in all.
@@ -334,22 +525,57 @@ fn split_list(list: &str) -> Vec<String> {
     list.split_whitespace().map(str::to_string).collect()
 }
 
-/// `ALTER TABLE … ADD COLUMN` unless the column is there already (a step of `migrate`).
-fn add_column_if_missing(
-    tx: &rusqlite::Transaction<'_>,
-    table: &str,
-    column: &str,
-    declaration: &str,
-) -> Result<()> {
-    let present: bool = tx.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
-        [table, column],
-        |r| r.get(0),
-    )?;
-    if !present {
-        tx.execute_batch(&format!(
+/// `ALTER TABLE … ADD COLUMN` unless the column is there already (a step of SQLite's
+/// `migrate`).
+fn add_column_if_missing(tx: &Conn, table: &str, column: &str, declaration: &str) -> Result<()> {
+    let present: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            &[&table, &column],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0);
+    if present == 0 {
+        tx.batch(&format!(
             "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
         ))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_postgres_urls_are_urls() {
+        assert!(super::is_postgres_url("postgres://u@h/db"));
+        assert!(super::is_postgres_url("PostgreSQL://u@h/db"));
+        assert!(!super::is_postgres_url("/var/lib/devicegate/devicegate.db"));
+        assert!(!super::is_postgres_url("postgres.db"));
+    }
+
+    #[test]
+    fn a_described_url_never_shows_its_password() {
+        use std::path::Path;
+        for (url, shown) in [
+            (
+                "postgres://dg:s3cret@db:5432/dg",
+                "postgres://dg:***@db:5432/dg",
+            ),
+            ("postgres://dg@db/dg", "postgres://dg@db/dg"),
+            (
+                "postgresql://db/dg?user=dg&password=s3cret&sslmode=disable",
+                "postgresql://db/dg?user=dg&password=***&sslmode=disable",
+            ),
+            (
+                "postgres://dg:p%40ss@db/dg?password=x",
+                "postgres://dg:***@db/dg?password=***",
+            ),
+            (
+                "/var/lib/devicegate/devicegate.db",
+                "/var/lib/devicegate/devicegate.db",
+            ),
+        ] {
+            assert_eq!(super::describe(Path::new(url)), shown);
+        }
+    }
 }

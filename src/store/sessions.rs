@@ -1,7 +1,5 @@
 //! The `sessions` table: server-side browser sessions, keyed by the hash of the cookie value.
 
-use rusqlite::{params, OptionalExtension};
-
 use super::{Result, Store};
 
 #[derive(Debug, Clone)]
@@ -22,13 +20,13 @@ impl Store {
         csrf_token: &str,
         now: i64,
     ) -> Result<()> {
-        let _writing = self.shared.write_turn();
-        self.conn
-            .prepare_cached(
+        self.write(|db| {
+            db.execute(
                 "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) \
                  VALUES (?1, ?2, ?3, ?4, ?4)",
-            )?
-            .execute(params![id_hash, user_id, csrf_token, now])?;
+                &[&id_hash, &user_id, &csrf_token, &now],
+            )
+        })?;
         Ok(())
     }
 
@@ -40,14 +38,13 @@ impl Store {
         idle_cutoff: i64,
         absolute_cutoff: i64,
     ) -> Result<Option<SessionRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query_row(
             "SELECT s.id_hash, s.user_id, u.username, s.csrf_token, s.created_at, s.last_seen_at \
              FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
              WHERE s.id_hash = ?1 AND s.last_seen_at > ?2 AND s.created_at > ?3 \
              AND (s.user_id IS NULL OR u.disabled = 0)",
-        )?;
-        Ok(stmt
-            .query_row(params![id_hash, idle_cutoff, absolute_cutoff], |r| {
+            &[&id_hash, &idle_cutoff, &absolute_cutoff],
+            |r| {
                 Ok(SessionRow {
                     id_hash: r.get(0)?,
                     user_id: r.get(1)?,
@@ -56,32 +53,28 @@ impl Store {
                     created_at: r.get(4)?,
                     last_seen_at: r.get(5)?,
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
     pub fn touch_session(&self, id_hash: &str, now: i64) -> Result<()> {
-        let _writing = self.shared.write_turn();
-        self.conn
-            .prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
-            .execute(params![id_hash, now])?;
+        self.write(|db| {
+            db.execute(
+                "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
+                &[&id_hash, &now],
+            )
+        })?;
         Ok(())
     }
 
     pub fn delete_session(&self, id_hash: &str) -> Result<()> {
-        let _writing = self.shared.write_turn();
-        self.conn
-            .prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
-            .execute([id_hash])?;
+        self.write(|db| db.execute("DELETE FROM sessions WHERE id_hash = ?1", &[&id_hash]))?;
         Ok(())
     }
 
     /// Ends every session of a user (after a password change).
     pub fn delete_user_sessions(&self, user_id: i64) -> Result<usize> {
-        let _writing = self.shared.write_turn();
-        Ok(self
-            .conn
-            .execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
+        self.write(|db| db.execute("DELETE FROM sessions WHERE user_id = ?1", &[&user_id]))
     }
 
     /// Removes up to `limit` sessions idle since `idle_cutoff` or created before
@@ -92,13 +85,12 @@ impl Store {
         absolute_cutoff: i64,
         limit: u32,
     ) -> Result<usize> {
-        let _writing = self.shared.write_turn();
-        Ok(self
-            .conn
-            .prepare_cached(
+        self.write(|db| {
+            db.execute(
                 "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions \
                  WHERE last_seen_at <= ?1 OR created_at <= ?2 LIMIT ?3)",
-            )?
-            .execute(params![idle_cutoff, absolute_cutoff, limit])?)
+                &[&idle_cutoff, &absolute_cutoff, &limit],
+            )
+        })
     }
 }

@@ -1,8 +1,7 @@
 //! The `signing_keys` table: OpenID Connect signing keys (issue #14). Private keys are
 //! read only to sign; `SigningKeyRow`'s `Debug` leaves them out, and nothing here logs.
 
-use rusqlite::{params, Row};
-
+use super::db::Row;
 use super::{Result, Store};
 
 /// One signing key. `private_key` is secret: base64 of the DER (PKCS#1 for RSA, PKCS#8
@@ -43,9 +42,13 @@ pub struct NewSigningKey<'a> {
     pub public_jwk: &'a str,
 }
 
-const COLUMNS: &str = "kid, alg, private_key, public_jwk, created_at, retire_after";
+macro_rules! columns {
+    () => {
+        "kid, alg, private_key, public_jwk, created_at, retire_after"
+    };
+}
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<SigningKeyRow> {
+fn from_row(row: &Row<'_>) -> Result<SigningKeyRow> {
     Ok(SigningKeyRow {
         kid: row.get(0)?,
         alg: row.get(1)?,
@@ -59,72 +62,81 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SigningKeyRow> {
 impl Store {
     /// Adds a key (`key rotate`); `Error::Conflict` when the kid exists.
     pub fn create_signing_key(&self, key: &NewSigningKey<'_>, now: i64) -> Result<()> {
-        let _writing = self.shared.write_turn();
-        self.conn.execute(
-            "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![key.kid, key.alg, key.private_key, key.public_jwk, now],
-        )?;
+        self.write(|db| {
+            db.execute(
+                "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                &[&key.kid, &key.alg, &key.private_key, &key.public_jwk, &now],
+            )
+        })?;
         Ok(())
     }
 
     /// Adds the key unless a key of its `alg` exists (a first start; two processes racing
     /// on a new file leave one key per algorithm). True when it was added.
     pub fn create_first_signing_key(&self, key: &NewSigningKey<'_>, now: i64) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let added = self.conn.execute(
-            "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5 \
-             WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE alg = ?2)",
-            params![key.kid, key.alg, key.private_key, key.public_jwk, now],
-        )?;
+        // A transaction: on PostgreSQL, two instances' first starts must not both see "no
+        // key" (SERIALIZABLE makes one of them retry and then see the other's).
+        let added = self.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) \
+                 SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), \
+                 CAST(?4 AS TEXT), CAST(?5 AS BIGINT) \
+                 WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE alg = ?2)",
+                &[&key.kid, &key.alg, &key.private_key, &key.public_jwk, &now],
+            )
+        })?;
         Ok(added == 1)
     }
 
     /// Which algorithms have at least one key.
     pub fn signing_key_algs(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT DISTINCT alg FROM signing_keys ORDER BY alg")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn.query_rows(
+            "SELECT DISTINCT alg FROM signing_keys ORDER BY alg",
+            &[],
+            |r| r.get(0),
+        )
     }
 
     /// Every key, oldest first (ties by kid).
     pub fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM signing_keys ORDER BY created_at, kid"
-        ))?;
-        let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn.query_rows(
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM signing_keys ORDER BY created_at, kid"
+            ),
+            &[],
+            from_row,
+        )
     }
 
     /// Records when a superseded key's last token expires, once (an existing value stays).
     pub fn set_signing_key_retire_after(&self, kid: &str, at: i64) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let changed = self.conn.execute(
-            "UPDATE signing_keys SET retire_after = ?2 WHERE kid = ?1 AND retire_after IS NULL",
-            params![kid, at],
-        )?;
+        let changed = self.write(|db| {
+            db.execute(
+                "UPDATE signing_keys SET retire_after = ?2 WHERE kid = ?1 AND retire_after IS NULL",
+                &[&kid, &at],
+            )
+        })?;
         Ok(changed == 1)
     }
 
     /// Forgets a key's retirement time (it signs again); true when there was one.
     pub fn clear_signing_key_retire_after(&self, kid: &str) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let changed = self.conn.execute(
-            "UPDATE signing_keys SET retire_after = NULL WHERE kid = ?1 AND retire_after IS NOT NULL",
-            params![kid],
-        )?;
+        let changed = self.write(|db| {
+            db.execute(
+                "UPDATE signing_keys SET retire_after = NULL WHERE kid = ?1 AND retire_after IS NOT NULL",
+                &[&kid],
+            )
+        })?;
         Ok(changed == 1)
     }
 
     /// Deletes a key with its private half (retirement); false when there is no such kid.
     pub fn delete_signing_key(&self, kid: &str) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let changed = self
-            .conn
-            .execute("DELETE FROM signing_keys WHERE kid = ?1", [kid])?;
+        let changed =
+            self.write(|db| db.execute("DELETE FROM signing_keys WHERE kid = ?1", &[&kid]))?;
         Ok(changed == 1)
     }
 }

@@ -1,8 +1,7 @@
 //! The `users` table: people who sign in to approve devices.
 
-use rusqlite::{params, OptionalExtension, Row};
-
-use super::{Result, Store};
+use super::db::Row;
+use super::{Error, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -19,17 +18,21 @@ pub struct User {
     pub email_verified: bool,
 }
 
-const COLUMNS: &str = "id, username, password_hash, disabled, created_at, subject, \
-                       display_name, email, email_verified";
+macro_rules! columns {
+    () => {
+        "id, username, password_hash, disabled, created_at, subject, \
+         display_name, email, email_verified"
+    };
+}
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+fn from_row(row: &Row<'_>) -> Result<User> {
     Ok(User {
         id: row.get(0)?,
         username: row.get(1)?,
         password_hash: row.get(2)?,
         disabled: row.get(3)?,
         created_at: row.get(4)?,
-        subject: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        subject: row.get::<Option<String>>(5)?.unwrap_or_default(),
         display_name: row.get(6)?,
         email: row.get(7)?,
         email_verified: row.get(8)?,
@@ -79,21 +82,23 @@ impl Store {
         profile: &UserProfile<'_>,
         now: i64,
     ) -> Result<i64> {
-        let _writing = self.shared.write_turn();
-        self.conn.execute(
-            "INSERT INTO users (username, password_hash, created_at, subject, display_name, \
-             email, email_verified) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                username,
-                password_hash,
-                now,
-                new_subject(),
-                profile.display_name,
-                profile.email,
-                profile.email_verified
-            ],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        self.write(|db| {
+            db.query_row(
+                "INSERT INTO users (username, password_hash, created_at, subject, display_name, \
+                 email, email_verified) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                &[
+                    &username,
+                    &password_hash,
+                    &now,
+                    &new_subject(),
+                    &profile.display_name,
+                    &profile.email,
+                    &profile.email_verified,
+                ],
+                |r| r.get(0),
+            )?
+            .ok_or_else(|| Error::Internal("INSERT … RETURNING gave no id".into()))
+        })
     }
 
     /// Changes the profile fields given and leaves the rest, in one `UPDATE`; `false` when
@@ -103,79 +108,84 @@ impl Store {
         username: &str,
         changes: &ProfileChanges<'_>,
     ) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let changed = self.conn.execute(
-            "UPDATE users SET \
-             display_name = CASE WHEN ?2 THEN ?3 ELSE display_name END, \
-             email = CASE WHEN ?4 THEN ?5 ELSE email END, \
-             email_verified = CASE WHEN ?4 AND ?5 IS NULL THEN 0 \
-                                   WHEN ?6 IS NOT NULL THEN ?6 ELSE email_verified END \
-             WHERE username = ?1",
-            params![
-                username,
-                changes.display_name.is_some(),
-                changes.display_name.flatten(),
-                changes.email.is_some(),
-                changes.email.flatten(),
-                changes.email_verified,
-            ],
-        )?;
+        let changed = self.write(|db| {
+            db.execute(
+                "UPDATE users SET \
+                 display_name = CASE WHEN ?2 = 1 THEN ?3 ELSE display_name END, \
+                 email = CASE WHEN ?4 = 1 THEN ?5 ELSE email END, \
+                 email_verified = CASE WHEN ?4 = 1 AND CAST(?5 AS TEXT) IS NULL THEN 0 \
+                                       WHEN CAST(?6 AS BIGINT) IS NOT NULL THEN ?6 \
+                                       ELSE email_verified END \
+                 WHERE username = ?1",
+                &[
+                    &username,
+                    &changes.display_name.is_some(),
+                    &changes.display_name.flatten(),
+                    &changes.email.is_some(),
+                    &changes.email.flatten(),
+                    &changes.email_verified,
+                ],
+            )
+        })?;
         Ok(changed == 1)
     }
 
     pub fn find_user_by_name(&self, username: &str) -> Result<Option<User>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"))?;
-        Ok(stmt.query_row([username], from_row).optional()?)
+        self.conn.query_row(
+            concat!("SELECT ", columns!(), " FROM users WHERE username = ?1"),
+            &[&username],
+            from_row,
+        )
     }
 
     pub fn find_user(&self, id: i64) -> Result<Option<User>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?;
-        Ok(stmt.query_row([id], from_row).optional()?)
+        self.conn.query_row(
+            concat!("SELECT ", columns!(), " FROM users WHERE id = ?1"),
+            &[&id],
+            from_row,
+        )
     }
 
     pub fn list_users(&self) -> Result<Vec<User>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))?;
-        let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.conn.query_rows(
+            concat!("SELECT ", columns!(), " FROM users ORDER BY username"),
+            &[],
+            from_row,
+        )
     }
 
     pub fn set_user_password(&self, username: &str, password_hash: &str) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let changed = self.conn.execute(
-            "UPDATE users SET password_hash = ?2 WHERE username = ?1",
-            params![username, password_hash],
-        )?;
+        let changed = self.write(|db| {
+            db.execute(
+                "UPDATE users SET password_hash = ?2 WHERE username = ?1",
+                &[&username, &password_hash],
+            )
+        })?;
         Ok(changed == 1)
     }
 
     /// Enables or disables a user; `false` when there is no such user.
     pub fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let changed = self.conn.execute(
-            "UPDATE users SET disabled = ?2 WHERE username = ?1",
-            params![username, disabled],
-        )?;
+        let changed = self.write(|db| {
+            db.execute(
+                "UPDATE users SET disabled = ?2 WHERE username = ?1",
+                &[&username, &disabled],
+            )
+        })?;
         Ok(changed == 1)
     }
 
     /// Removes a user; their sessions, grants and tokens go with them (ON DELETE CASCADE).
     pub fn delete_user(&self, username: &str) -> Result<bool> {
-        let _writing = self.shared.write_turn();
-        let changed = self
-            .conn
-            .execute("DELETE FROM users WHERE username = ?1", [username])?;
+        let changed =
+            self.write(|db| db.execute("DELETE FROM users WHERE username = ?1", &[&username]))?;
         Ok(changed == 1)
     }
 
     pub fn count_users(&self) -> Result<i64> {
         Ok(self
             .conn
-            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+            .query_row("SELECT COUNT(*) FROM users", &[], |r| r.get(0))?
+            .unwrap_or(0))
     }
 }

@@ -1,0 +1,681 @@
+//! One small SQL API over the two backends (issue #15): SQLite through `rusqlite`, and,
+//! with the `postgres` feature, PostgreSQL through the synchronous `postgres` crate.
+//!
+//! The store's modules write their SQL once, in the dialect both accept (`?1`-style
+//! parameters, `RETURNING`, `ON CONFLICT`, `COALESCE`, integer Unix seconds, TEXT), bind
+//! only `Value`s (integers, text, NULL) and read only `Cell`s. Where the dialects differ
+//! (schema, migrations, `VACUUM INTO`) the store asks `Conn::backend`.
+//!
+//! Writes go through `Store::write` (one statement) or `Store::transaction` (several): the
+//! one write-guard of the store (see `mod.rs`). Transactions on PostgreSQL run
+//! `SERIALIZABLE`, so they mean what SQLite's single writer means (of two racing exchanges
+//! of one refresh token, one sees the other's effects), and are retried from the start
+//! when PostgreSQL reports a serialization failure or deadlock.
+
+use super::{Error, Result};
+
+/// Which database a `Conn` talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+/// A parameter as bound: every column is an integer or text (schema.sql's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
+
+/// What may be bound to a `?N`: integers (booleans as 0/1), text, and `Option`s of them.
+pub trait Param {
+    fn value(&self) -> Value<'_>;
+}
+
+impl Param for i64 {
+    fn value(&self) -> Value<'_> {
+        Value::Int(*self)
+    }
+}
+
+impl Param for u32 {
+    fn value(&self) -> Value<'_> {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl Param for u64 {
+    /// Values past `i64::MAX` (never stored: lifetimes and intervals are bounded by
+    /// configuration) saturate.
+    fn value(&self) -> Value<'_> {
+        Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+    }
+}
+
+impl Param for bool {
+    fn value(&self) -> Value<'_> {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl Param for str {
+    fn value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+
+impl Param for String {
+    fn value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+
+impl<T: Param + ?Sized> Param for &T {
+    fn value(&self) -> Value<'_> {
+        (**self).value()
+    }
+}
+
+impl<T: Param> Param for Option<T> {
+    fn value(&self) -> Value<'_> {
+        match self {
+            Some(v) => v.value(),
+            None => Value::Null,
+        }
+    }
+}
+
+impl Param for Value<'_> {
+    fn value(&self) -> Value<'_> {
+        *self
+    }
+}
+
+/// One column of a result row, as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
+
+/// A `Value` that owns its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedValue {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl Param for OwnedValue {
+    fn value(&self) -> Value<'_> {
+        match self {
+            OwnedValue::Null => Value::Null,
+            OwnedValue::Int(i) => Value::Int(*i),
+            OwnedValue::Text(s) => Value::Text(s),
+        }
+    }
+}
+
+/// A Rust type a `Cell` can be read as.
+pub trait Column: Sized {
+    fn from_cell(cell: Cell<'_>) -> std::result::Result<Self, String>;
+}
+
+impl Column for i64 {
+    fn from_cell(cell: Cell<'_>) -> std::result::Result<Self, String> {
+        match cell {
+            Cell::Int(i) => Ok(i),
+            other => Err(format!("expected an integer, found {other:?}")),
+        }
+    }
+}
+
+impl Column for u64 {
+    fn from_cell(cell: Cell<'_>) -> std::result::Result<Self, String> {
+        let i = i64::from_cell(cell)?;
+        u64::try_from(i).map_err(|_| format!("expected a non-negative integer, found {i}"))
+    }
+}
+
+impl Column for u32 {
+    fn from_cell(cell: Cell<'_>) -> std::result::Result<Self, String> {
+        let i = i64::from_cell(cell)?;
+        u32::try_from(i).map_err(|_| format!("expected a 32-bit count, found {i}"))
+    }
+}
+
+impl Column for bool {
+    fn from_cell(cell: Cell<'_>) -> std::result::Result<Self, String> {
+        Ok(i64::from_cell(cell)? != 0)
+    }
+}
+
+impl Column for String {
+    fn from_cell(cell: Cell<'_>) -> std::result::Result<Self, String> {
+        match cell {
+            Cell::Text(s) => Ok(s.to_string()),
+            other => Err(format!("expected text, found {other:?}")),
+        }
+    }
+}
+
+impl<T: Column> Column for Option<T> {
+    fn from_cell(cell: Cell<'_>) -> std::result::Result<Self, String> {
+        match cell {
+            Cell::Null => Ok(None),
+            other => T::from_cell(other).map(Some),
+        }
+    }
+}
+
+/// A result row of either backend.
+pub enum Row<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    #[cfg(feature = "postgres")]
+    Postgres(&'a postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `idx` (0-based) as a `T`; a type mismatch is an `Error::Internal` naming it.
+    pub fn get<T: Column>(&self, idx: usize) -> Result<T> {
+        let read = |cell: Cell<'_>| {
+            T::from_cell(cell).map_err(|e| Error::Internal(format!("column {idx}: {e}")))
+        };
+        match self {
+            Row::Sqlite(row) => {
+                use rusqlite::types::ValueRef;
+                let cell = match row.get_ref(idx)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(i) => Cell::Int(i),
+                    ValueRef::Text(bytes) => {
+                        Cell::Text(std::str::from_utf8(bytes).map_err(|_| {
+                            Error::Internal(format!("column {idx}: text is not UTF-8"))
+                        })?)
+                    }
+                    ValueRef::Real(_) | ValueRef::Blob(_) => {
+                        return Err(Error::Internal(format!(
+                            "column {idx}: a real or blob, never stored"
+                        )))
+                    }
+                };
+                read(cell)
+            }
+            #[cfg(feature = "postgres")]
+            Row::Postgres(row) => pg::cell(row, idx).and_then(read),
+        }
+    }
+
+    /// Column `idx` as an owned value, whatever its type (for `migrate`).
+    pub fn owned(&self, idx: usize) -> Result<OwnedValue> {
+        struct Any(OwnedValue);
+        impl Column for Any {
+            fn from_cell(cell: Cell<'_>) -> std::result::Result<Self, String> {
+                Ok(Any(match cell {
+                    Cell::Null => OwnedValue::Null,
+                    Cell::Int(i) => OwnedValue::Int(i),
+                    Cell::Text(s) => OwnedValue::Text(s.to_string()),
+                }))
+            }
+        }
+        Ok(self.get::<Any>(idx)?.0)
+    }
+}
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+/// A connection to either backend. Not `Sync`: each worker owns one.
+pub enum Conn {
+    Sqlite(rusqlite::Connection),
+    #[cfg(feature = "postgres")]
+    Postgres(Box<pg::Pg>),
+}
+
+impl Conn {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Conn::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Runs one statement; how many rows it changed.
+    pub fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize> {
+        match self {
+            Conn::Sqlite(conn) => Ok(conn
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(params.iter().map(|p| p.value())))?),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(pg) => pg.execute(sql, params),
+        }
+    }
+
+    /// The first row of a query, read by `read`; `None` when there is none.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        read: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows =
+                    stmt.query(rusqlite::params_from_iter(params.iter().map(|p| p.value())))?;
+                match rows.next()? {
+                    Some(row) => read(&Row::Sqlite(row)).map(Some),
+                    None => Ok(None),
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(pg) => pg.query_row(sql, params, read),
+        }
+    }
+
+    /// Every row of a query, each read by `read`.
+    pub fn query_rows<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut read: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        match self {
+            Conn::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows =
+                    stmt.query(rusqlite::params_from_iter(params.iter().map(|p| p.value())))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(read(&Row::Sqlite(row))?);
+                }
+                Ok(out)
+            }
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(pg) => pg.query_rows(sql, params, read),
+        }
+    }
+
+    /// Runs statements without parameters (schema, migrations, `BEGIN`).
+    pub fn batch(&self, sql: &str) -> Result<()> {
+        match self {
+            Conn::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(pg) => pg.batch(sql),
+        }
+    }
+
+    /// Runs `body` in one transaction: committed when it returns `Ok`, rolled back when it
+    /// returns `Err`. SQLite: `BEGIN IMMEDIATE` (the caller holds the write turn).
+    /// PostgreSQL: `SERIALIZABLE`, run again from the start (up to `RETRIES` times, after a
+    /// short random pause) when PostgreSQL reports a serialization failure or deadlock, so
+    /// `body` must do nothing but SQL that it cannot undo.
+    #[allow(unused_mut)] // mutated only with the `postgres` feature
+    pub fn transaction<T>(&self, mut body: impl FnMut(&Conn) -> Result<T>) -> Result<T> {
+        match self {
+            Conn::Sqlite(_) => self.transaction_with("BEGIN IMMEDIATE", body),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(pg) => {
+                let mut attempt = 0;
+                loop {
+                    let outcome =
+                        self.transaction_once("BEGIN ISOLATION LEVEL SERIALIZABLE", &mut body);
+                    if !pg.take_retryable() || attempt >= pg::RETRIES {
+                        return outcome;
+                    }
+                    attempt += 1;
+                    pg::pause_before_retry(attempt);
+                }
+            }
+        }
+    }
+
+    /// One attempt at a transaction opened by `begin` (e.g. plain `BEGIN`: PostgreSQL's
+    /// READ COMMITTED, which migrations need so that a statement after a lock sees what
+    /// the lock's previous holder committed).
+    pub fn transaction_with<T>(
+        &self,
+        begin: &str,
+        mut body: impl FnMut(&Conn) -> Result<T>,
+    ) -> Result<T> {
+        self.transaction_once(begin, &mut body)
+    }
+
+    fn transaction_once<T>(
+        &self,
+        begin: &str,
+        body: &mut impl FnMut(&Conn) -> Result<T>,
+    ) -> Result<T> {
+        self.batch(begin)?;
+        match body(self).and_then(|value| self.batch("COMMIT").map(|()| value)) {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                // Nothing to roll back when COMMIT itself failed and ended the transaction;
+                // a failed ROLLBACK on a broken connection changes nothing for the caller.
+                let _ = self.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub mod pg {
+    //! The PostgreSQL side: URL → connection, `?N` → `$N`, statement cache, error mapping.
+
+    use std::cell::{Cell as StdCell, RefCell};
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use postgres::types::{IsNull, ToSql, Type};
+    use postgres::{Client, NoTls, Statement};
+
+    use super::{Cell, Param, Row, Value};
+    use crate::store::{Error, Result};
+
+    /// A transaction that keeps colliding is retried this many times, then the caller gets
+    /// `Error::Unavailable` (a 503).
+    pub const RETRIES: u32 = 8;
+
+    /// One connection with its prepared statements, reconnected when it was lost (the
+    /// server restarted, the network dropped it): the next use connects again.
+    pub struct Pg {
+        config: postgres::Config,
+        client: RefCell<Option<Client>>,
+        statements: RefCell<HashMap<String, Statement>>,
+        /// The last error was a serialization failure or deadlock (SQLSTATE 40001/40P01).
+        retryable: StdCell<bool>,
+    }
+
+    impl Pg {
+        /// Parses `url` and connects. The password comes from the URL, else `PGPASSWORD`,
+        /// else the file named by `DEVICEGATE_DB_PASSWORD_FILE` (trimmed). TLS is not built
+        /// in: `sslmode=require` is refused with an error saying so.
+        pub fn connect(url: &str) -> Result<Pg> {
+            let config = parse(url)?;
+            let pg = Pg {
+                config,
+                client: RefCell::new(None),
+                statements: RefCell::default(),
+                retryable: StdCell::new(false),
+            };
+            pg.with_client(|_| Ok(()))?;
+            Ok(pg)
+        }
+
+        pub fn take_retryable(&self) -> bool {
+            self.retryable.replace(false)
+        }
+
+        fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+            let mut slot = self.client.borrow_mut();
+            if slot.as_ref().is_none_or(Client::is_closed) {
+                self.statements.borrow_mut().clear();
+                let client = self.config.connect(NoTls).map_err(|e| self.error(e))?;
+                *slot = Some(client);
+            }
+            let client = slot
+                .as_mut()
+                .ok_or_else(|| Error::Internal("no PostgreSQL connection".into()))?;
+            f(client)
+        }
+
+        fn statement(&self, client: &mut Client, sql: &str) -> Result<Statement> {
+            if let Some(stmt) = self.statements.borrow().get(sql) {
+                return Ok(stmt.clone());
+            }
+            let stmt = client
+                .prepare(&dollar_params(sql))
+                .map_err(|e| self.error(e))?;
+            let mut cache = self.statements.borrow_mut();
+            // Our statements are a fixed set; a bound keeps a bug from growing it.
+            if cache.len() >= 256 {
+                cache.clear();
+            }
+            cache.insert(sql.to_string(), stmt.clone());
+            Ok(stmt)
+        }
+
+        pub fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize> {
+            let values: Vec<Value<'_>> = params.iter().map(|p| p.value()).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            self.with_client(|client| {
+                let stmt = self.statement(client, sql)?;
+                let n = client.execute(&stmt, &refs).map_err(|e| self.error(e))?;
+                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            })
+        }
+
+        fn query(&self, sql: &str, params: &[&dyn Param]) -> Result<Vec<postgres::Row>> {
+            let values: Vec<Value<'_>> = params.iter().map(|p| p.value()).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            self.with_client(|client| {
+                let stmt = self.statement(client, sql)?;
+                client.query(&stmt, &refs).map_err(|e| self.error(e))
+            })
+        }
+
+        pub fn query_row<T>(
+            &self,
+            sql: &str,
+            params: &[&dyn Param],
+            read: impl FnOnce(&Row<'_>) -> Result<T>,
+        ) -> Result<Option<T>> {
+            match self.query(sql, params)?.first() {
+                Some(row) => read(&Row::Postgres(row)).map(Some),
+                None => Ok(None),
+            }
+        }
+
+        pub fn query_rows<T>(
+            &self,
+            sql: &str,
+            params: &[&dyn Param],
+            mut read: impl FnMut(&Row<'_>) -> Result<T>,
+        ) -> Result<Vec<T>> {
+            self.query(sql, params)?
+                .iter()
+                .map(|row| read(&Row::Postgres(row)))
+                .collect()
+        }
+
+        pub fn batch(&self, sql: &str) -> Result<()> {
+            self.with_client(|client| client.batch_execute(sql).map_err(|e| self.error(e)))
+        }
+
+        /// Maps a client error to the store's, noting whether a retry may succeed.
+        fn error(&self, e: postgres::Error) -> Error {
+            use postgres::error::SqlState;
+            let Some(code) = e.code() else {
+                // No SQLSTATE: the connection failed or was closed.
+                return Error::Unavailable(format!("PostgreSQL: {e}"));
+            };
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+            {
+                self.retryable.set(true);
+                return Error::Unavailable(format!("PostgreSQL: {e} (retried)"));
+            }
+            let class = &code.code()[..2];
+            let detail = e
+                .as_db_error()
+                .map(|db| db.message().to_string())
+                .unwrap_or_else(|| e.to_string());
+            match class {
+                // Integrity constraint violations: unique, foreign key, check, not null.
+                "23" => Error::Conflict(detail),
+                // Connection exceptions, insufficient resources, operator intervention
+                // (shutdown), a read-only standby (25006), lock timeouts (55P03).
+                "08" | "53" | "57" | "58" => Error::Unavailable(detail),
+                _ if *code == SqlState::READ_ONLY_SQL_TRANSACTION
+                    || *code == SqlState::LOCK_NOT_AVAILABLE =>
+                {
+                    Error::Unavailable(detail)
+                }
+                _ => Error::Internal(format!("PostgreSQL: {detail} ({})", code.code())),
+            }
+        }
+    }
+
+    fn parse(url: &str) -> Result<postgres::Config> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Unavailable(format!("the PostgreSQL URL is not valid: {e}")))?;
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(Error::Unavailable(
+                "sslmode=require: this build of devicegate speaks PostgreSQL without TLS; \
+                 connect over a Unix socket, a private network, or a TLS tunnel"
+                    .into(),
+            ));
+        }
+        if config.get_password().is_none() {
+            if let Some(password) = password_from_environment()? {
+                config.password(password);
+            }
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_options().is_none() {
+            // The schema's `IF NOT EXISTS` notices are no news for the log.
+            config.options("-c client_min_messages=warning");
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("devicegate");
+        }
+        Ok(config)
+    }
+
+    fn password_from_environment() -> Result<Option<String>> {
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            return Ok(Some(password));
+        }
+        let Some(file) = std::env::var_os("DEVICEGATE_DB_PASSWORD_FILE") else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            Error::Unavailable(format!(
+                "DEVICEGATE_DB_PASSWORD_FILE ({}): {e}",
+                std::path::Path::new(&file).display()
+            ))
+        })?;
+        Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+    }
+
+    /// `?1` → `$1`: the store writes SQLite's numbered parameters; PostgreSQL numbers its
+    /// own with `$`. Our SQL has no `?` inside string literals.
+    pub fn dollar_params(sql: &str) -> String {
+        let mut out = String::with_capacity(sql.len());
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+                out.push('$');
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// A random pause, longer with each attempt (up to ~50 ms), so two colliding
+    /// transactions do not collide again in lockstep.
+    pub fn pause_before_retry(attempt: u32) {
+        let ceiling = 1u64 << attempt.min(5);
+        let micros = rand::random_range(0..ceiling * 1_500);
+        std::thread::sleep(Duration::from_micros(micros));
+    }
+
+    /// Column `idx` of a PostgreSQL row as a `Cell`, by the column's type.
+    pub fn cell(row: &postgres::Row, idx: usize) -> Result<Cell<'_>> {
+        let ty = row
+            .columns()
+            .get(idx)
+            .ok_or_else(|| Error::Internal(format!("column {idx}: no such column")))?
+            .type_()
+            .clone();
+        let bad = |e: postgres::Error| Error::Internal(format!("column {idx}: {e}"));
+        let int = |v: Option<i64>| v.map_or(Cell::Null, Cell::Int);
+        Ok(match ty {
+            Type::INT8 => int(row.try_get::<_, Option<i64>>(idx).map_err(bad)?),
+            Type::INT4 => int(row
+                .try_get::<_, Option<i32>>(idx)
+                .map_err(bad)?
+                .map(i64::from)),
+            Type::INT2 => int(row
+                .try_get::<_, Option<i16>>(idx)
+                .map_err(bad)?
+                .map(i64::from)),
+            Type::BOOL => int(row
+                .try_get::<_, Option<bool>>(idx)
+                .map_err(bad)?
+                .map(i64::from)),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => row
+                .try_get::<_, Option<&str>>(idx)
+                .map_err(bad)?
+                .map_or(Cell::Null, Cell::Text),
+            other => {
+                return Err(Error::Internal(format!(
+                    "column {idx}: type {other} is never read"
+                )))
+            }
+        })
+    }
+
+    impl ToSql for Value<'_> {
+        fn to_sql(
+            &self,
+            ty: &Type,
+            out: &mut postgres::types::private::BytesMut,
+        ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            match (self, ty) {
+                (Value::Null, _) => Ok(IsNull::Yes),
+                (Value::Int(i), &Type::INT8) => i.to_sql(ty, out),
+                (Value::Int(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
+                (Value::Int(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
+                (Value::Int(i), &Type::BOOL) => (*i != 0).to_sql(ty, out),
+                (Value::Text(s), _) if <&str as ToSql>::accepts(ty) => s.to_sql(ty, out),
+                (value, ty) => Err(format!("cannot bind {value:?} to a {ty} parameter").into()),
+            }
+        }
+
+        fn accepts(ty: &Type) -> bool {
+            matches!(*ty, Type::INT8 | Type::INT4 | Type::INT2 | Type::BOOL)
+                || <&str as ToSql>::accepts(ty)
+        }
+
+        postgres::types::to_sql_checked!();
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn numbered_parameters_become_dollars() {
+            assert_eq!(
+                super::dollar_params("SELECT a FROM t WHERE b = ?1 AND c = ?12 OR d ?"),
+                "SELECT a FROM t WHERE b = $1 AND c = $12 OR d ?"
+            );
+        }
+    }
+}
