@@ -338,9 +338,13 @@ impl Conn {
             Conn::Postgres(pg) => {
                 let mut attempt = 0;
                 loop {
+                    // Only this attempt's own collision counts (an earlier statement outside
+                    // any transaction may have left the mark).
+                    pg.take_retryable();
                     let outcome =
                         self.transaction_once("BEGIN ISOLATION LEVEL SERIALIZABLE", &mut body);
-                    if !pg.take_retryable() || attempt >= pg::RETRIES {
+                    // A committed transaction is never run again.
+                    if outcome.is_ok() || !pg.take_retryable() || attempt >= pg::RETRIES {
                         return outcome;
                     }
                     attempt += 1;
