@@ -320,7 +320,7 @@ fn concurrent_refreshes_inside_the_default_grace_give_a_bounded_number_of_pairs_
 #[test]
 fn a_waiting_login_outlives_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
+    let db = crate::support::test_database(dir.path());
     let listen = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{listen}");
     let serve_args = ["--poll-interval", "1", "--shutdown-grace", "0"];
@@ -446,12 +446,9 @@ fn login_shows_the_url_and_code_below_the_qr_and_names_itself_to_the_server() {
     let printed = login.printed.clone();
     let code = login.user_code.clone();
     // The device's User-Agent, as the server stored it for the consent page.
-    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
-    let agent: String = conn
-        .query_row("SELECT device_user_agent FROM device_codes", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let agent = app
+        .db()
+        .query_string("SELECT device_user_agent FROM device_codes");
     login.stop();
     assert_eq!(
         agent,

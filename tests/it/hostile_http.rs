@@ -448,8 +448,9 @@ fn trickled_bodies_get_408_and_never_hold_a_worker() {
 #[test]
 fn shutdown_is_not_held_up_by_trickling_clients() {
     let dir = tempfile::tempdir().unwrap();
+    let db = crate::support::test_database(dir.path());
     let config = devicegate::Config {
-        db_path: dir.path().join("d.db"),
+        db_path: db.to_path_buf(),
         listen: "127.0.0.1:0".into(),
         workers: 2,
         log_level: "off".into(),
@@ -729,9 +730,10 @@ impl Drop for KillOnDrop {
 #[test]
 fn refusals_are_logged() {
     let dir = tempfile::tempdir().unwrap();
+    let db = crate::support::test_database(dir.path());
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let mut server = KillOnDrop(crate::support::serve_binary(
-        &dir.path().join("d.db"),
+        &db,
         &listen,
         // Room for the start-up health check, the two refusals below and one more, even if
         // the server has not yet seen any of them closed; a short head deadline for the 408.

@@ -1,5 +1,6 @@
 //! One integration-test binary: every test starts the real server on 127.0.0.1:0 with a
-//! temporary SQLite file (`TestApp`) and talks HTTP to it.
+//! temporary SQLite file (`TestApp`) and talks HTTP to it. With `DEVICEGATE_TEST_DATABASE`
+//! (and `--features postgres`) each server gets a fresh PostgreSQL database instead.
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
 mod admin;

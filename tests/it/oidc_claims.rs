@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use crate::cli::run;
 use crate::support::{
-    assert_no_store, assert_oauth_error, new_database, Browser, TestApp, TestResponse,
+    assert_no_store, assert_oauth_error, new_database, sql_text, Browser, TestApp, TestDb,
+    TestResponse,
 };
 use devicegate::store::{NewClient, Store, UserProfile};
 
@@ -305,12 +306,8 @@ fn sub_is_opaque_and_stays_the_same_across_a_rename_and_a_refresh() {
     );
 
     // There is no `user rename` command; rename the row as an operator's SQL would.
-    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
-    conn.execute(
-        "UPDATE users SET username = 'alice.l' WHERE username = 'alice'",
-        [],
-    )
-    .unwrap();
+    app.db()
+        .execute("UPDATE users SET username = 'alice.l' WHERE username = 'alice'");
     let after = app.userinfo(&s(&tokens, "access_token")).json();
     assert_eq!(after["sub"], sub.as_str());
     assert_eq!(after["preferred_username"], "alice.l");
@@ -708,13 +705,10 @@ fn guest_allows_the_four_oidc_scopes_on_a_fresh_and_an_upgraded_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = new_database(dir.path());
     let set = |scopes: &str| {
-        rusqlite::Connection::open(&db)
-            .unwrap()
-            .execute(
-                "UPDATE clients SET scopes = ?1 WHERE client_id = 'guest'",
-                [scopes],
-            )
-            .unwrap();
+        TestDb::open(&db).execute(&format!(
+            "UPDATE clients SET scopes = {} WHERE client_id = 'guest'",
+            sql_text(scopes)
+        ));
     };
     let (code, _, _) = run(&db, &["client", "list"], None);
     assert_eq!(code, 0);

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::cli::run;
 use crate::support::{
-    assert_no_store, assert_oauth_error, oauth2_http, serve_binary, shared_signing_keys, Browser,
-    TestApp, DEVICE_GRANT,
+    assert_no_store, assert_oauth_error, oauth2_http, serve_binary, shared_signing_keys, sql_text,
+    test_database, Browser, TestApp, TestDb, DEVICE_GRANT,
 };
 
 const CLIENT: &str = "kubelogin";
@@ -312,14 +312,10 @@ fn a_jwt_access_token_follows_rfc_9068_and_introspection_userinfo_and_revocation
     // Only the jti's hash is stored, never the token, marked apart from opaque tokens.
     let jti = claims["jti"].as_str().unwrap();
     let stored = format!("jwt:{}", devicegate::secrets::hash_secret(jti));
-    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
-    let found: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM access_tokens WHERE token_hash = ?1",
-            [&stored],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let found = app.db().query_i64(&format!(
+        "SELECT COUNT(*) FROM access_tokens WHERE token_hash = {}",
+        sql_text(&stored)
+    ));
     assert_eq!(found, 1);
 
     // Found in review: the bare jti looks like an opaque token; it is none.
@@ -613,14 +609,9 @@ fn key_commands_rotate_and_force_retire_and_never_print_a_private_key() {
     );
 
     // No output above, and no `key list`, carries a private key.
-    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
-    let secrets: Vec<String> = conn
-        .prepare("SELECT private_key FROM signing_keys")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let secrets = app
+        .db()
+        .query_strings("SELECT private_key FROM signing_keys");
     assert_eq!(secrets.len(), 2);
     let (_, list, list_err) = run(&app.db_path, &["key", "list", "--json"], None);
     let (_, shown, _) = run(&app.db_path, &["client", "show", CLIENT, "--json"], None);
@@ -634,6 +625,10 @@ fn key_commands_rotate_and_force_retire_and_never_print_a_private_key() {
 
 #[test]
 fn a_backup_carries_the_signing_keys_so_a_restore_keeps_verifying() {
+    // `backup` writes a SQLite file; on PostgreSQL it points to pg_dump instead.
+    if crate::support::on_postgres() {
+        return;
+    }
     let app = TestApp::spawn();
     oidc_client(&app, CLIENT, "RS256", "opaque", None);
     let body = login(&app, CLIENT, "openid", "lena");
@@ -666,7 +661,7 @@ fn jwks_text(app: &TestApp) -> String {
 #[test]
 fn the_server_log_never_shows_a_private_key() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
+    let db = test_database(dir.path());
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let child = serve_binary(&db, &listen, &["--log-level", "debug"], Stdio::piped());
     let base = format!("http://{listen}");
@@ -720,14 +715,7 @@ fn the_server_log_never_shows_a_private_key() {
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("first start: made signing key"), "{log}");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let secrets: Vec<String> = conn
-        .prepare("SELECT private_key FROM signing_keys")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let secrets = TestDb::open(&db).query_strings("SELECT private_key FROM signing_keys");
     assert_eq!(secrets.len(), 2);
     for secret in secrets {
         assert!(!log.contains(&secret[..40]), "a private key in the log");
@@ -742,14 +730,11 @@ fn a_damaged_key_is_left_out_and_only_an_algorithm_without_keys_fails() {
     let app = TestApp::spawn();
     oidc_client(&app, CLIENT, "RS256", "opaque", None);
     let fine = login(&app, CLIENT, "openid read", "kate");
-    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
     // A key the server has not loaded yet (as from a damaged file or a bad restore).
-    conn.execute(
+    app.db().execute(
         "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) \
          VALUES ('damaged', 'RS256', 'AAAA', '{', 0)",
-        [],
-    )
-    .unwrap();
+    );
     wait_for_key_cache();
     let resp = app.get("/oauth/jwks");
     assert_eq!(resp.status, 200, "{}", resp.body);
@@ -781,13 +766,8 @@ fn a_damaged_key_is_left_out_and_only_an_algorithm_without_keys_fails() {
     let app = TestApp::spawn();
     oidc_client(&app, CLIENT, "RS256", "opaque", None);
     let user = app.add_user("kate");
-    rusqlite::Connection::open(&app.db_path)
-        .unwrap()
-        .execute(
-            "UPDATE signing_keys SET private_key = 'AAAA' WHERE alg = 'RS256'",
-            [],
-        )
-        .unwrap();
+    app.db()
+        .execute("UPDATE signing_keys SET private_key = 'AAAA' WHERE alg = 'RS256'");
     let (device_code, user_code) = authorize(&app, CLIENT, "openid read");
     app.approve(&user_code, user);
     let resp = app.poll(CLIENT, &device_code);

@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::cli::{run, sign_in_status, stop, BIN};
 use crate::support::{
-    assert_oauth_error, free_port, new_database, serve_binary, Browser, TestApp, DEVICE_GRANT,
+    assert_oauth_error, free_port, new_database, serve_binary, test_database, Browser, TestApp,
+    TestDb, DEVICE_GRANT,
 };
 
 /// `devicegate --db <db> <args…>` with extra environment variables: (exit code, stdout, stderr).
@@ -32,9 +33,7 @@ fn run_env(db: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Stri
 }
 
 fn count_users(db: &Path) -> i64 {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
-        .unwrap()
+    TestDb::open(db).count_rows("users")
 }
 
 /// Waits out the server's client cache: a client changed by another process (the CLI) is
@@ -253,7 +252,7 @@ fn the_builtin_client_has_a_human_name_and_an_operators_edit_survives_restarts()
     drop(app);
 
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
+    let db = test_database(dir.path());
     let listen = format!("127.0.0.1:{}", free_port());
     stop(serve_binary(&db, &listen, &[], Stdio::null()));
     let (code, _, _) = run(
@@ -268,12 +267,9 @@ fn the_builtin_client_has_a_human_name_and_an_operators_edit_survives_restarts()
     assert_eq!(shown["name"], "Lab login", "bootstrap left the edit alone");
 
     // A database from before carries the old default name: it gets the new one.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute(
+    TestDb::open(&db).execute(
         "UPDATE clients SET name = 'Guest (built-in public client)' WHERE client_id = 'guest'",
-        [],
-    )
-    .unwrap();
+    );
     let (_, out, _) = run(&db, &["client", "show", "guest", "--json"], None);
     let shown: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["name"], "Command-line sign-in");
@@ -463,7 +459,7 @@ fn durations_take_units_and_a_bad_one_names_its_flag_or_variable() {
 #[test]
 fn the_metrics_token_comes_from_a_file_and_every_series_is_exported() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
+    let db = test_database(dir.path());
     let token_file = dir.path().join("metrics-token");
     std::fs::write(&token_file, "token-from-a-file-0123\n").unwrap();
     let file = token_file.to_str().unwrap();
@@ -1000,7 +996,7 @@ fn check_reports_every_problem_with_its_variable_and_binds_only_addresses() {
 #[test]
 fn the_metrics_token_file_is_trimmed_and_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
+    let db = test_database(dir.path());
     let file = dir.path().join("token");
     std::fs::write(&file, "  metrics-token-0123456789 \n\n").unwrap();
     let listen = format!("127.0.0.1:{}", free_port());

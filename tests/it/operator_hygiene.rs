@@ -16,6 +16,10 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn backup_is_created_private() {
+    // `backup` writes a SQLite file; on PostgreSQL it points to pg_dump instead.
+    if crate::support::on_postgres() {
+        return;
+    }
     let app = TestApp::spawn();
     app.login("alice");
     let dir = tempfile::tempdir().unwrap();
@@ -43,6 +47,10 @@ fn backup_is_created_private() {
 
 #[test]
 fn backup_refuses_a_dangling_symlink_and_creates_nothing_where_it_points() {
+    // `backup` writes a SQLite file; on PostgreSQL it points to pg_dump instead.
+    if crate::support::on_postgres() {
+        return;
+    }
     let app = TestApp::spawn();
     let dir = tempfile::tempdir().unwrap();
     let elsewhere = dir.path().join("elsewhere.db");
@@ -63,6 +71,10 @@ fn backup_refuses_a_dangling_symlink_and_creates_nothing_where_it_points() {
 
 #[test]
 fn backup_refuses_an_existing_file_and_leaves_it_untouched() {
+    // `backup` writes a SQLite file; on PostgreSQL it points to pg_dump instead.
+    if crate::support::on_postgres() {
+        return;
+    }
     let app = TestApp::spawn();
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.db");
@@ -259,7 +271,7 @@ fn pending_shows_a_devices_user_agent_without_terminal_escapes() {
 #[test]
 fn request_log_lines_escape_control_bytes_in_the_path_and_the_method() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
+    let db = crate::support::test_database(dir.path());
     let listen = format!("127.0.0.1:{}", free_port());
     let mut child = serve_binary(&db, &listen, &[], Stdio::piped());
     let path_response = raw_http(

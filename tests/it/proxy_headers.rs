@@ -149,7 +149,7 @@ fn the_last_forwarded_proto_line_decides_secure_cookies() {
 /// its log (stderr).
 fn start_log(port: u16, args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("d.db");
+    let db = crate::support::test_database(dir.path());
     let mut child = Command::new(BIN)
         .arg("--db")
         .arg(&db)

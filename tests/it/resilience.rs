@@ -194,9 +194,10 @@ fn idle_connections_do_not_cost_a_thread_each() {
     // tiny_http: a thread each) must leave the process far below 400 threads, and a new
     // client is served meanwhile.
     let dir = tempfile::tempdir().unwrap();
+    let db = crate::support::test_database(dir.path());
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let mut server = crate::support::serve_binary(
-        &dir.path().join("d.db"),
+        &db,
         &listen,
         // All from 127.0.0.1: no per-address limit here (hostile_http.rs tests that one).
         &[

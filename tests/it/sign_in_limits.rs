@@ -358,7 +358,7 @@ fn unlock_lifts_a_lock_by_name_and_by_address() {
 #[test]
 fn a_lockout_is_logged_with_the_name_stripped_of_control_characters_and_the_address() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("devicegate.db");
+    let db = crate::support::test_database(dir.path());
     let port = crate::support::free_port();
     let listen = format!("127.0.0.1:{port}");
     let child = crate::support::serve_binary(

@@ -1,5 +1,6 @@
 //! `TestApp`: a real server on 127.0.0.1:0 with a temporary database and a manual clock,
-//! one helper per endpoint, shut down on drop.
+//! one helper per endpoint, shut down on drop. The database is a SQLite file, or with
+//! `DEVICEGATE_TEST_DATABASE` a fresh PostgreSQL database (`database`).
 
 use devicegate::protocol::approval::{Actor, Decision};
 use std::path::PathBuf;
@@ -9,6 +10,11 @@ use std::time::Duration;
 use devicegate::store::{NewClient, Store};
 use devicegate::{Clock, Config, Server, ServerHandle, Timestamp};
 use serde_json::Value;
+
+mod database;
+pub use database::{
+    on_postgres, sql_text, test_database, test_database_named, TestDatabase, TestDb,
+};
 
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -42,10 +48,10 @@ pub fn serve_binary(
     child
 }
 
-/// A new database file `d.db` in `dir`, as a server's first start leaves it: admin commands
-/// refuse a database that does not exist.
-pub fn new_database(dir: &std::path::Path) -> PathBuf {
-    let db = dir.join("d.db");
+/// A new database (`d.db` in `dir`, or a fresh PostgreSQL database: `test_database`), as a
+/// server's first start leaves it: admin commands refuse a database that does not exist.
+pub fn new_database(dir: &std::path::Path) -> TestDatabase {
+    let db = test_database(dir);
     drop(Store::open(&db).unwrap());
     db
 }
@@ -119,6 +125,9 @@ pub struct TestApp {
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
     agent: ureq::Agent,
+    // Dropped after `Drop for TestApp` has stopped the server: the PostgreSQL database
+    // goes only once nothing uses it.
+    _database: TestDatabase,
     _dir: tempfile::TempDir,
 }
 
@@ -195,9 +204,9 @@ impl TestApp {
 
     fn spawn_inner(adjust: impl FnOnce(&mut Config), shared_keys: bool) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("devicegate.db");
+        let database = test_database_named(dir.path(), "devicegate.db");
         let mut config = Config {
-            db_path: db_path.clone(),
+            db_path: database.to_path_buf(),
             listen: "127.0.0.1:0".into(),
             workers: 4,
             log_level: "off".into(),
@@ -206,6 +215,8 @@ impl TestApp {
             ..Config::default()
         };
         adjust(&mut config);
+        // What the server uses: `adjust` may point it at another test's database.
+        let db_path = config.db_path.clone();
         if shared_keys {
             // A database the server could not open is the test's business: skip seeding.
             if let Ok(store) = Store::open(&config.db_path) {
@@ -229,6 +240,7 @@ impl TestApp {
                 .redirects(0)
                 .timeout(Duration::from_secs(30))
                 .build(),
+            _database: database,
             _dir: dir,
         }
     }
@@ -241,11 +253,14 @@ impl TestApp {
         Store::open(&self.db_path).unwrap()
     }
 
-    /// Rows in `table`, read straight from the SQLite file (WAL included).
+    /// Rows in `table`, read straight from the database (on SQLite, WAL included).
     pub fn count_rows(&self, table: &str) -> i64 {
-        let conn = rusqlite::Connection::open(&self.db_path).unwrap();
-        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
+        self.db().count_rows(table)
+    }
+
+    /// A direct connection to this server's database, to read what it stored.
+    pub fn db(&self) -> TestDb {
+        TestDb::open(&self.db_path)
     }
 
     pub fn advance(&self, secs: f64) {

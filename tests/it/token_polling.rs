@@ -213,11 +213,7 @@ fn sixteen_simultaneous_polls_of_an_approved_code_yield_one_token() {
             assert_oauth_error(loser, 400, "invalid_grant");
         }
     }
-    let grants: i64 = rusqlite::Connection::open(&app.db_path)
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM grants", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(grants, 3);
+    assert_eq!(app.count_rows("grants"), 3);
 }
 
 #[test]
