@@ -30,4 +30,5 @@ mod secrets_at_rest;
 mod sign_in_limits;
 mod support;
 mod token_polling;
+mod typed_ids;
 mod unauthenticated_writes;
