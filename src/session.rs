@@ -13,7 +13,7 @@
 use crate::clock::Timestamp;
 use crate::http::Request;
 use crate::secrets;
-use crate::store::{self, Store};
+use crate::store::{self, Store, UserId};
 
 pub const COOKIE_NAME: &str = "dg_session";
 /// The anonymous visitor's CSRF cookie: its value is the sign-in form's `csrf_token`.
@@ -34,7 +34,7 @@ pub struct Session {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedIn {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub username: String,
     /// Unix seconds: when this session signed in (OpenID Connect's `auth_time`).
     pub signed_in_at: i64,

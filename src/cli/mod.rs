@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
+use crate::store::GrantId;
 
 pub use admin::{missing_directory, run_admin};
 
@@ -586,6 +587,6 @@ pub enum GrantCommand {
     /// Revoke a grant: its access and refresh tokens stop working at once
     Revoke {
         /// The grant's id, from `grant list`
-        id: i64,
+        id: GrantId,
     },
 }

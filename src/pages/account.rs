@@ -19,7 +19,7 @@ use crate::paths::{
 use crate::protocol::account;
 use crate::protocol::user_agent::describe_device;
 use crate::session::{self, Session};
-use crate::store::{ApprovedCode, GrantRow};
+use crate::store::{ApprovedCode, DeviceCodeId, GrantId, GrantRow};
 
 pub fn account(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Response {
     let (session, new_cookie) = match page_session(ctx, req, prefix) {
@@ -155,7 +155,9 @@ pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Res
         Err(response) => return response,
     };
     let frame = Frame::new(ctx.app, prefix, Some(&session));
-    let grant_id = params.get("grant_id").and_then(|id| id.parse::<i64>().ok());
+    let grant_id = params
+        .get("grant_id")
+        .and_then(|id| id.parse::<GrantId>().ok());
     let revoked = match grant_id {
         // Only the session's own grants: the id in the form is a choice, not an authority.
         Some(id) => ctx
@@ -168,7 +170,7 @@ pub fn revoke_grant(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix<'_>) -> Res
             log::info!(
                 "user {} revoked grant {:?}",
                 printable(&user.username),
-                grant_id
+                grant_id.map(GrantId::get)
             );
             Response::redirect(&format!("{}{ACCOUNT_PATH}", prefix.as_str()))
         }
@@ -193,7 +195,9 @@ pub fn cancel_approval(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Resp
         Err(response) => return response,
     };
     let frame = Frame::new(ctx.app, prefix, Some(&session));
-    let code_id = params.get("code_id").and_then(|id| id.parse::<i64>().ok());
+    let code_id = params
+        .get("code_id")
+        .and_then(|id| id.parse::<DeviceCodeId>().ok());
     let cancelled = match code_id {
         Some(id) => account::cancel_approval(ctx.store, user.user_id, id, ctx.now),
         None => Ok(false),
@@ -203,7 +207,7 @@ pub fn cancel_approval(ctx: &mut Ctx<'_>, req: &Request, prefix: Prefix) -> Resp
             log::info!(
                 "user {} cancelled approved code {:?}",
                 printable(&user.username),
-                code_id
+                code_id.map(DeviceCodeId::get)
             );
             Response::redirect(&format!("{}{ACCOUNT_PATH}", prefix.as_str()))
         }

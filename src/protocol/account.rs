@@ -4,15 +4,15 @@
 //! choice among the person's own rows, never an authority over someone else's.
 
 use crate::clock::Timestamp;
-use crate::store::{self, SignedOut, Store};
+use crate::store::{self, DeviceCodeId, SignedOut, Store, UserId};
 
 /// Cancels `owner`'s approval of device code `code_id` while no device has redeemed it:
 /// the code becomes denied, so the device's next poll gets `access_denied`
 /// (RFC 8628 §3.5). `Ok(false)`: not `owner`'s, already redeemed, cancelled or expired.
 pub fn cancel_approval(
     store: &Store,
-    owner: i64,
-    code_id: i64,
+    owner: UserId,
+    code_id: DeviceCodeId,
     now: Timestamp,
 ) -> Result<bool, store::Error> {
     store.cancel_approved_device_code(code_id, owner, now.secs())
@@ -24,7 +24,7 @@ pub fn cancel_approval(
 /// device cannot sign in a moment later with a code approved before.
 pub fn sign_out_everywhere(
     store: &mut Store,
-    owner: i64,
+    owner: UserId,
     now: Timestamp,
 ) -> Result<SignedOut, store::Error> {
     store.sign_out_user_everywhere(owner, now.secs())

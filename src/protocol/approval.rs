@@ -10,7 +10,7 @@
 use super::limits::{self, Limits};
 use crate::clock::Timestamp;
 use crate::secrets::{self, UserCodeError};
-use crate::store::{self, DeviceCode, DeviceCodeStatus, Store};
+use crate::store::{self, DeviceCode, DeviceCodeStatus, Store, UserId};
 
 /// Why a user code cannot be decided on. Campus names: `invalid_code`, `expired`,
 /// `already_used`, `denied`.
@@ -62,7 +62,7 @@ pub enum Actor<'a> {
     /// decision), held to `limits`; `signed_in_at` (Unix seconds) becomes the grant's
     /// OpenID Connect `auth_time`.
     Person {
-        user_id: i64,
+        user_id: UserId,
         username: &'a str,
         signed_in_at: i64,
         ip: &'a str,
@@ -90,7 +90,7 @@ impl Actor<'_> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    Approve { user_id: i64 },
+    Approve { user_id: UserId },
     Deny,
 }
 

@@ -177,7 +177,7 @@ mod tests {
 
     fn user() -> store::User {
         store::User {
-            id: 7,
+            id: store::UserId::new(7),
             username: "alice".into(),
             password_hash: String::new(),
             disabled: false,

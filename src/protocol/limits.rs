@@ -23,7 +23,7 @@ use std::net::IpAddr;
 
 use super::network::address_key;
 use crate::clock::Timestamp;
-use crate::store::{self, Store, ThrottleWindow};
+use crate::store::{self, Store, ThrottleWindow, UserId};
 
 const SIGN_IN_PAIR: &str = "sign-in-pair:";
 const SIGN_IN_ADDRESS: &str = "sign-in-address:";
@@ -182,7 +182,7 @@ pub fn signed_in(store: &Store, reservation: &Reservation) -> Result<(), store::
 }
 
 /// The counters one code entry by `user_id` from `ip` is held to, with their limits.
-fn code_counters(limits: &Limits, user_id: i64, ip: &str) -> [(String, u32); 2] {
+fn code_counters(limits: &Limits, user_id: UserId, ip: &str) -> [(String, u32); 2] {
     let address = ip
         .parse::<IpAddr>()
         .map_or_else(|_| ip.to_string(), address_key);
@@ -199,7 +199,7 @@ fn code_counters(limits: &Limits, user_id: i64, ip: &str) -> [(String, u32); 2] 
 pub fn code_entry_locked(
     store: &Store,
     limits: &Limits,
-    user_id: i64,
+    user_id: UserId,
     ip: &str,
     now: Timestamp,
 ) -> Result<Option<i64>, store::Error> {
@@ -219,7 +219,7 @@ pub fn code_entry_locked(
 pub fn record_wrong_code(
     store: &Store,
     limits: &Limits,
-    user_id: i64,
+    user_id: UserId,
     ip: &str,
     now: Timestamp,
 ) -> Result<bool, store::Error> {
@@ -270,7 +270,7 @@ pub fn unlock(store: &Store, target: &str) -> Result<(UnlockTarget, usize), stor
 }
 
 /// Clears an account's code-entry counter (the admin CLI's `unlock NAME` also needs this).
-pub fn unlock_code_account(store: &Store, user_id: i64) -> Result<usize, store::Error> {
+pub fn unlock_code_account(store: &Store, user_id: UserId) -> Result<usize, store::Error> {
     store.delete_throttles(&[format!("{CODE_ACCOUNT}{user_id}")])
 }
 

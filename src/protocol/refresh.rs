@@ -156,7 +156,7 @@ mod tests {
 
     fn facts(rotated_at: Option<i64>, grace_retries: i64, successor_rotated: bool) -> RefreshFacts {
         RefreshFacts {
-            grant_id: 1,
+            grant_id: crate::store::GrantId::new(1),
             rotated_at,
             grace_retries,
             successor_rotated,

@@ -10,7 +10,9 @@ use super::{oauth, Error, ErrorCode, OAuthError, Settings, DEVICE_CODE_GRANT};
 use crate::clock::Timestamp;
 use crate::keys::{Alg, KeyError, KeyRing, SigningTurn};
 use crate::secrets;
-use crate::store::{self, Client, DeviceCodeStatus, IssuedTokens, RedeemOutcome, Store, User};
+use crate::store::{
+    self, Client, DeviceCodeStatus, IssuedTokens, RedeemOutcome, Store, User, UserId,
+};
 
 /// RFC 8628 §3.5: `slow_down` adds 5 seconds to the polling interval.
 const SLOW_DOWN_STEP: u64 = 5;
@@ -180,7 +182,7 @@ fn closed<T>(status: DeviceCodeStatus) -> Result<T, Error> {
 /// The user who approved a code, read before signing: a deleted or disabled one gets
 /// nothing (`Store::redeem_device_code` holds to the same rule when it claims the code,
 /// for an approver disabled in between).
-fn approver(store: &Store, user_id: Option<i64>) -> Result<Option<User>, Error> {
+fn approver(store: &Store, user_id: Option<UserId>) -> Result<Option<User>, Error> {
     Ok(match user_id {
         Some(id) => store.find_user(id)?.filter(|user| !user.disabled),
         None => None,

@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::db::Row;
-use super::{lock, Error, Result, Store};
+use super::{lock, DeviceCodeId, Error, Result, Store, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceCodeStatus {
@@ -37,13 +37,13 @@ impl DeviceCodeStatus {
 
 #[derive(Debug, Clone)]
 pub struct DeviceCode {
-    pub id: i64,
+    pub id: DeviceCodeId,
     pub device_code_hash: String,
     pub user_code: String,
     pub client_id: String,
     pub scope: String,
     pub status: DeviceCodeStatus,
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     pub interval: u64,
     pub device_ip: String,
     pub device_user_agent: Option<String>,
@@ -58,7 +58,7 @@ pub struct DeviceCode {
 /// A code its person approved that the device has not redeemed yet (the account page).
 #[derive(Debug, Clone)]
 pub struct ApprovedCode {
-    pub id: i64,
+    pub id: DeviceCodeId,
     pub client_id: String,
     pub client_name: String,
     pub scope: String,
@@ -222,7 +222,7 @@ impl Store {
     pub fn decide_device_code(
         &self,
         user_code: &str,
-        approver: Option<i64>,
+        approver: Option<UserId>,
         auth_time: Option<i64>,
         decided_ip: &str,
         now: i64,
@@ -255,7 +255,11 @@ impl Store {
 
     /// `user_id`'s approved codes that no device has redeemed yet and that have not expired,
     /// newest approval first (at most 100).
-    pub fn list_approved_device_codes(&self, user_id: i64, now: i64) -> Result<Vec<ApprovedCode>> {
+    pub fn list_approved_device_codes(
+        &self,
+        user_id: UserId,
+        now: i64,
+    ) -> Result<Vec<ApprovedCode>> {
         self.conn.query_rows(
             "SELECT d.id, d.client_id, c.name, d.scope, d.device_ip, d.device_user_agent, \
              COALESCE(d.decided_at, d.created_at), d.expires_at \
@@ -281,7 +285,12 @@ impl Store {
     /// Turns `owner`'s approved, unredeemed, unexpired code `id` into a denied one, so the
     /// device's next poll is refused. One conditional UPDATE: of this and a racing
     /// redemption exactly one wins. `Ok(false)`: no such code of `owner`'s in that state.
-    pub fn cancel_approved_device_code(&self, id: i64, owner: i64, now: i64) -> Result<bool> {
+    pub fn cancel_approved_device_code(
+        &self,
+        id: DeviceCodeId,
+        owner: UserId,
+        now: i64,
+    ) -> Result<bool> {
         let changed = self.write(|db| {
             db.execute(
                 "UPDATE device_codes SET status = 'denied', decided_at = ?3 \

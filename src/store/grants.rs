@@ -2,7 +2,7 @@
 //! A grant is one approved device login; tokens are stored as SHA-256 hashes only.
 
 use super::db::Conn;
-use super::{Result, Store};
+use super::{DeviceCodeId, GrantId, Result, Store, UserId};
 
 /// Hashes and expiry times of freshly minted tokens: an access token, and a refresh token
 /// unless `refresh_hash` is `None` (a client that requires `offline_access` for one).
@@ -16,7 +16,7 @@ pub struct IssuedTokens<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum RedeemOutcome {
     /// This call won: the grant exists and the tokens are stored.
-    Redeemed { grant_id: i64, user_id: i64 },
+    Redeemed { grant_id: GrantId, user_id: UserId },
     /// Another poll redeemed it first, it expired, it was not approved, or the approving
     /// user has been disabled.
     NotRedeemable,
@@ -28,7 +28,7 @@ impl Store {
     /// when many pollers (in any process) race on the same code.
     pub fn redeem_device_code(
         &mut self,
-        device_code_id: i64,
+        device_code_id: DeviceCodeId,
         tokens: &IssuedTokens<'_>,
         now: i64,
     ) -> Result<RedeemOutcome> {
@@ -42,7 +42,7 @@ impl Store {
                 &[&device_code_id, &now],
                 |r| {
                     Ok((
-                        r.get::<i64>(0)?,
+                        r.get::<UserId>(0)?,
                         r.get::<String>(1)?,
                         r.get::<String>(2)?,
                         r.get::<Option<i64>>(3)?,
@@ -66,7 +66,7 @@ impl Store {
             else {
                 return Ok(RedeemOutcome::NotRedeemable);
             };
-            let grant_id: i64 = tx
+            let grant_id: GrantId = tx
                 .query_row(
                     "INSERT INTO grants (user_id, client_id, scope, approved_at, approved_ip, \
                      device_ip, device_user_agent, created_at, last_used_at, auth_time) \
@@ -96,7 +96,7 @@ impl Store {
 /// the (possibly narrowed) scope asked for.
 fn insert_token_pair(
     tx: &Conn,
-    grant_id: i64,
+    grant_id: GrantId,
     access_scope: &str,
     refresh_scope: &str,
     tokens: &IssuedTokens<'_>,
@@ -135,9 +135,9 @@ fn insert_token_pair(
 /// A refresh token with what deciding on it needs.
 #[derive(Debug, Clone)]
 pub struct RefreshTokenRow {
-    pub grant_id: i64,
+    pub grant_id: GrantId,
     pub client_id: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub username: String,
     /// The user's OpenID Connect `sub`.
     pub subject: String,
@@ -154,9 +154,9 @@ pub struct RefreshTokenRow {
 /// A live access token with its grant, client and user.
 #[derive(Debug, Clone)]
 pub struct AccessTokenRow {
-    pub grant_id: i64,
+    pub grant_id: GrantId,
     pub client_id: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub username: String,
     /// The user's OpenID Connect `sub`.
     pub subject: String,
@@ -169,7 +169,7 @@ pub struct AccessTokenRow {
 /// One grant, for the account page and the operator.
 #[derive(Debug, Clone)]
 pub struct GrantRow {
-    pub id: i64,
+    pub id: GrantId,
     pub username: String,
     pub client_id: String,
     pub client_name: String,
@@ -196,7 +196,7 @@ pub struct SignedOut {
 /// transaction: the facts `protocol::refresh` decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshFacts {
-    pub grant_id: i64,
+    pub grant_id: GrantId,
     /// Unix seconds when it was exchanged for a successor; `None`: never exchanged.
     pub rotated_at: Option<i64>,
     /// How many times it was presented again and answered as a retry.
@@ -284,7 +284,7 @@ impl Store {
                 &[&old_hash, &now],
                 |r| {
                     Ok((
-                        r.get::<i64>(0)?,
+                        r.get::<GrantId>(0)?,
                         r.get::<Option<i64>>(1)?,
                         r.get::<String>(2)?,
                         r.get::<i64>(3)?,
@@ -400,9 +400,14 @@ impl Store {
 
     /// Ends a grant and deletes all its tokens; `false` when it was already revoked or
     /// does not exist (or, with `owner`, belongs to someone else).
-    pub fn revoke_grant(&mut self, grant_id: i64, owner: Option<i64>, now: i64) -> Result<bool> {
+    pub fn revoke_grant(
+        &mut self,
+        grant_id: GrantId,
+        owner: Option<UserId>,
+        now: i64,
+    ) -> Result<bool> {
         self.transaction(|tx| {
-            let owned: Option<i64> = tx.query_row(
+            let owned: Option<UserId> = tx.query_row(
                 "SELECT user_id FROM grants WHERE id = ?1 AND revoked_at IS NULL",
                 &[&grant_id],
                 |r| r.get(0),
@@ -422,10 +427,10 @@ impl Store {
     /// Ends everything `user_id` is signed in with, in one transaction: every browser
     /// session, every grant with its tokens, and every approved code no device has
     /// redeemed yet (denied, so the device is refused).
-    pub fn sign_out_user_everywhere(&mut self, user_id: i64, now: i64) -> Result<SignedOut> {
+    pub fn sign_out_user_everywhere(&mut self, user_id: UserId, now: i64) -> Result<SignedOut> {
         let signed_out = self.transaction(|tx| {
             let sessions = tx.execute("DELETE FROM sessions WHERE user_id = ?1", &[&user_id])?;
-            let grant_ids: Vec<i64> = tx.query_rows(
+            let grant_ids: Vec<GrantId> = tx.query_rows(
                 "SELECT id FROM grants WHERE user_id = ?1 AND revoked_at IS NULL",
                 &[&user_id],
                 |r| r.get(0),
@@ -451,7 +456,7 @@ impl Store {
     }
 
     /// Records use of a grant (shown on the account page).
-    pub fn touch_grant(&self, grant_id: i64, now: i64) -> Result<()> {
+    pub fn touch_grant(&self, grant_id: GrantId, now: i64) -> Result<()> {
         self.write(|db| {
             db.execute(
                 "UPDATE grants SET last_used_at = ?2 WHERE id = ?1",
@@ -463,7 +468,7 @@ impl Store {
 
     /// Grants that still have a live refresh token (or, for a grant issued without one, a
     /// live access token), newest first; all users or one.
-    pub fn list_active_grants(&self, user_id: Option<i64>, now: i64) -> Result<Vec<GrantRow>> {
+    pub fn list_active_grants(&self, user_id: Option<UserId>, now: i64) -> Result<Vec<GrantRow>> {
         self.conn.query_rows(
             "SELECT g.id, u.username, g.client_id, c.name, g.scope, g.approved_at, g.approved_ip, \
              g.device_ip, g.device_user_agent, g.last_used_at \
@@ -510,7 +515,7 @@ impl Store {
     }
 }
 
-fn revoke_grant_in(tx: &Conn, grant_id: i64, now: i64) -> Result<()> {
+fn revoke_grant_in(tx: &Conn, grant_id: GrantId, now: i64) -> Result<()> {
     tx.execute(
         "UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
         &[&grant_id, &now],

@@ -12,6 +12,7 @@ mod copy;
 mod db;
 mod device_codes;
 mod grants;
+mod ids;
 mod sessions;
 mod signing_keys;
 mod throttles;
@@ -24,6 +25,7 @@ pub use grants::{
     AccessTokenRow, GrantRow, IssuedTokens, RedeemOutcome, RefreshFacts, RefreshOutcome,
     RefreshStep, RefreshTokenRow, SignedOut,
 };
+pub use ids::{DeviceCodeId, GrantId, UserId};
 pub use sessions::SessionRow;
 pub use signing_keys::{NewSigningKey, SigningKeyRow};
 pub use throttles::ThrottleWindow;
@@ -365,7 +367,7 @@ impl Store {
                          WHERE client_id = 'guest' AND scopes IN ('read write', 'write read')",
                         &[],
                     )?;
-                    let ids: Vec<i64> = tx.query_rows(
+                    let ids: Vec<UserId> = tx.query_rows(
                         "SELECT id FROM users WHERE subject IS NULL",
                         &[],
                         |r| r.get(0),

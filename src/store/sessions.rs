@@ -1,11 +1,11 @@
 //! The `sessions` table: server-side browser sessions, keyed by the hash of the cookie value.
 
-use super::{Result, Store};
+use super::{Result, Store, UserId};
 
 #[derive(Debug, Clone)]
 pub struct SessionRow {
     pub id_hash: String,
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     pub username: Option<String>,
     pub csrf_token: String,
     pub created_at: i64,
@@ -16,7 +16,7 @@ impl Store {
     pub fn create_session(
         &self,
         id_hash: &str,
-        user_id: Option<i64>,
+        user_id: Option<UserId>,
         csrf_token: &str,
         now: i64,
     ) -> Result<()> {
@@ -73,7 +73,7 @@ impl Store {
     }
 
     /// Ends every session of a user (after a password change).
-    pub fn delete_user_sessions(&self, user_id: i64) -> Result<usize> {
+    pub fn delete_user_sessions(&self, user_id: UserId) -> Result<usize> {
         self.write(|db| db.execute("DELETE FROM sessions WHERE user_id = ?1", &[&user_id]))
     }
 

@@ -1,11 +1,11 @@
 //! The `users` table: people who sign in to approve devices.
 
 use super::db::Row;
-use super::{Error, Result, Store};
+use super::{Error, Result, Store, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub username: String,
     pub password_hash: String,
     pub disabled: bool,
@@ -69,7 +69,7 @@ impl ProfileChanges<'_> {
 
 impl Store {
     /// Creates a user; `Error::Conflict` when the name is taken.
-    pub fn create_user(&self, username: &str, password_hash: &str, now: i64) -> Result<i64> {
+    pub fn create_user(&self, username: &str, password_hash: &str, now: i64) -> Result<UserId> {
         self.create_user_with_profile(username, password_hash, &UserProfile::default(), now)
     }
 
@@ -81,7 +81,7 @@ impl Store {
         password_hash: &str,
         profile: &UserProfile<'_>,
         now: i64,
-    ) -> Result<i64> {
+    ) -> Result<UserId> {
         self.write(|db| {
             db.query_row(
                 "INSERT INTO users (username, password_hash, created_at, subject, display_name, \
@@ -138,7 +138,7 @@ impl Store {
         )
     }
 
-    pub fn find_user(&self, id: i64) -> Result<Option<User>> {
+    pub fn find_user(&self, id: UserId) -> Result<Option<User>> {
         self.conn.query_row(
             concat!("SELECT ", columns!(), " FROM users WHERE id = ?1"),
             &[&id],

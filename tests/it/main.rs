@@ -33,4 +33,5 @@ mod sign_in_limits;
 mod store_conformance;
 mod support;
 mod token_polling;
+mod typed_ids;
 mod unauthenticated_writes;

@@ -9,7 +9,7 @@ use crate::support::{
     assert_no_store, assert_oauth_error, new_database, sql_text, Browser, TestApp, TestDb,
     TestResponse,
 };
-use devicegate::store::{NewClient, Store, UserProfile};
+use devicegate::store::{NewClient, Store, UserId, UserProfile};
 
 const ALL_GUEST_SCOPES: [&str; 6] = [
     "read",
@@ -60,7 +60,7 @@ fn device_authorize(app: &TestApp, client_id: &str, scope: Option<&str>) -> Test
 
 /// A whole device login of `client_id` asking `scope`, approved for `user_id`: the token
 /// response (status 200 asserted).
-fn login_with(app: &TestApp, client_id: &str, user_id: i64, scope: Option<&str>) -> Value {
+fn login_with(app: &TestApp, client_id: &str, user_id: UserId, scope: Option<&str>) -> Value {
     let resp = device_authorize(app, client_id, scope);
     assert_eq!(resp.status, 200, "{}", resp.body);
     let codes = resp.json();
@@ -72,7 +72,7 @@ fn login_with(app: &TestApp, client_id: &str, user_id: i64, scope: Option<&str>)
 }
 
 /// alice, with a display name and a verified address.
-fn add_alice(app: &TestApp) -> i64 {
+fn add_alice(app: &TestApp) -> UserId {
     let hash = devicegate::secrets::hash_password("password123").unwrap();
     app.store()
         .create_user_with_profile(

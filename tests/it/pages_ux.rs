@@ -573,7 +573,7 @@ fn hidden_values(html: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn user_id(app: &TestApp, name: &str) -> i64 {
+fn user_id(app: &TestApp, name: &str) -> devicegate::store::UserId {
     app.store().find_user_by_name(name).unwrap().unwrap().id
 }
 

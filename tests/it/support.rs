@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use devicegate::store::{NewClient, Store};
+use devicegate::store::{NewClient, Store, UserId};
 use devicegate::{Clock, Config, Server, ServerHandle, Timestamp};
 use serde_json::Value;
 
@@ -365,7 +365,7 @@ impl TestApp {
         )
     }
 
-    pub fn add_user(&self, name: &str) -> i64 {
+    pub fn add_user(&self, name: &str) -> UserId {
         let hash = devicegate::secrets::hash_password("password123").unwrap();
         self.store().create_user(name, &hash, 0).unwrap()
     }
@@ -391,7 +391,7 @@ impl TestApp {
             .unwrap();
     }
 
-    pub fn approve(&self, user_code: &str, user_id: i64) {
+    pub fn approve(&self, user_code: &str, user_id: UserId) {
         devicegate::protocol::approval::decide(
             &self.store(),
             user_code,
