@@ -83,16 +83,39 @@ pub fn ensure_first_admin(store: &Store, now: Timestamp) -> Result<Option<String
 
 /// Where the first start leaves `admin`'s password when stdout is not a terminal:
 /// `<db>.admin-password`, beside the database (the same directory, the same owner). On
-/// PostgreSQL, `devicegate.admin-password` in the working directory (under systemd, e.g.
-/// `WorkingDirectory=/var/lib/devicegate`).
+/// PostgreSQL, `devicegate-<database name>.admin-password` in the working directory (under
+/// systemd, e.g. `WorkingDirectory=/var/lib/devicegate`); the name keeps servers of several
+/// databases started from one directory apart.
 pub fn admin_password_path(db: &Path) -> PathBuf {
-    if let store::Location::Postgres(_) = store::Location::of(db) {
+    if let store::Location::Postgres(url) = store::Location::of(db) {
         let here = std::env::current_dir().unwrap_or_default();
-        return here.join("devicegate.admin-password");
+        return here.join(format!("devicegate-{}.admin-password", database_name(&url)));
     }
     let mut name = db.as_os_str().to_owned();
     name.push(".admin-password");
     PathBuf::from(name)
+}
+
+/// A PostgreSQL URL's database name, as a file name may carry it (letters, digits, `_`, `-`;
+/// anything else becomes `_`); `devicegate` when the URL names none.
+fn database_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let name = rest
+        .split_once('/')
+        .map_or("", |(_, path)| path.split(['?', '#']).next().unwrap_or(""));
+    if name.is_empty() {
+        return "devicegate".into();
+    }
+    name.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// What the first start did about `admin`.
@@ -202,6 +225,32 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_postgresql_the_password_file_is_named_after_the_database() {
+        let here = std::env::current_dir().expect("cwd");
+        for (url, name) in [
+            (
+                "postgres://dg:pw@db/logins",
+                "devicegate-logins.admin-password",
+            ),
+            (
+                "postgresql://db/a.b?sslmode=disable",
+                "devicegate-a_b.admin-password",
+            ),
+            ("postgres://db", "devicegate-devicegate.admin-password"),
+            (
+                "postgres://db/../../etc",
+                "devicegate-______etc.admin-password",
+            ),
+        ] {
+            assert_eq!(
+                admin_password_path(Path::new(url)),
+                here.join(name),
+                "{url}"
+            );
+        }
+    }
 
     #[test]
     fn the_password_file_sits_beside_the_database() {

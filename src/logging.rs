@@ -10,6 +10,7 @@ struct StderrLogger;
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()
+            && (metadata.level() <= log::Level::Warn || is_ours(metadata.target()))
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -41,6 +42,14 @@ impl log::Log for StderrLogger {
 }
 
 static LOGGER: StderrLogger = StderrLogger;
+
+/// Whether a record comes from devicegate itself. Other crates log only warnings and
+/// errors, whatever the level: their `info` and `debug` lines are not written with our
+/// rules in mind (tokio-postgres logs every statement's parameters at `debug`: password
+/// hashes, token hashes, private keys).
+fn is_ours(target: &str) -> bool {
+    target == "devicegate" || target.starts_with("devicegate::")
+}
 
 /// Installs the logger once; later calls only change the level.
 pub fn init(level: log::LevelFilter) {
@@ -129,6 +138,24 @@ pub(crate) fn needs_escape(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::printable;
+
+    #[test]
+    fn other_crates_log_only_warnings_and_errors_even_at_debug() {
+        use log::Log;
+        super::init(log::LevelFilter::Debug);
+        let at = |level, target| {
+            super::LOGGER.enabled(&log::Metadata::builder().level(level).target(target).build())
+        };
+        assert!(at(log::Level::Debug, "devicegate::server"));
+        assert!(at(log::Level::Info, "devicegate"));
+        // tokio-postgres writes each statement's parameters (secrets' hashes, private
+        // keys) at debug.
+        assert!(!at(log::Level::Debug, "tokio_postgres::query"));
+        assert!(!at(log::Level::Info, "tokio_postgres::connection"));
+        assert!(!at(log::Level::Debug, "devicegateway"));
+        assert!(at(log::Level::Warn, "tokio_postgres::connection"));
+        assert!(at(log::Level::Error, "ureq"));
+    }
 
     #[test]
     fn controls_are_escaped_and_plain_text_is_borrowed() {

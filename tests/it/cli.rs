@@ -11,7 +11,7 @@ use crate::support::{
 pub const BIN: &str = env!("CARGO_BIN_EXE_devicegate");
 
 pub fn run(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
+    let mut child = crate::support::devicegate()
         .arg("--db")
         .arg(db)
         .args(args)
@@ -76,7 +76,7 @@ pub fn sign_in_status(base: &str, username: &str, password: &str) -> u16 {
 
 #[test]
 fn help_lists_every_serve_option_with_defaults() {
-    let out = Command::new(BIN)
+    let out = crate::support::devicegate()
         .args(["serve", "--help"])
         .output()
         .unwrap();
@@ -104,7 +104,7 @@ fn help_lists_every_serve_option_with_defaults() {
     ] {
         assert!(help.contains(default), "{default} missing from:\n{help}");
     }
-    let top = Command::new(BIN).arg("--help").output().unwrap();
+    let top = crate::support::devicegate().arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&top.stdout).contains("serve"));
 }
 

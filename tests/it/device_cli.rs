@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cli::{run, BIN};
+use crate::cli::run;
 use crate::support::{free_port, serve_binary, TestApp};
 
 /// The binary with its credentials under `home` and none of the caller's terminal settings.
 fn device(home: &std::path::Path, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = crate::support::devicegate();
     command
         .args(args)
         .env("XDG_CONFIG_HOME", home)

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::cli::{sign_in_status, stop, BIN};
+use crate::cli::{sign_in_status, stop};
 use crate::support::{free_port, serve_binary, Browser, TestApp};
 
 /// Starts `devicegate serve` on `db`, waits for /healthz, returns the child and base URL.
@@ -132,7 +132,7 @@ fn login_command_runs_the_device_flow_and_saves_tokens_privately() {
     let app = TestApp::spawn_with(|c| c.poll_interval = 1);
     app.add_user("alice");
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = crate::support::devicegate()
         .args(["login", "--server", &app.base, "--scope", "read"])
         .env("XDG_CONFIG_HOME", home.path())
         .stdout(Stdio::piped())
@@ -181,7 +181,7 @@ fn login_command_runs_the_device_flow_and_saves_tokens_privately() {
 
     // `token` prints a working access token…
     let token = |args: &[&str]| {
-        let out = Command::new(BIN)
+        let out = crate::support::devicegate()
             .args(args)
             .env("XDG_CONFIG_HOME", home.path())
             .output()
@@ -215,7 +215,7 @@ fn login_command_runs_the_device_flow_and_saves_tokens_privately() {
 fn login_command_stops_with_a_clear_message_when_denied() {
     let app = TestApp::spawn_with(|c| c.poll_interval = 1);
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = crate::support::devicegate()
         .args(["login", "--server", &app.base])
         .env("XDG_CONFIG_HOME", home.path())
         .stdout(Stdio::piped())
@@ -240,7 +240,7 @@ fn login_command_stops_with_a_clear_message_when_denied() {
 
 #[test]
 fn login_command_refuses_plain_http_to_a_remote_host() {
-    let out = Command::new(BIN)
+    let out = crate::support::devicegate()
         .args(["login", "--server", "http://192.0.2.1:8080"])
         .env("XDG_CONFIG_HOME", "/nonexistent")
         .output()
@@ -254,7 +254,7 @@ fn login_command_refuses_plain_http_to_a_remote_host() {
 fn login_command_exits_cleanly_on_ctrl_c() {
     let app = TestApp::spawn();
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = crate::support::devicegate()
         .args(["login", "--server", &app.base])
         .env("XDG_CONFIG_HOME", home.path())
         .stdout(Stdio::piped())

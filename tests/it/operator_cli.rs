@@ -4,12 +4,12 @@
 //! every series present, audit lines for admin actions, and the shipped systemd unit.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{run, sign_in_status, stop, BIN};
+use crate::cli::{run, sign_in_status, stop};
 use crate::support::{
     assert_oauth_error, free_port, new_database, serve_binary, test_database, Browser, TestApp,
     TestDb, DEVICE_GRANT,
@@ -17,7 +17,7 @@ use crate::support::{
 
 /// `devicegate --db <db> <args…>` with extra environment variables: (exit code, stdout, stderr).
 fn run_env(db: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(BIN)
+    let out = crate::support::devicegate()
         .arg("--db")
         .arg(db)
         .args(args)
@@ -464,7 +464,7 @@ fn the_metrics_token_comes_from_a_file_and_every_series_is_exported() {
     std::fs::write(&token_file, "token-from-a-file-0123\n").unwrap();
     let file = token_file.to_str().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(BIN)
+    let child = crate::support::devicegate()
         .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
         .env("DEVICEGATE_METRICS_TOKEN_FILE", file)
         .stdout(Stdio::null())
@@ -744,7 +744,7 @@ fn the_shipped_systemd_unit_runs_serve_with_flags_that_exist() {
         exec[db + 1].starts_with("/var/lib/devicegate/"),
         "the database lives in the StateDirectory"
     );
-    let help = Command::new(BIN)
+    let help = crate::support::devicegate()
         .args(["serve", "--help"])
         .output()
         .unwrap();

@@ -5,9 +5,9 @@
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::cli::{run, BIN};
+use crate::cli::run;
 use crate::support::{free_port, raw_http, serve_binary, TestApp};
 
 fn mode(path: &Path) -> u32 {
@@ -121,7 +121,7 @@ fn admin_commands_refuse_a_database_that_does_not_exist() {
     assert_eq!(std::fs::read_dir(dir.path().join("x")).unwrap().count(), 0);
     assert!(!target.exists());
     // The environment variable is the other way to name it.
-    let out = Command::new(BIN)
+    let out = crate::support::devicegate()
         .args(["user", "list"])
         .env("DEVICEGATE_DB", &missing)
         .output()
@@ -172,7 +172,7 @@ fn credentials_are_written_through_a_fresh_private_temp_file() {
         )
         .unwrap();
     }
-    let out = Command::new(BIN)
+    let out = crate::support::devicegate()
         .args(["logout", "--server", "http://127.0.0.1:9"])
         .env("XDG_CONFIG_HOME", home.path())
         .stdout(Stdio::piped())

@@ -484,7 +484,7 @@ fn site_name_and_help_text_come_from_the_environment_and_are_validated() {
     let dir = tempfile::tempdir().unwrap();
     let db = crate::support::new_database(dir.path());
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
-    let mut server = std::process::Command::new(crate::cli::BIN)
+    let mut server = crate::support::devicegate()
         .args(["--db", db.to_str().unwrap(), "serve", "--listen", &listen])
         .env("DEVICEGATE_SITE_NAME", "Room 12 sign-in")
         .env("DEVICEGATE_HELP_TEXT", "Ask Ms. Rivera")
@@ -525,7 +525,7 @@ fn site_name_and_help_text_come_from_the_environment_and_are_validated() {
         assert!(err.contains("--site-name: plain text on one line"), "{err}");
     }
     // An empty variable (what `Environment=DEVICEGATE_SITE_NAME=` gives) means the default.
-    let out = std::process::Command::new(crate::cli::BIN)
+    let out = crate::support::devicegate()
         .args(["--db", db.to_str().unwrap(), "check", "--json"])
         .env("DEVICEGATE_SITE_NAME", "")
         .output()

@@ -2,11 +2,11 @@
 //! rightmost entry wins (issue #12, item 7), and the start warns about proxy set-ups that
 //! defeat per-address rules. Raw sockets: ureq merges repeated header lines.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::cli::{run, BIN};
+use crate::cli::run;
 use crate::support::{
     csrf_token, free_port, raw_body, raw_http, wait_until_healthy, Browser, TestApp,
 };
@@ -150,7 +150,7 @@ fn the_last_forwarded_proto_line_decides_secure_cookies() {
 fn start_log(port: u16, args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let db = crate::support::test_database(dir.path());
-    let mut child = Command::new(BIN)
+    let mut child = crate::support::devicegate()
         .arg("--db")
         .arg(&db)
         .arg("serve")

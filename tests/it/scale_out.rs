@@ -129,7 +129,10 @@ fn a_refresh_token_rotated_on_one_instance_is_reuse_on_the_other() {
     a.advance(3600.0);
     b.advance(3600.0);
     assert_oauth_error(&b.refresh("guest", refresh, None), 400, "invalid_grant");
-    let successor = rotated.json()["refresh_token"].as_str().unwrap().to_string();
+    let successor = rotated.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_oauth_error(&a.refresh("guest", &successor, None), 400, "invalid_grant");
 }
 
@@ -163,7 +166,10 @@ fn both_sweepers_running_at_once_lose_nothing_that_is_live() {
     let counts = a.store().row_counts().unwrap();
     let codes = counts.iter().find(|(t, _)| *t == "device_codes").unwrap().1;
     // The fresh code, and the five redeemed ones (kept until their own expiry's sweep).
-    let pending = a.store().list_pending_device_codes(a.clock.now().secs()).unwrap();
+    let pending = a
+        .store()
+        .list_pending_device_codes(a.clock.now().secs())
+        .unwrap();
     assert_eq!(pending.len(), 1, "only the fresh code is left pending");
     assert!(codes <= 6, "{codes} codes left after both sweeps");
     assert_eq!(
@@ -330,7 +336,10 @@ fn sigkill_of_one_instance_while_the_other_serves_loses_nothing_and_redeems_once
             assert!(resp.is_ok(), "a token a client received stopped working");
         }
     }
-    assert!(wins.lock().unwrap().values().all(|n| *n == 1), "redeemed twice");
+    assert!(
+        wins.lock().unwrap().values().all(|n| *n == 1),
+        "redeemed twice"
+    );
     let store = Store::open(&db).unwrap();
     for user_code in approved.lock().unwrap().iter() {
         let code = store

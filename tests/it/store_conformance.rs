@@ -7,8 +7,8 @@
 use std::sync::{Arc, Barrier};
 
 use devicegate::store::{
-    ClientChanges, IssuedTokens, NewClient, NewDeviceCode, NewSigningKey, ProfileChanges,
-    RedeemOutcome, RefreshOutcome, RefreshStep, Shared, Store, ThrottleWindow, UserProfile,
+    ClientChanges, GrantId, IssuedTokens, NewClient, NewDeviceCode, NewSigningKey, ProfileChanges,
+    RedeemOutcome, RefreshOutcome, RefreshStep, Shared, Store, ThrottleWindow, UserId, UserProfile,
 };
 
 use crate::support::{test_database, TestDatabase};
@@ -122,7 +122,10 @@ fn users_are_created_found_changed_and_deleted() {
     assert_eq!(found.display_name.as_deref(), Some("Bob B."));
     assert!(found.email_verified);
     assert_eq!(found.subject.len(), 26);
-    assert_ne!(found.subject, store.find_user(alice).unwrap().unwrap().subject);
+    assert_ne!(
+        found.subject,
+        store.find_user(alice).unwrap().unwrap().subject
+    );
     // Clearing the email clears its verification; the rest stays.
     assert!(store
         .update_user_profile(
@@ -219,7 +222,9 @@ fn clients_are_created_once_changed_field_by_field_and_deleted_with_their_codes(
         found.access_token_audience.as_deref(),
         Some("https://api.example")
     );
-    assert!(!store.update_client("nope", &ClientChanges::default()).unwrap());
+    assert!(!store
+        .update_client("nope", &ClientChanges::default())
+        .unwrap());
     assert!(!store.rename_client_if_named("cli", "Wrong", "X").unwrap());
     assert!(store
         .rename_client_if_named("cli", "Test client", "Renamed")
@@ -250,7 +255,10 @@ fn device_codes_go_from_pending_to_decided_to_swept() {
     taken.device_code_hash = "other-hash".into();
     assert!(!store.create_device_code(taken).unwrap());
     assert!(store.create_device_code(code("CCCCDDDD", "cli")).unwrap());
-    let pending = store.find_device_code_by_hash("hash-AAAABBBB").unwrap().unwrap();
+    let pending = store
+        .find_device_code_by_hash("hash-AAAABBBB")
+        .unwrap()
+        .unwrap();
     assert_eq!(pending.user_code, "AAAABBBB");
     assert_eq!(pending.interval, 5);
     assert_eq!(pending.device_user_agent.as_deref(), Some("curl/8"));
@@ -310,7 +318,11 @@ fn sixteen_redemptions_of_one_approved_code_make_one_grant() {
     assert!(store
         .decide_device_code("AAAABBBB", Some(alice), Some(NOW), "198.51.100.1", NOW)
         .unwrap());
-    let id = store.find_device_code_by_user_code("AAAABBBB").unwrap().unwrap().id;
+    let id = store
+        .find_device_code_by_user_code("AAAABBBB")
+        .unwrap()
+        .unwrap()
+        .id;
     let outcomes = race(&db, 16, move |i, store| {
         let access = format!("access-{i}");
         let refresh = format!("refresh-{i}");
@@ -326,11 +338,18 @@ fn sixteen_redemptions_of_one_approved_code_make_one_grant() {
     assert_eq!(store.list_active_grants(None, NOW).unwrap().len(), 1);
     let counts = store.row_counts().unwrap();
     let rows = |table: &str| counts.iter().find(|(t, _)| *t == table).unwrap().1;
-    assert_eq!((rows("grants"), rows("access_tokens"), rows("refresh_tokens")), (1, 1, 1));
+    assert_eq!(
+        (
+            rows("grants"),
+            rows("access_tokens"),
+            rows("refresh_tokens")
+        ),
+        (1, 1, 1)
+    );
 }
 
 /// A grant for alice through a redeemed code; returns (store, db guard, grant id).
-fn granted() -> (tempfile::TempDir, TestDatabase, Store, i64) {
+fn granted() -> (tempfile::TempDir, TestDatabase, Store, GrantId) {
     let (dir, db, mut store) = fresh();
     client(&store, "cli");
     let alice = store.create_user("alice", "h", NOW).unwrap();
@@ -338,7 +357,11 @@ fn granted() -> (tempfile::TempDir, TestDatabase, Store, i64) {
     assert!(store
         .decide_device_code("AAAABBBB", Some(alice), Some(NOW - 9), "198.51.100.1", NOW)
         .unwrap());
-    let id = store.find_device_code_by_user_code("AAAABBBB").unwrap().unwrap().id;
+    let id = store
+        .find_device_code_by_user_code("AAAABBBB")
+        .unwrap()
+        .unwrap()
+        .id;
     let RedeemOutcome::Redeemed { grant_id, user_id } = store
         .redeem_device_code(id, &tokens("access-0", Some("refresh-0")), NOW)
         .unwrap()
@@ -353,8 +376,14 @@ fn granted() -> (tempfile::TempDir, TestDatabase, Store, i64) {
 fn tokens_are_found_by_hash_until_revoked() {
     let (_dir, _db, mut store, grant_id) = granted();
     let access = store.find_access_token("access-0", NOW).unwrap().unwrap();
-    assert_eq!((access.grant_id, access.username.as_str()), (grant_id, "alice"));
-    assert!(store.find_access_token("access-0", NOW + 3600).unwrap().is_none());
+    assert_eq!(
+        (access.grant_id, access.username.as_str()),
+        (grant_id, "alice")
+    );
+    assert!(store
+        .find_access_token("access-0", NOW + 3600)
+        .unwrap()
+        .is_none());
     let refresh = store.find_refresh_token("refresh-0").unwrap().unwrap();
     assert_eq!(refresh.auth_time, NOW - 9);
     assert!(!refresh.grant_revoked && !refresh.user_disabled);
@@ -370,11 +399,16 @@ fn tokens_are_found_by_hash_until_revoked() {
     store.delete_access_token("access-0").unwrap();
     assert!(store.find_access_token("access-0", NOW).unwrap().is_none());
     let owner = refresh.user_id;
-    assert!(!store.revoke_grant(grant_id, Some(owner + 1), NOW).unwrap());
+    assert!(!store
+        .revoke_grant(grant_id, Some(UserId::new(owner.get() + 1)), NOW)
+        .unwrap());
     assert!(store.revoke_grant(grant_id, Some(owner), NOW).unwrap());
     assert!(!store.revoke_grant(grant_id, None, NOW).unwrap());
     assert!(store.find_refresh_token("refresh-0").unwrap().is_none());
-    assert!(store.list_active_grants(Some(owner), NOW).unwrap().is_empty());
+    assert!(store
+        .list_active_grants(Some(owner), NOW)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -413,22 +447,39 @@ fn refresh_steps_retry_and_revoke_as_protocol_decides() {
     let rotate = |_: &devicegate::store::RefreshFacts| RefreshStep::Rotate;
     assert_eq!(
         store
-            .refresh_grant("refresh-0", "read", &tokens("a1", Some("r1")), NOW + 1, rotate)
+            .refresh_grant(
+                "refresh-0",
+                "read",
+                &tokens("a1", Some("r1")),
+                NOW + 1,
+                rotate
+            )
             .unwrap(),
         RefreshOutcome::Rotated
     );
     // The facts of a replayed token: exchanged once, no retries, successor not yet used.
     let seen = std::sync::Mutex::new(None);
     let outcome = store
-        .refresh_grant("refresh-0", "read", &tokens("a2", Some("r2")), NOW + 2, |facts| {
-            *seen.lock().unwrap() = Some(*facts);
-            RefreshStep::Retry
-        })
+        .refresh_grant(
+            "refresh-0",
+            "read",
+            &tokens("a2", Some("r2")),
+            NOW + 2,
+            |facts| {
+                *seen.lock().unwrap() = Some(*facts);
+                RefreshStep::Retry
+            },
+        )
         .unwrap();
     assert_eq!(outcome, RefreshOutcome::Retried);
     let facts = seen.lock().unwrap().unwrap();
     assert_eq!(
-        (facts.grant_id, facts.rotated_at, facts.grace_retries, facts.successor_rotated),
+        (
+            facts.grant_id,
+            facts.rotated_at,
+            facts.grace_retries,
+            facts.successor_rotated
+        ),
         (grant_id, Some(NOW + 1), 0, false)
     );
     assert_eq!(
@@ -438,10 +489,16 @@ fn refresh_steps_retry_and_revoke_as_protocol_decides() {
         RefreshOutcome::Rotated
     );
     let outcome = store
-        .refresh_grant("refresh-0", "read", &tokens("a4", Some("r4")), NOW + 4, |facts| {
-            *seen.lock().unwrap() = Some(*facts);
-            RefreshStep::Revoke
-        })
+        .refresh_grant(
+            "refresh-0",
+            "read",
+            &tokens("a4", Some("r4")),
+            NOW + 4,
+            |facts| {
+                *seen.lock().unwrap() = Some(*facts);
+                RefreshStep::Revoke
+            },
+        )
         .unwrap();
     assert_eq!(outcome, RefreshOutcome::Revoked);
     let facts = seen.lock().unwrap().unwrap();
@@ -462,7 +519,9 @@ fn refresh_steps_retry_and_revoke_as_protocol_decides() {
 fn signing_out_everywhere_ends_sessions_grants_and_waiting_approvals() {
     let (_dir, _db, mut store, _grant) = granted();
     let alice = store.find_user_by_name("alice").unwrap().unwrap().id;
-    store.create_session("s1", Some(alice), "csrf", NOW).unwrap();
+    store
+        .create_session("s1", Some(alice), "csrf", NOW)
+        .unwrap();
     assert!(store.create_device_code(code("EEEEFFFF", "cli")).unwrap());
     assert!(store
         .decide_device_code("EEEEFFFF", Some(alice), Some(NOW), "198.51.100.1", NOW)
@@ -476,15 +535,23 @@ fn signing_out_everywhere_ends_sessions_grants_and_waiting_approvals() {
 fn sessions_live_between_their_idle_and_absolute_limits() {
     let (_dir, _db, store) = fresh();
     let alice = store.create_user("alice", "h", NOW).unwrap();
-    store.create_session("s1", Some(alice), "csrf", NOW).unwrap();
+    store
+        .create_session("s1", Some(alice), "csrf", NOW)
+        .unwrap();
     store.create_session("s2", None, "csrf2", NOW).unwrap();
     let found = store.find_session("s1", NOW - 1, NOW - 1).unwrap().unwrap();
     assert_eq!(found.username.as_deref(), Some("alice"));
     assert!(store.find_session("s1", NOW, NOW - 1).unwrap().is_none());
     store.touch_session("s1", NOW + 10).unwrap();
-    assert!(store.find_session("s1", NOW + 5, NOW - 1).unwrap().is_some());
+    assert!(store
+        .find_session("s1", NOW + 5, NOW - 1)
+        .unwrap()
+        .is_some());
     assert!(store.set_user_disabled("alice", true).unwrap());
-    assert!(store.find_session("s1", NOW - 1, NOW - 1).unwrap().is_none());
+    assert!(store
+        .find_session("s1", NOW - 1, NOW - 1)
+        .unwrap()
+        .is_none());
     assert_eq!(store.delete_expired_sessions(NOW + 1, 0, 10).unwrap(), 1);
     assert_eq!(store.delete_user_sessions(alice).unwrap(), 1);
     store.delete_session("s2").unwrap();
@@ -511,7 +578,11 @@ fn throttle_reservations_racing_from_many_instances_never_exceed_the_limit() {
     assert_eq!(window.failures, LIMIT);
     store.refund_throttle_attempt(&["k:x".to_string()]).unwrap();
     assert_eq!(
-        store.throttle_window("k:x", NOW, 60).unwrap().unwrap().failures,
+        store
+            .throttle_window("k:x", NOW, 60)
+            .unwrap()
+            .unwrap()
+            .failures,
         LIMIT - 1
     );
 }
@@ -526,7 +597,10 @@ fn throttle_failures_count_in_windows_and_are_listed_and_cleared() {
     counts.sort_unstable();
     assert_eq!(counts, [1, 2, 3, 4, 5, 6]);
     // A new window starts over.
-    assert_eq!(store.record_throttle_failure("k:y", NOW + 60, 60).unwrap(), 1);
+    assert_eq!(
+        store.record_throttle_failure("k:y", NOW + 60, 60).unwrap(),
+        1
+    );
     store.record_throttle_failure("k:z", NOW, 60).unwrap();
     store.record_throttle_failure("other:z", NOW, 60).unwrap();
     assert_eq!(store.list_throttle_keys("k:").unwrap(), ["k:y", "k:z"]);
@@ -576,9 +650,14 @@ fn first_signing_keys_racing_from_many_instances_leave_one_per_algorithm() {
     let keys = store.list_signing_keys().unwrap();
     assert_eq!(keys.len(), 2);
     let first = keys[0].kid.clone();
-    assert!(store.set_signing_key_retire_after(&first, NOW + 99).unwrap());
+    assert!(store
+        .set_signing_key_retire_after(&first, NOW + 99)
+        .unwrap());
     assert!(!store.set_signing_key_retire_after(&first, NOW + 5).unwrap());
-    assert_eq!(store.list_signing_keys().unwrap()[0].retire_after, Some(NOW + 99));
+    assert_eq!(
+        store.list_signing_keys().unwrap()[0].retire_after,
+        Some(NOW + 99)
+    );
     assert!(store.clear_signing_key_retire_after(&first).unwrap());
     assert!(store.delete_signing_key(&first).unwrap());
     assert!(!store.delete_signing_key(&first).unwrap());
@@ -622,13 +701,19 @@ fn every_row_survives_a_copy_into_this_backend() {
     assert!(source
         .decide_device_code("AAAABBBB", Some(alice), Some(NOW), "198.51.100.1", NOW)
         .unwrap());
-    let id = source.find_device_code_by_user_code("AAAABBBB").unwrap().unwrap().id;
+    let id = source
+        .find_device_code_by_user_code("AAAABBBB")
+        .unwrap()
+        .unwrap()
+        .id;
     let mut source = source;
     source
         .redeem_device_code(id, &tokens("access-0", Some("refresh-0")), NOW)
         .unwrap();
     assert!(source.create_device_code(code("CCCCDDDD", "cli")).unwrap());
-    source.create_session("s1", Some(alice), "csrf", NOW).unwrap();
+    source
+        .create_session("s1", Some(alice), "csrf", NOW)
+        .unwrap();
     source.record_throttle_failure("k:x", NOW, 60).unwrap();
 
     let (_dir2, _db, target) = fresh();

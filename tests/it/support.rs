@@ -18,6 +18,15 @@ pub use database::{
 
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// The devicegate binary as a command, run from the temporary directory rather than the
+/// source tree: on PostgreSQL a first start leaves its admin-password file in the working
+/// directory (`devicegate-<database>.admin-password`).
+pub fn devicegate() -> std::process::Command {
+    let mut command = std::process::Command::new(crate::cli::BIN);
+    command.current_dir(std::env::temp_dir());
+    command
+}
+
 /// A port that was free a moment ago (for tests that start the binary themselves).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -37,7 +46,7 @@ pub fn serve_binary(
     extra: &[&str],
     stderr: std::process::Stdio,
 ) -> std::process::Child {
-    let child = std::process::Command::new(crate::cli::BIN)
+    let child = devicegate()
         .args(["--db", db.to_str().unwrap(), "serve", "--listen", listen])
         .args(extra)
         .stdout(std::process::Stdio::piped())
