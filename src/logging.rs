@@ -43,12 +43,18 @@ impl log::Log for StderrLogger {
 
 static LOGGER: StderrLogger = StderrLogger;
 
-/// Whether a record comes from devicegate itself. Other crates log only warnings and
-/// errors, whatever the level: their `info` and `debug` lines are not written with our
-/// rules in mind (tokio-postgres logs every statement's parameters at `debug`: password
-/// hashes, token hashes, private keys).
+/// Whether a record comes from devicegate itself or our fork of tiny_http (vendor/, whose
+/// refusal lines follow our rules). Other crates log only warnings and errors, whatever the
+/// level: their `info` and `debug` lines are not written with our rules in mind
+/// (tokio-postgres logs every statement's parameters at `debug`: password hashes, token
+/// hashes, private keys).
 fn is_ours(target: &str) -> bool {
-    target == "devicegate" || target.starts_with("devicegate::")
+    ["devicegate", "tiny_http"].iter().any(|ours| {
+        target == *ours
+            || target
+                .strip_prefix(ours)
+                .is_some_and(|t| t.starts_with("::"))
+    })
 }
 
 /// Installs the logger once; later calls only change the level.
@@ -153,6 +159,7 @@ mod tests {
         assert!(!at(log::Level::Debug, "tokio_postgres::query"));
         assert!(!at(log::Level::Info, "tokio_postgres::connection"));
         assert!(!at(log::Level::Debug, "devicegateway"));
+        assert!(at(log::Level::Info, "tiny_http::client"));
         assert!(at(log::Level::Warn, "tokio_postgres::connection"));
         assert!(at(log::Level::Error, "ureq"));
     }

@@ -565,7 +565,8 @@ pub enum KeyCommand {
     },
     /// Retire a key now: it leaves the JWKS, and tokens it signed stop verifying (superseded keys are retired automatically once their tokens have expired)
     Retire {
-        /// The key's kid, from `key list`
+        /// The key's kid, from `key list` (a kid may start with `-`: base64url)
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Retire it although tokens it signed may still be live, or it still signs (a compromised key)
         #[arg(long)]

@@ -589,6 +589,10 @@ fn key_commands_rotate_and_force_retire_and_never_print_a_private_key() {
     let (code, _, err) = run(&app.db_path, &["key", "retire", "no-such-kid"], None);
     assert_eq!(code, 1);
     assert!(err.contains("no signing key `no-such-kid`"), "{err}");
+    // A kid is base64url: one in 64 starts with `-`, and is a kid, not an option.
+    let (code, _, err) = run(&app.db_path, &["key", "retire", "-Xno-such-kid"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no signing key `-Xno-such-kid`"), "{err}");
     let (code, out, err) = run(&app.db_path, &["key", "retire", &old_kid, "--force"], None);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("no longer in the JWKS"), "{out}");
