@@ -513,8 +513,16 @@ pub mod pg {
         fn error(&self, e: postgres::Error) -> Error {
             use postgres::error::SqlState;
             let Some(code) = e.code() else {
-                // No SQLSTATE: the connection failed or was closed.
-                return Error::Unavailable(format!("PostgreSQL: {e}"));
+                // No SQLSTATE: the connection failed or was closed, or the configuration
+                // cannot connect ("invalid configuration: password missing").
+                let mut detail = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    detail.push_str(": ");
+                    detail.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                return Error::Unavailable(format!("PostgreSQL: {detail}"));
             };
             if *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::T_R_DEADLOCK_DETECTED

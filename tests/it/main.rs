@@ -22,6 +22,7 @@ mod operator_cli;
 mod operator_hygiene;
 mod pages;
 mod pages_ux;
+mod postgres_setup;
 mod proxy_headers;
 mod refresh_grace;
 mod resilience;

@@ -1,0 +1,354 @@
+//! `--db` as a PostgreSQL URL (issue #15): what an operator meets when setting it up —
+//! clear errors for what cannot work, the password from where it may come and never in a
+//! log — and `devicegate migrate`, the way up from a SQLite file.
+
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::cli::{run, stop};
+use crate::support::{
+    free_port, on_postgres, serve_binary, test_database, wait_until_healthy, TestDb,
+};
+
+/// A URL nothing listens at (port 1 on loopback refuses at once).
+const NOWHERE: &str = "postgres://devicegate@127.0.0.1:1/devicegate";
+
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn a_postgres_url_in_a_build_without_the_feature_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = std::path::Path::new(NOWHERE);
+    let (code, _, err) = run(url, &["user", "list"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("built without PostgreSQL") && err.contains("--features postgres"),
+        "{err}"
+    );
+    // `serve` says the same and creates nothing (no file named after the URL).
+    let out = crate::support::devicegate()
+        .current_dir(dir.path())
+        .args(["--db", NOWHERE, "serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("built without PostgreSQL"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn an_unreachable_or_unsupported_database_is_one_clear_line() {
+    for (url, says) in [
+        (NOWHERE.to_string(), "PostgreSQL"),
+        (
+            format!("{NOWHERE}?sslmode=require"),
+            "sslmode=require: this build of devicegate speaks PostgreSQL without TLS",
+        ),
+        (
+            "postgres://devicegate@127.0.0.1:1/x?bogus_option=1".to_string(),
+            "the PostgreSQL URL is not valid",
+        ),
+    ] {
+        let (code, out, err) = run(std::path::Path::new(&url), &["user", "list"], None);
+        assert_eq!((code, out.as_str()), (1, ""), "{url}: {err}");
+        assert!(err.starts_with("error: "), "{url}: {err}");
+        assert!(err.contains(says), "{url}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{url}: {err}");
+        // `serve` stops at start with the same reason.
+        let out = crate::support::devicegate()
+            .args(["--db", &url, "serve", "--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{url}: {err}");
+        assert!(err.contains(says), "{url}: {err}");
+    }
+}
+
+/// The base URL the PostgreSQL run was given, with `user:password@` in place of its user.
+fn with_credentials(url: &str, user: &str, password: Option<&str>) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    match password {
+        Some(password) => format!("{scheme}://{user}:{password}@{host}"),
+        None => format!("{scheme}://{user}@{host}"),
+    }
+}
+
+#[test]
+fn the_database_password_never_reaches_a_log_or_a_message() {
+    if !on_postgres() {
+        return; // A SQLite path has no password.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_database(dir.path());
+    // The test server trusts 127.0.0.1: any password is accepted, and must not be shown.
+    let url = with_credentials(db.to_str().unwrap(), "postgres", Some("Sup3rSecretPw"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = crate::support::devicegate()
+        .args([
+            "--db",
+            &url,
+            "serve",
+            "--listen",
+            &listen,
+            "--log-level",
+            "debug",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_healthy(&format!("http://{listen}"));
+    let (out, err) = stop(child);
+    let path = std::path::Path::new(&url);
+    let (_, check_out, check_err) = run(path, &["check", "--json"], None);
+    let (_, list_out, list_err) = run(path, &["user", "list"], None);
+    for text in [&out, &err, &check_out, &check_err, &list_out, &list_err] {
+        assert!(
+            !text.contains("Sup3rSecretPw"),
+            "the password shown: {text}"
+        );
+    }
+    // The URL is still recognisable, with the password masked.
+    assert!(err.contains("postgres:***@"), "{err}");
+    let checked: Value = serde_json::from_str(&check_out).unwrap();
+    assert!(
+        checked["database"]["path"]
+            .as_str()
+            .unwrap()
+            .contains("postgres:***@"),
+        "{check_out}"
+    );
+    assert_eq!(checked["database"]["ok"], true, "{check_out}");
+    // The first start's password file is named after the database, in the working
+    // directory (the test's temporary directory).
+    let name = db.to_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let file = std::env::temp_dir().join(format!("devicegate-{name}.admin-password"));
+    assert!(file.exists(), "{}", file.display());
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn the_password_comes_from_the_url_pgpassword_or_a_file() {
+    if !on_postgres() {
+        return; // SQLite has no password.
+    }
+    // A role that must give a password (.ci/postgres: scram-sha-256 for `dg_scram` only),
+    // owning a fresh database.
+    let base = std::env::var("DEVICEGATE_TEST_DATABASE").unwrap();
+    let admin = TestDb::open(std::path::Path::new(&base));
+    admin.execute(
+        "DO $$ BEGIN CREATE ROLE dg_scram LOGIN; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    );
+    admin.execute("ALTER ROLE dg_scram PASSWORD 'right-horse-battery'");
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_database(dir.path());
+    let name = db.to_str().unwrap().rsplit('/').next().unwrap().to_string();
+    admin.execute(&format!("ALTER DATABASE {name} OWNER TO dg_scram"));
+    let bare = with_credentials(db.to_str().unwrap(), "dg_scram", None);
+    let list = |url: &str, env: &[(&str, &str)]| {
+        let out = crate::support::devicegate()
+            .env_remove("PGPASSWORD")
+            .env_remove("DEVICEGATE_DB_PASSWORD_FILE")
+            .envs(env.iter().copied())
+            .args(["--db", url, "client", "list"])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = list(&bare, &[]);
+    assert_eq!(code, 1, "no password at all: {err}");
+    assert!(err.contains("password missing"), "{err}");
+    let in_url = with_credentials(&bare, "dg_scram", Some("right-horse-battery"));
+    assert_eq!(list(&in_url, &[]).0, 0, "{}", list(&in_url, &[]).1);
+    assert_eq!(list(&bare, &[("PGPASSWORD", "right-horse-battery")]).0, 0);
+    let file = dir.path().join("db-password");
+    std::fs::write(&file, "right-horse-battery\n").unwrap();
+    let file = file.to_str().unwrap();
+    let (code, err) = list(&bare, &[("DEVICEGATE_DB_PASSWORD_FILE", file)]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(dir.path().join("db-password"), "wrong\n").unwrap();
+    let (code, err) = list(&bare, &[("DEVICEGATE_DB_PASSWORD_FILE", file)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("password authentication failed"), "{err}");
+    let missing = dir.path().join("nope");
+    let (code, err) = list(
+        &bare,
+        &[("DEVICEGATE_DB_PASSWORD_FILE", missing.to_str().unwrap())],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("DEVICEGATE_DB_PASSWORD_FILE"), "{err}");
+    // The database is dropped with `db` by the superuser, whoever owns it.
+}
+
+/// `migrate`'s refusals: each one line, exit 1, and nothing written.
+#[test]
+fn migrate_refuses_what_it_cannot_copy_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    let target = test_database(dir.path());
+    let migrate = |from: &std::path::Path, to: &std::path::Path, force: bool| {
+        let mut args = vec!["migrate", "--from", from.to_str().unwrap()];
+        args.extend(["--to", to.to_str().unwrap()]);
+        if force {
+            args.push("--force");
+        }
+        run(&dir.path().join("unused.db"), &args, None)
+    };
+    let (code, _, err) = migrate(&source, &target, false);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no database at"), "{err}");
+    drop(devicegate::store::Store::open(&source).unwrap());
+    let (code, _, err) = run(&source, &["user", "add", "ann"], Some("first-password\n"));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = migrate(&source, &source, false);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--from and --to name the same database"),
+        "{err}"
+    );
+    let (code, out, err) = migrate(&source, &target, false);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("rows per table, verified on both sides"),
+        "{out}"
+    );
+    assert!(err.contains("audit: migrate from"), "{err}");
+    // The target now holds rows: a second copy is refused, and changes nothing.
+    let users_before = TestDb::open(&target).count_rows("users");
+    let (code, _, err) = migrate(&source, &target, false);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("already holds") && err.contains("pass --force"),
+        "{err}"
+    );
+    assert_eq!(TestDb::open(&target).count_rows("users"), users_before);
+    let (code, _, err) = migrate(&source, &target, true);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// The issue's round trip: a SQLite server with logins, tokens, keys and a pending code →
+/// `devicegate migrate` → a server on the target, where all of it still works.
+#[test]
+fn a_populated_sqlite_server_moves_to_the_target_and_every_login_token_and_key_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("old.db");
+    let target = test_database(dir.path());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let base = format!("http://{listen}");
+    let old = serve_binary(&source, &listen, &["--log-level", "warn"], Stdio::null());
+    let (code, _, err) = run(&source, &["user", "add", "alice"], Some("password123\n"));
+    assert_eq!(code, 0, "{err}");
+    let form = |path: &str, pairs: &[(&str, &str)]| -> (u16, Value) {
+        let response = match ureq::post(&format!("{base}{path}")).send_form(pairs) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{path}: {e}"),
+        };
+        (response.status(), response.into_json().unwrap())
+    };
+    // One whole login with an ID token, and one code still waiting.
+    let (_, codes) = form(
+        "/oauth/device_authorize",
+        &[("client_id", "guest"), ("scope", "openid profile read")],
+    );
+    let user_code = codes["user_code"].as_str().unwrap();
+    let (code, _, err) = run(&source, &["approve", user_code, "--user", "alice"], None);
+    assert_eq!(code, 0, "{err}");
+    let device_code = codes["device_code"].as_str().unwrap();
+    let poll = [
+        ("grant_type", crate::support::DEVICE_GRANT),
+        ("client_id", "guest"),
+        ("device_code", device_code),
+    ];
+    let (status, tokens) = form("/oauth/token", &poll);
+    assert_eq!(status, 200, "{tokens}");
+    let (_, waiting) = form("/oauth/device_authorize", &[("client_id", "guest")]);
+    let jwks_before: Value = ureq::get(&format!("{base}/oauth/jwks"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    drop(crate::cli::stop(old));
+
+    let (code, out, err) = run(
+        &dir.path().join("unused.db"),
+        &[
+            "migrate",
+            "--from",
+            source.to_str().unwrap(),
+            "--to",
+            target.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("refresh_tokens"), "{out}");
+
+    let new = serve_binary(&target, &listen, &["--log-level", "warn"], Stdio::null());
+    // The keys came along: the same JWKS, and the old ID token's kid is in it.
+    let jwks_after: Value = ureq::get(&format!("{base}/oauth/jwks"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(jwks_after, jwks_before);
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let kid = jsonwebtoken::decode_header(id_token).unwrap().kid.unwrap();
+    assert!(jwks_after.to_string().contains(&kid));
+    // The access token still works; the refresh token still rotates.
+    let access = tokens["access_token"].as_str().unwrap();
+    let who: Value = ureq::get(&format!("{base}/oauth/userinfo"))
+        .set("Authorization", &format!("Bearer {access}"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(who["preferred_username"], "alice", "{who}");
+    let (status, refreshed) = form(
+        "/oauth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "guest"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(status, 200, "{refreshed}");
+    // The code already redeemed stays redeemed; the waiting one can still be approved and
+    // redeemed on the new server.
+    let (status, again) = form("/oauth/token", &poll);
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (code, _, err) = run(
+        &target,
+        &[
+            "approve",
+            waiting["user_code"].as_str().unwrap(),
+            "--user",
+            "alice",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (status, body) = form(
+        "/oauth/token",
+        &[
+            ("grant_type", crate::support::DEVICE_GRANT),
+            ("client_id", "guest"),
+            ("device_code", waiting["device_code"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    // And alice signs in with her password on the new server.
+    let browser_sign_in = crate::cli::sign_in_status(&base, "alice", "password123");
+    assert_eq!(browser_sign_in, 303);
+    drop(crate::cli::stop(new));
+}
