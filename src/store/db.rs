@@ -391,8 +391,10 @@ pub mod pg {
     use std::collections::HashMap;
     use std::time::Duration;
 
+    use postgres::config::SslMode;
     use postgres::types::{IsNull, ToSql, Type};
     use postgres::{Client, NoTls, Statement};
+    use tokio_postgres_rustls::MakeRustlsConnect;
 
     use super::{Cell, Param, Row, Value};
     use crate::store::{Error, Result};
@@ -413,8 +415,7 @@ pub mod pg {
 
     impl Pg {
         /// Parses `url` and connects. The password comes from the URL, else `PGPASSWORD`,
-        /// else the file named by `DEVICEGATE_DB_PASSWORD_FILE` (trimmed). TLS is not built
-        /// in: `sslmode=require` is refused with an error saying so.
+        /// else the file named by `DEVICEGATE_DB_PASSWORD_FILE` (trimmed). TLS: see `tls`.
         pub fn connect(url: &str) -> Result<Pg> {
             let config = parse(url)?;
             let pg = Pg {
@@ -435,7 +436,15 @@ pub mod pg {
             let mut slot = self.client.borrow_mut();
             if slot.as_ref().is_none_or(Client::is_closed) {
                 self.statements.borrow_mut().clear();
-                let client = self.config.connect(NoTls).map_err(|e| self.error(e))?;
+                let client = match self.config.get_ssl_mode() {
+                    SslMode::Require => self.config.connect(tls()?),
+                    // `prefer` as libpq without a root certificate means it: encryption
+                    // if the server offers it, unverified. Unverified TLS protects
+                    // against no one who can intercept, so devicegate speaks plainly
+                    // unless TLS is required, and then verifies (see `tls`).
+                    _ => self.config.connect(NoTls),
+                }
+                .map_err(|e| self.error(e))?;
                 *slot = Some(client);
             }
             let client = slot
@@ -552,16 +561,14 @@ pub mod pg {
     }
 
     fn parse(url: &str) -> Result<postgres::Config> {
+        // libpq's verifying modes are what `require` does here (see `tls`); the client
+        // library knows only disable, prefer and require.
+        let url = url
+            .replace("sslmode=verify-full", "sslmode=require")
+            .replace("sslmode=verify-ca", "sslmode=require");
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| Error::Unavailable(format!("the PostgreSQL URL is not valid: {e}")))?;
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(Error::Unavailable(
-                "sslmode=require: this build of devicegate speaks PostgreSQL without TLS; \
-                 connect over a Unix socket, a private network, or a TLS tunnel"
-                    .into(),
-            ));
-        }
         if config.get_password().is_none() {
             if let Some(password) = password_from_environment()? {
                 config.password(password);
@@ -578,6 +585,47 @@ pub mod pg {
             config.application_name("devicegate");
         }
         Ok(config)
+    }
+
+    /// The TLS connector for `sslmode=require` (and libpq's `verify-ca`, `verify-full`):
+    /// rustls, verifying the server's certificate and its name (as libpq's `verify-full`)
+    /// against the system's trust anchors plus the PEM certificates in the file named by
+    /// `DEVICEGATE_DB_CA_FILE` (a private CA, e.g. a managed database's). Built once per
+    /// process.
+    fn tls() -> Result<MakeRustlsConnect> {
+        static TLS: std::sync::OnceLock<std::result::Result<MakeRustlsConnect, String>> =
+            std::sync::OnceLock::new();
+        TLS.get_or_init(|| {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::CertificateDer;
+            let mut roots = rustls::RootCertStore::empty();
+            // Unreadable system certificates are skipped: the CA file may be all we need.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            if let Some(file) = std::env::var_os("DEVICEGATE_DB_CA_FILE") {
+                let shown = std::path::Path::new(&file).display().to_string();
+                let bad =
+                    |e: &dyn std::fmt::Display| format!("DEVICEGATE_DB_CA_FILE ({shown}): {e}");
+                let mut added = 0;
+                for cert in CertificateDer::pem_file_iter(&file).map_err(|e| bad(&e))? {
+                    roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+                    added += 1;
+                }
+                if added == 0 {
+                    return Err(bad(&"no PEM certificate in it"));
+                }
+            }
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(MakeRustlsConnect::new(config))
+        })
+        .clone()
+        .map_err(Error::Unavailable)
     }
 
     fn password_from_environment() -> Result<Option<String>> {

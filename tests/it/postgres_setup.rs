@@ -42,10 +42,7 @@ fn a_postgres_url_in_a_build_without_the_feature_says_how_to_get_one() {
 fn an_unreachable_or_unsupported_database_is_one_clear_line() {
     for (url, says) in [
         (NOWHERE.to_string(), "PostgreSQL"),
-        (
-            format!("{NOWHERE}?sslmode=require"),
-            "sslmode=require: this build of devicegate speaks PostgreSQL without TLS",
-        ),
+        (format!("{NOWHERE}?sslmode=require"), "PostgreSQL"),
         (
             "postgres://devicegate@127.0.0.1:1/x?bogus_option=1".to_string(),
             "the PostgreSQL URL is not valid",
@@ -186,6 +183,64 @@ fn the_password_comes_from_the_url_pgpassword_or_a_file() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("DEVICEGATE_DB_PASSWORD_FILE"), "{err}");
     // The database is dropped with `db` by the superuser, whoever owns it.
+}
+
+#[test]
+fn sslmode_require_verifies_the_server_against_the_system_and_the_ca_file() {
+    // .ci/postgres serves TLS with a throwaway CA when openssl is there.
+    let Some(ca) = std::env::var("DEVICEGATE_TEST_DATABASE_CA").ok() else {
+        return; // No TLS on this run's server (SQLite, or no openssl).
+    };
+    if !on_postgres() {
+        return;
+    }
+    // `dg_tls` may connect only over TLS (pg_hba.conf: hostssl, and reject otherwise).
+    let base = std::env::var("DEVICEGATE_TEST_DATABASE").unwrap();
+    let admin = TestDb::open(std::path::Path::new(&base));
+    admin.execute(
+        "DO $$ BEGIN CREATE ROLE dg_tls LOGIN; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_database(dir.path());
+    let name = db.to_str().unwrap().rsplit('/').next().unwrap().to_string();
+    admin.execute(&format!("ALTER DATABASE {name} OWNER TO dg_tls"));
+    let url = with_credentials(db.to_str().unwrap(), "dg_tls", None);
+    let list = |query: &str, ca_file: Option<&str>| {
+        let mut command = crate::support::devicegate();
+        command.env_remove("DEVICEGATE_DB_CA_FILE");
+        if let Some(file) = ca_file {
+            command.env("DEVICEGATE_DB_CA_FILE", file);
+        }
+        let out = command
+            .args(["--db", &format!("{url}{query}"), "client", "list"])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Required and verified against the CA file: connected (so over TLS).
+    let (code, err) = list("?sslmode=require", Some(&ca));
+    assert_eq!(code, 0, "{err}");
+    // libpq's verifying modes mean the same here.
+    let (code, err) = list("?sslmode=verify-full", Some(&ca));
+    assert_eq!(code, 0, "{err}");
+    // Without the CA the server's certificate is unknown: refused, and said why.
+    let (code, err) = list("?sslmode=require", None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    // `prefer` (the default) speaks plainly; this role may not.
+    let (code, err) = list("", Some(&ca));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no encryption"), "{err}");
+    // A CA file that holds no certificate is named.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let (code, err) = list("?sslmode=require", Some(junk.to_str().unwrap()));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("DEVICEGATE_DB_CA_FILE"), "{err}");
 }
 
 /// `migrate`'s refusals: each one line, exit 1, and nothing written.
