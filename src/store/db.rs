@@ -470,9 +470,8 @@ pub mod pg {
         }
 
         pub fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize> {
-            let values: Vec<Value<'_>> = params.iter().map(|p| p.value()).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let values = values(params);
+            let refs = bound(&values);
             self.with_client(|client| {
                 let stmt = self.statement(client, sql)?;
                 let n = client.execute(&stmt, &refs).map_err(|e| self.error(e))?;
@@ -481,9 +480,8 @@ pub mod pg {
         }
 
         fn query(&self, sql: &str, params: &[&dyn Param]) -> Result<Vec<postgres::Row>> {
-            let values: Vec<Value<'_>> = params.iter().map(|p| p.value()).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let values = values(params);
+            let refs = bound(&values);
             self.with_client(|client| {
                 let stmt = self.statement(client, sql)?;
                 client.query(&stmt, &refs).map_err(|e| self.error(e))
@@ -558,6 +556,15 @@ pub mod pg {
                 _ => Error::Internal(format!("PostgreSQL: {detail} ({})", code.code())),
             }
         }
+    }
+
+    fn values<'a>(params: &'a [&dyn Param]) -> Vec<Value<'a>> {
+        params.iter().map(|p| p.value()).collect()
+    }
+
+    /// The parameters as the client takes them.
+    fn bound<'a>(values: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+        values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
     }
 
     fn parse(url: &str) -> Result<postgres::Config> {

@@ -10,27 +10,14 @@ use std::time::{Duration, Instant};
 use devicegate::protocol::approval::{self, Actor, Decision};
 use devicegate::store::{DeviceCodeStatus, Store};
 use devicegate::Clock;
-use serde_json::Value;
 
-use crate::support::{free_port, serve_binary, Browser, TestApp, DEVICE_GRANT};
+use crate::support::{
+    free_port, post_form_or_gone as post, serve_binary, Browser, TestApp, DEVICE_GRANT,
+};
 
 fn start(db: &std::path::Path, listen: &str, extra: &[&str]) -> Child {
     let args = [&["--poll-interval", "1", "--log-level", "warn"], extra].concat();
     serve_binary(db, listen, &args, Stdio::piped())
-}
-
-/// POST a form; `None` when the server was not there (killed mid-request).
-fn post(base: &str, path: &str, form: &[(&str, &str)]) -> Option<(u16, Value)> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .build();
-    let response = match agent.post(&format!("{base}{path}")).send_form(form) {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(_) => return None,
-    };
-    let status = response.status();
-    let body = response.into_string().ok()?;
-    Some((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
 #[test]

@@ -13,7 +13,8 @@ use devicegate::Clock;
 use serde_json::Value;
 
 use crate::support::{
-    assert_oauth_error, free_port, serve_binary, test_database, Browser, TestApp, DEVICE_GRANT,
+    assert_oauth_error, free_port, post_form_or_gone as post, serve_binary, test_database, Browser,
+    TestApp, DEVICE_GRANT,
 };
 
 /// Two servers on one database: `a` made it, `b` was pointed at it.
@@ -193,20 +194,6 @@ fn start(db: &std::path::Path, listen: &str) -> Child {
         &["--poll-interval", "1", "--log-level", "warn"],
         Stdio::null(),
     )
-}
-
-/// POST a form; `None` when the server was not there (killed mid-request).
-fn post(base: &str, path: &str, form: &[(&str, &str)]) -> Option<(u16, Value)> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .build();
-    let response = match agent.post(&format!("{base}{path}")).send_form(form) {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(_) => return None,
-    };
-    let status = response.status();
-    let body = response.into_string().ok()?;
-    Some((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
 #[test]

@@ -27,6 +27,20 @@ pub fn devicegate() -> std::process::Command {
     command
 }
 
+/// POST a form; `None` when the server was not there (killed mid-request).
+pub fn post_form_or_gone(base: &str, path: &str, form: &[(&str, &str)]) -> Option<(u16, Value)> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let response = match agent.post(&format!("{base}{path}")).send_form(form) {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(_) => return None,
+    };
+    let status = response.status();
+    let body = response.into_string().ok()?;
+    Some((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
+}
+
 /// A port that was free a moment ago (for tests that start the binary themselves).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
