@@ -68,7 +68,20 @@ impl Store {
     /// `replace`: then they are deleted first, in the same transaction. Returns the counts,
     /// verified equal on both sides before the commit.
     pub fn copy_from(&self, source: &Store, replace: bool) -> Result<RowCounts> {
-        let expected = source.row_counts()?;
+        // One snapshot of the source for the whole copy, so a server still writing to it
+        // cannot make the copy inconsistent (a grant without its user): SQLite's read
+        // transaction, PostgreSQL's REPEATABLE READ.
+        let snapshot = match source.backend() {
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        };
+        source
+            .conn
+            .transaction_with(snapshot, |src| self.copy_snapshot(src, replace))
+    }
+
+    fn copy_snapshot(&self, source: &Conn, replace: bool) -> Result<RowCounts> {
+        let expected = row_counts(source)?;
         self.transaction(|tx| {
             let present: i64 = row_counts(tx)?.iter().map(|(_, n)| n).sum();
             if present > 0 && !replace {
@@ -80,7 +93,7 @@ impl Store {
                 tx.execute(&format!("DELETE FROM {table}"), &[])?;
             }
             for (table, columns) in TABLES {
-                copy_table(&source.conn, tx, table, columns)?;
+                copy_table(source, tx, table, columns)?;
             }
             if tx.backend() == Backend::Postgres {
                 for table in NUMBERED {
