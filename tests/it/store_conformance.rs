@@ -735,3 +735,32 @@ fn every_row_survives_a_copy_into_this_backend() {
     let bob = target.create_user("bob", "h", NOW).unwrap();
     assert!(bob > alice, "{bob:?} after {alice:?}");
 }
+
+#[test]
+fn both_schemas_have_the_same_tables_columns_and_nullability() {
+    if !crate::support::on_postgres() {
+        return; // Needs both backends.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("schema.db");
+    drop(Store::open(&file).unwrap());
+    let sqlite = crate::support::TestDb::open(&file).query_strings(
+        "SELECT m.name || '.' || p.name || ':' || \
+         CASE WHEN p.\"notnull\" = 1 OR p.pk > 0 THEN 'not null' ELSE 'null' END \
+         FROM sqlite_master m, pragma_table_info(m.name) p \
+         WHERE m.type = 'table' ORDER BY 1",
+    );
+    let (_dir, db, _store) = fresh();
+    let postgres = crate::support::TestDb::open(&db).query_strings(
+        "SELECT table_name || '.' || column_name || ':' || \
+         CASE WHEN is_nullable = 'NO' THEN 'not null' ELSE 'null' END \
+         FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name <> 'devicegate_schema' ORDER BY 1",
+    );
+    // Sorted here: the two databases' collations may differ.
+    let (mut sqlite, mut postgres) = (sqlite, postgres);
+    sqlite.sort();
+    postgres.sort();
+    assert!(sqlite.len() > 60, "{sqlite:?}");
+    assert_eq!(sqlite, postgres);
+}
