@@ -1091,7 +1091,22 @@ fn wrk_all(
         ..Run::default()
     };
     let mut answered = 0.0;
-    for text in &outputs {
+    for (text, (addr, _)) in outputs.iter().zip(targets) {
+        if targets.len() > 1 {
+            // Each instance's share, to see that the load really was split.
+            let pick = |label: &str| {
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix(label))
+                    .map_or("?", str::trim)
+                    .to_string()
+            };
+            println!(
+                "  wrk {addr}: {} requests/s, p50 {}, p99 {}",
+                pick("Requests/sec:"),
+                pick("50%"),
+                pick("99%")
+            );
+        }
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
