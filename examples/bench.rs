@@ -13,7 +13,12 @@
 //! (instructions per request under callgrind, the one figure that does not drift with the
 //! machine; needs valgrind) and `issue` (token issuance: an approval and the redemption
 //! that follows, opaque tokens vs an ID token signed RS256 or EdDSA vs a JWT access token,
-//! one at a time, plus the cost of one signature in-process). In every round,
+//! one at a time, plus the cost of one signature in-process), and `scale-out` (poll and
+//! authorize side by side on SQLite, on PostgreSQL with one devicegate, and on two
+//! devicegates sharing one PostgreSQL database, their rates summed; PostgreSQL needs the
+//! `postgres` feature and `--postgres URL` or `DEVICEGATE_BENCH_POSTGRES`, else its rows
+//! print as skipped with the reason; each run gets a fresh database, dropped after it).
+//! In every round,
 //! each of poll, authorize and page runs on a fresh server right after a ceiling run of its
 //! own; its ratio is to that ceiling, and the table shows medians over rounds. Every load is
 //! bounded in time and only touches 127.0.0.1. `BENCH_SERVER_LOG=<file>` keeps the
@@ -26,8 +31,10 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: cargo run --release --example bench -- [--seconds 8] [--connections 64]
        [--rounds 3] [--codes 10000] [--rss-codes 100000] [--workers N] [--idle 1000]
-       [--instruction-requests 1000] [--issues 300]
-       [--only poll,authorize,page,poll-100k,poll+idle,instructions,issue]";
+       [--instruction-requests 1000] [--issues 300] [--postgres postgres://user@host:port/db]
+       [--only poll,authorize,page,poll-100k,poll+idle,instructions,issue,scale-out]
+--postgres (or DEVICEGATE_BENCH_POSTGRES): a PostgreSQL server the bench may create and drop
+databases on (needs --features postgres); the URL's database is only used to connect.";
 
 const METRICS_TOKEN: &str = "bench-metrics-token-0123456789";
 
@@ -45,6 +52,8 @@ struct Options {
     issues: usize,
     /// Scenarios to run (`--only poll,page`); empty: all of them.
     only: Vec<String>,
+    /// A PostgreSQL server for the scale-out rows (`--postgres`, `DEVICEGATE_BENCH_POSTGRES`).
+    postgres: Option<String>,
 }
 
 impl Options {
@@ -64,6 +73,10 @@ struct Run {
     peak_threads: u64,
     /// The server's CPU time (user + system) per request answered, in microseconds.
     cpu_us_per_request: f64,
+    /// PostgreSQL's CPU time per request answered (its processes for the bench database
+    /// and its background processes), in microseconds; `None` when not on PostgreSQL or
+    /// its processes are not on this machine.
+    db_cpu_us_per_request: Option<f64>,
 }
 
 fn main() {
@@ -83,6 +96,9 @@ fn main() {
         std::process::exit(2);
     }
     let work = tempfile::tempdir().expect("temp dir");
+    // PostgreSQL, for the scale-out rows (and a column of instructions per request), or the
+    // reason there is none.
+    let cluster = pg::Cluster::connect(opt.postgres.as_deref());
     println!(
         "devicegate bench: {} rounds × {} s, {} connections, {} live codes, {} workers, {} cores (wrk on the same machine)",
         opt.rounds,
@@ -92,6 +108,13 @@ fn main() {
         opt.workers,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
+    match &cluster {
+        Ok(cluster) => println!("PostgreSQL: {}", cluster.settings()),
+        Err(why) if opt.runs("scale-out") => println!("PostgreSQL rows skipped: {why}"),
+        Err(_) => {}
+    }
+    let scale_out = opt.runs("scale-out");
+    let mut scale_table: Vec<ScaleRow> = Vec::new();
     let mut table: Vec<(&str, Vec<Run>, Vec<f64>)> = vec![
         ("ceiling", vec![], vec![]),
         ("poll", vec![], vec![]),
@@ -102,8 +125,14 @@ fn main() {
     // own, so no scenario inherits another's rows and each ratio compares loads measured
     // back to back.
     for round in 0..opt.rounds {
-        for name in ["poll", "authorize", "page"] {
-            if !opt.runs(name) {
+        for name in ["poll", POLL_READ, "authorize", "page"] {
+            let in_main = opt.runs(name) && name != POLL_READ;
+            // The default run without PostgreSQL keeps its length: the poll that reads the
+            // database compares backends, so it runs with PostgreSQL or when asked for.
+            let in_scale = scale_out
+                && name != "page"
+                && (name != POLL_READ || cluster.is_ok() || !opt.only.is_empty());
+            if !in_main && !in_scale {
                 continue;
             }
             let ceiling_run = {
@@ -113,25 +142,48 @@ fn main() {
                 run
             };
             let run = scenario(&opt, work.path(), &format!("{name}{round}"), name);
-            table[0].1.push(ceiling_run.clone());
-            table[0].2.push(1.0);
-            let row = table.iter_mut().find(|r| r.0 == name).expect("row");
-            row.2.push(run.rps / ceiling_run.rps);
-            row.1.push(run);
+            let ratio = run.rps / ceiling_run.rps;
+            if in_scale {
+                scale_push(&mut scale_table, name, "ceiling", ceiling_run.clone(), 1.0);
+                scale_push(&mut scale_table, name, SQLITE, run.clone(), ratio);
+                if let Ok(cluster) = &cluster {
+                    for (backend, instances, durable) in PG_ROWS {
+                        // Commits without waiting for the disk: authorize only, to show
+                        // what the WAL flush per commit costs (polls hardly write).
+                        if !durable && name != "authorize" {
+                            continue;
+                        }
+                        let run = scenario_pg(&opt, work.path(), cluster, name, instances, durable);
+                        let ratio = run.rps / ceiling_run.rps;
+                        scale_push(&mut scale_table, name, backend, run, ratio);
+                    }
+                }
+            }
+            if in_main {
+                table[0].1.push(ceiling_run.clone());
+                table[0].2.push(1.0);
+                let row = table.iter_mut().find(|r| r.0 == name).expect("row");
+                row.2.push(ratio);
+                row.1.push(run);
+            }
         }
         println!("round {} done", round + 1);
     }
     table.retain(|(name, runs, _)| !runs.is_empty() || *name == "ceiling");
+    let main_table = table.len() > 1;
     // Peak RSS with many live codes, and serving while idle connections are held open.
     let mut extra_rows = Vec::new();
     if opt.runs("poll-100k") || opt.runs("poll+idle") {
         extra_rows = rss_and_idle(&opt, work.path());
     }
-    if table.iter().any(|(_, runs, _)| !runs.is_empty()) || !extra_rows.is_empty() {
+    if main_table || !extra_rows.is_empty() {
         print_table(&opt, &table, &extra_rows);
     }
+    if scale_out {
+        print_scale_table(&opt, &scale_table, cluster.as_ref().err());
+    }
     if opt.runs("instructions") {
-        print_instructions(opt.instruction_requests, work.path());
+        print_instructions(opt.instruction_requests, work.path(), cluster.as_ref().ok());
     }
     if opt.runs("issue") {
         print_issuance(&opt, work.path());
@@ -331,21 +383,42 @@ fn print_signing_cost(n: usize, work: &Path) {
 /// SQLite, rendering, writing the response), counted by callgrind over sequential requests.
 /// Requests/s on this machine move ±20% between runs; this figure is the same on every
 /// run of the same build, so small changes show. Kernel time is not in it.
-fn print_instructions(requests: usize, work: &Path) {
+/// With PostgreSQL, a second column: the same requests on a fresh PostgreSQL database
+/// (the client library's work on the worker's thread is inside; PostgreSQL's own is not).
+fn print_instructions(requests: usize, work: &Path, cluster: Option<&pg::Cluster>) {
     if Command::new("valgrind").arg("--version").output().is_err() {
         println!("\n(valgrind is missing: apt-get install valgrind for instructions per request)");
         return;
     }
-    println!("\n| scenario | instructions per request (callgrind, {requests} sequential requests, inside the handler) |");
-    println!("|---|---:|");
+    match cluster {
+        None => {
+            println!("\n| scenario | instructions per request (callgrind, {requests} sequential requests, inside the handler) |");
+            println!("|---|---:|");
+        }
+        Some(_) => {
+            println!("\n| scenario | instructions per request, SQLite (callgrind, {requests} sequential requests, inside the handler) | PostgreSQL (the client's side only) |");
+            println!("|---|---:|---:|");
+        }
+    }
     for name in ["poll", "authorize", "page"] {
-        let count = instructions_per_request(name, requests, work);
-        println!("| {name} | {:.1}k |", count / 1000.0);
+        let db = work.join(format!("callgrind-{name}.db"));
+        let count = instructions_per_request(name, requests, work, &db);
+        match cluster {
+            None => println!("| {name} | {:.1}k |", count / 1000.0),
+            Some(cluster) => {
+                let fresh = cluster.fresh().expect("a fresh PostgreSQL database");
+                let on_pg = instructions_per_request(name, requests, work, Path::new(&fresh.url));
+                println!(
+                    "| {name} | {:.1}k | {:.1}k |",
+                    count / 1000.0,
+                    on_pg / 1000.0
+                );
+            }
+        }
     }
 }
 
-fn instructions_per_request(name: &str, requests: usize, work: &Path) -> f64 {
-    let db = work.join(format!("callgrind-{name}.db"));
+fn instructions_per_request(name: &str, requests: usize, work: &Path, db: &Path) -> f64 {
     let out = work.join(format!("callgrind-{name}.out"));
     let (child, addr) = spawn_server(
         &[
@@ -354,11 +427,11 @@ fn instructions_per_request(name: &str, requests: usize, work: &Path) -> f64 {
             "--toggle-collect=*serve_one*",
             &format!("--callgrind-out-file={}", out.display()),
         ],
-        &db,
+        db,
         4,
     );
     let seeded = seed(&addr, 200);
-    let cookie = (name == "page").then(|| sign_in(&addr, &db));
+    let cookie = (name == "page").then(|| sign_in(&addr, db));
     let agent = ureq::AgentBuilder::new().redirects(0).build();
     let base = format!("http://{addr}");
     let one = |i: usize| {
@@ -418,7 +491,7 @@ fn instructions_per_request(name: &str, requests: usize, work: &Path) -> f64 {
     total / requests as f64
 }
 
-/// One load of `name` (poll, authorize or page) on a fresh server with `opt.codes` live
+/// One load of `name` (poll, `POLL_READ`, authorize or page) on a fresh server with `opt.codes` live
 /// codes in `<work>/<db_name>.db`.
 fn scenario(opt: &Options, work: &Path, db_name: &str, name: &str) -> Run {
     let db = work.join(format!("{db_name}.db"));
@@ -426,6 +499,7 @@ fn scenario(opt: &Options, work: &Path, db_name: &str, name: &str) -> Run {
     let seeded = seed(&addr, opt.codes);
     let script = match name {
         "poll" => lua_poll(work, &seeded),
+        POLL_READ => lua_poll_unknown(work, &seeded),
         "authorize" => lua_authorize(work),
         _ => {
             let (cookie, csrf) = sign_in(&addr, &db);
@@ -435,6 +509,109 @@ fn scenario(opt: &Options, work: &Path, db_name: &str, name: &str) -> Run {
     let run = wrk(opt, &addr, Some(&script), &child);
     stop(child);
     run
+}
+
+/// One load of `name` (poll, `POLL_READ` or authorize) on a fresh PostgreSQL database served by
+/// `instances` devicegate processes at once (each migrates the schema itself, as in
+/// production), seeded with `opt.codes` live codes through the first. With two, the load
+/// is split evenly between them (`wrk_all`) and the rates are summed.
+fn scenario_pg(
+    opt: &Options,
+    work: &Path,
+    cluster: &pg::Cluster,
+    name: &str,
+    instances: usize,
+    durable: bool,
+) -> Run {
+    let fresh = cluster.fresh().expect("a fresh PostgreSQL database");
+    if !durable {
+        cluster
+            .set(&fresh.name, "synchronous_commit", "off")
+            .expect("ALTER DATABASE");
+    }
+    let servers: Vec<(Child, String)> = (0..instances)
+        .map(|_| spawn_server(&[], Path::new(&fresh.url), opt.workers))
+        .collect();
+    let seeded = seed(&servers[0].1, opt.codes);
+    let script = match name {
+        "poll" => lua_poll(work, &seeded),
+        POLL_READ => lua_poll_unknown(work, &seeded),
+        _ => lua_authorize(work),
+    };
+    let targets: Vec<(&str, &Child)> = servers.iter().map(|(c, a)| (a.as_str(), c)).collect();
+    let run = wrk_all(opt, &targets, Some(&script), Some((cluster, &fresh.name)));
+    for (child, _) in servers {
+        stop(child);
+    }
+    run
+}
+
+/// The scale-out scenario in which every poll reads the database (`lua_poll_unknown`).
+const POLL_READ: &str = "poll, each reading the db";
+
+/// The scale-out rows: SQLite, PostgreSQL with one devicegate, two devicegates on one
+/// PostgreSQL database.
+const SQLITE: &str = "SQLite";
+const PG_ONE: &str = "PostgreSQL, 1 instance";
+const PG_TWO: &str = "PostgreSQL, 2 instances (sum)";
+const PG_ASYNC: &str = "PostgreSQL, 1 instance, synchronous_commit off";
+/// (row, devicegate instances, commits wait for the WAL flush).
+const PG_ROWS: [(&str, usize, bool); 3] =
+    [(PG_ONE, 1, true), (PG_TWO, 2, true), (PG_ASYNC, 1, false)];
+
+/// (scenario, backend, runs, ratios to the ceiling measured just before each).
+type ScaleRow = (&'static str, &'static str, Vec<Run>, Vec<f64>);
+
+fn scale_push(
+    rows: &mut Vec<ScaleRow>,
+    scenario: &'static str,
+    backend: &'static str,
+    run: Run,
+    ratio: f64,
+) {
+    match rows.iter_mut().find(|r| r.0 == scenario && r.1 == backend) {
+        Some(row) => {
+            row.2.push(run);
+            row.3.push(ratio);
+        }
+        None => rows.push((scenario, backend, vec![run], vec![ratio])),
+    }
+}
+
+fn print_scale_table(opt: &Options, rows: &[ScaleRow], skipped: Option<&String>) {
+    println!();
+    println!("| scenario | backend | requests/s | p50 | p99 | socket errors | 5xx | server CPU/req | PostgreSQL CPU/req | vs ceiling |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for scenario in ["poll", POLL_READ, "authorize"] {
+        for (_, backend, runs, ratios) in rows.iter().filter(|r| r.0 == scenario) {
+            let run = median_run(runs);
+            println!(
+                "| {scenario} | {backend} | {:.0} | {:.2} ms | {:.2} ms | {} | {} | {:.1} µs | {} | {:.0}% |",
+                run.rps,
+                run.p50_ms,
+                run.p99_ms,
+                run.socket_errors,
+                run.server_errors,
+                run.cpu_us_per_request,
+                run.db_cpu_us_per_request
+                    .map_or("–".to_string(), |us| format!("{us:.1} µs")),
+                median(ratios.clone()) * 100.0
+            );
+        }
+        if let Some(why) = skipped {
+            for backend in [PG_ONE, PG_TWO] {
+                println!("| {scenario} | {backend} | skipped: {why} | | | | | | | |");
+            }
+        }
+    }
+    println!(
+        "\nmedians of {} rounds; each ratio is to the ceiling (one listener, {} workers) measured just before it; two instances: \
+         the load split evenly between them ({} connections each), rates summed, p50/p99 the worse of the two, \
+         server CPU both processes together per request",
+        opt.rounds,
+        opt.workers,
+        (opt.connections / 2).max(1)
+    );
 }
 
 /// The `poll-100k` and `poll+idle` rows: (name, run).
@@ -490,6 +667,9 @@ fn parse(args: &[String]) -> Options {
         instruction_requests: 1000,
         issues: 300,
         only: Vec::new(),
+        postgres: std::env::var("DEVICEGATE_BENCH_POSTGRES")
+            .ok()
+            .filter(|url| !url.is_empty()),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -512,6 +692,7 @@ fn parse(args: &[String]) -> Options {
             }
             "--issues" => opt.issues = number().clamp(10, 10_000) as usize,
             "--only" => opt.only = value.split(',').map(str::to_string).collect(),
+            "--postgres" => opt.postgres = Some(value.clone()),
             other => panic!("unknown option {other}"),
         }
     }
@@ -715,9 +896,30 @@ fn write_lines(path: &Path, lines: &[String]) {
 }
 
 fn lua_poll(dir: &Path, seeded: &Seeded) -> PathBuf {
-    let codes = dir.join(format!("codes-{}.txt", seeded.device_codes.len()));
-    write_lines(&codes, &seeded.device_codes);
-    let script = dir.join(format!("poll-{}.lua", seeded.device_codes.len()));
+    lua_poll_codes(dir, "poll", &seeded.device_codes)
+}
+
+/// Polls of codes shaped like the live ones but unknown to the server (the last character
+/// changed): no memory answers them, so each one reads the database, the lookup an on-time
+/// poll makes, and gets `invalid_grant`.
+fn lua_poll_unknown(dir: &Path, seeded: &Seeded) -> PathBuf {
+    let unknown: Vec<String> = seeded
+        .device_codes
+        .iter()
+        .map(|code| {
+            let mut other = code.clone();
+            let last = other.pop();
+            other.push(if last == Some('A') { 'B' } else { 'A' });
+            other
+        })
+        .collect();
+    lua_poll_codes(dir, "poll-unknown", &unknown)
+}
+
+fn lua_poll_codes(dir: &Path, name: &str, device_codes: &[String]) -> PathBuf {
+    let codes = dir.join(format!("{name}-codes-{}.txt", device_codes.len()));
+    write_lines(&codes, device_codes);
+    let script = dir.join(format!("{name}-{}.lua", device_codes.len()));
     std::fs::write(
         &script,
         format!(
@@ -791,75 +993,154 @@ fn server_errors(addr: &str) -> u64 {
 }
 
 fn wrk(opt: &Options, addr: &str, script: Option<&Path>, child: &Child) -> Run {
-    let before = server_errors(addr);
-    let mut cmd = Command::new("wrk");
-    cmd.args([
-        "--latency",
-        "-t",
-        "2",
-        "-c",
-        &opt.connections.to_string(),
-        "-d",
-        &format!("{}s", opt.seconds),
-        "--timeout",
-        "5s",
-    ]);
-    if let Some(script) = script {
-        cmd.arg("-s").arg(script);
-    }
-    cmd.arg(format!("http://{addr}/"));
-    // The server's thread count, sampled while wrk runs.
+    wrk_all(opt, &[(addr, child)], script, None)
+}
+
+/// `wrk` against every target at once, the threads and connections split evenly between
+/// them (one target: 2 threads, `opt.connections` connections). Rates, errors and the
+/// servers' CPU are summed; latencies, peak RSS and threads are the worst target's. With
+/// `db` (the cluster and the bench database's name), PostgreSQL's CPU time too.
+fn wrk_all(
+    opt: &Options,
+    targets: &[(&str, &Child)],
+    script: Option<&Path>,
+    db: Option<(&pg::Cluster, &str)>,
+) -> Run {
+    let n = targets.len().max(1) as u64;
+    let errors_before: u64 = targets.iter().map(|(addr, _)| server_errors(addr)).sum();
+    let commands: Vec<Command> = targets
+        .iter()
+        .map(|(addr, _)| {
+            let mut cmd = Command::new("wrk");
+            cmd.args([
+                "--latency",
+                "-t",
+                &(2 / n).max(1).to_string(),
+                "-c",
+                &(opt.connections / n).max(1).to_string(),
+                "-d",
+                &format!("{}s", opt.seconds),
+                "--timeout",
+                "5s",
+            ]);
+            if let Some(script) = script {
+                cmd.arg("-s").arg(script);
+            }
+            cmd.arg(format!("http://{addr}/"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            cmd
+        })
+        .collect();
+    let servers_cpu = || -> f64 { targets.iter().map(|(_, c)| cpu_seconds(c.id())).sum() };
+    // The servers' thread counts, sampled while wrk runs.
     let done = std::sync::atomic::AtomicBool::new(false);
     let mut cpu = 0.0;
-    let (out, peak_threads) = std::thread::scope(|scope| {
+    let mut db_cpu = None;
+    let (outputs, peak_threads) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let mut peak = 0;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(proc_status(child.id(), "Threads:"));
+                for (_, child) in targets {
+                    peak = peak.max(proc_status(child.id(), "Threads:"));
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
             peak
         });
-        let perf = perf_record(child.id(), opt.seconds);
-        let cpu_before = cpu_seconds(child.id());
-        let out = cmd.output().expect("wrk");
-        cpu = cpu_seconds(child.id()) - cpu_before;
+        let perfs: Vec<Child> = targets
+            .iter()
+            .filter_map(|(_, child)| perf_record(child.id(), opt.seconds))
+            .collect();
+        let db_pids = db.map(|(cluster, name)| cluster.pids(name));
+        let db_before = db_pids.as_ref().map(|pids| pids_cpu(pids));
+        let cpu_before = servers_cpu();
+        let running: Vec<Child> = commands
+            .into_iter()
+            .map(|mut cmd| cmd.spawn().expect("wrk"))
+            .collect();
+        let outputs: Vec<String> = running
+            .into_iter()
+            .map(|child| {
+                let out = child.wait_with_output().expect("wrk");
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+            .collect();
+        cpu = servers_cpu() - cpu_before;
+        if let (Some(pids), Some(Some(before))) = (&db_pids, db_before) {
+            db_cpu = pids_cpu(pids).map(|after| after - before);
+        }
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(mut perf) = perf {
+        for mut perf in perfs {
             let _ = perf.wait();
         }
-        (out, sampler.join().unwrap_or(0))
+        (outputs, sampler.join().unwrap_or(0))
     });
-    let text = String::from_utf8_lossy(&out.stdout);
     let mut run = Run {
-        server_errors: server_errors(addr).saturating_sub(before),
-        peak_rss_kb: proc_status(child.id(), "VmHWM:"),
+        server_errors: targets
+            .iter()
+            .map(|(addr, _)| server_errors(addr))
+            .sum::<u64>()
+            .saturating_sub(errors_before),
+        peak_rss_kb: targets
+            .iter()
+            .map(|(_, child)| proc_status(child.id(), "VmHWM:"))
+            .max()
+            .unwrap_or(0),
         peak_threads,
         ..Run::default()
     };
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["Requests/sec:", n] => run.rps = n.parse().unwrap_or(0.0),
-            [n, "requests", "in", ..] => {
-                let answered: f64 = n.parse().unwrap_or(0.0);
-                if answered > 0.0 {
-                    run.cpu_us_per_request = cpu * 1e6 / answered;
+    let mut answered = 0.0;
+    for (text, (addr, _)) in outputs.iter().zip(targets) {
+        if targets.len() > 1 {
+            // Each instance's share, to see that the load really was split.
+            let pick = |label: &str| {
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix(label))
+                    .map_or("?", str::trim)
+                    .to_string()
+            };
+            println!(
+                "  wrk {addr}: {} requests/s, p50 {}, p99 {}",
+                pick("Requests/sec:"),
+                pick("50%"),
+                pick("99%")
+            );
+        }
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["Requests/sec:", n] => run.rps += n.parse().unwrap_or(0.0),
+                [n, "requests", "in", ..] => answered += n.parse().unwrap_or(0.0),
+                ["50%", t] => run.p50_ms = run.p50_ms.max(millis(t)),
+                ["99%", t] => run.p99_ms = run.p99_ms.max(millis(t)),
+                ["Socket", "errors:", rest @ ..] => {
+                    println!("  wrk: {}", line.trim());
+                    run.socket_errors += rest
+                        .iter()
+                        .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                        .sum::<u64>()
                 }
+                _ => {}
             }
-            ["50%", t] => run.p50_ms = millis(t),
-            ["99%", t] => run.p99_ms = millis(t),
-            ["Socket", "errors:", rest @ ..] => {
-                println!("  wrk: {}", line.trim());
-                run.socket_errors = rest
-                    .iter()
-                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
-                    .sum()
-            }
-            _ => {}
         }
     }
+    if answered > 0.0 {
+        run.cpu_us_per_request = cpu * 1e6 / answered;
+        run.db_cpu_us_per_request = db_cpu.map(|s| s * 1e6 / answered);
+    }
     run
+}
+
+/// CPU seconds used so far by these processes together; `None` when none of them is on
+/// this machine (a PostgreSQL elsewhere).
+fn pids_cpu(pids: &[u32]) -> Option<f64> {
+    let here: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|pid| Path::new(&format!("/proc/{pid}/stat")).exists())
+        .collect();
+    (!here.is_empty()).then(|| here.iter().map(|&pid| cpu_seconds(pid)).sum())
 }
 
 fn print_row(name: &str, run: &Run, ratio: f64) {
@@ -939,4 +1220,193 @@ fn median_run(runs: &[Run]) -> Run {
     let mut sorted = runs.to_vec();
     sorted.sort_by(|a, b| a.rps.total_cmp(&b.rps));
     sorted.get(sorted.len() / 2).cloned().unwrap_or_default()
+}
+
+/// PostgreSQL for the scale-out rows: a server named by `--postgres` on which the bench
+/// creates a fresh database per run (and drops it after).
+#[cfg(feature = "postgres")]
+mod pg {
+    use std::cell::{Cell, RefCell};
+
+    pub struct Cluster {
+        /// The URL as given, its database only used to connect.
+        url: String,
+        admin: RefCell<postgres::Client>,
+        /// The server runs on this machine (its processes' CPU can be read).
+        local: bool,
+        made: Cell<usize>,
+    }
+
+    /// A database of its own for one run, dropped (with any connection left) on drop.
+    pub struct FreshDb<'a> {
+        cluster: &'a Cluster,
+        pub name: String,
+        /// The URL devicegate gets: `--postgres`'s with this database.
+        pub url: String,
+    }
+
+    impl Cluster {
+        /// Connects to `url`, or says why the PostgreSQL rows are skipped.
+        pub fn connect(url: Option<&str>) -> Result<Cluster, String> {
+            let url = url.ok_or(
+                "no PostgreSQL given (--postgres postgres://user@host:port/db or \
+                 DEVICEGATE_BENCH_POSTGRES)",
+            )?;
+            let mut config: postgres::Config = url
+                .parse()
+                .map_err(|e| format!("--postgres is not a PostgreSQL URL: {e}"))?;
+            if config.get_password().is_none() {
+                if let Ok(password) = std::env::var("PGPASSWORD") {
+                    config.password(password);
+                }
+            }
+            let local = config.get_hosts().iter().all(|host| match host {
+                postgres::config::Host::Tcp(name) => {
+                    matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1")
+                }
+                #[cfg(unix)]
+                postgres::config::Host::Unix(_) => true,
+            });
+            let admin = config
+                .connect(postgres::NoTls)
+                .map_err(|e| format!("cannot connect to --postgres: {e}"))?;
+            Ok(Cluster {
+                url: url.to_string(),
+                admin: RefCell::new(admin),
+                local,
+                made: Cell::new(0),
+            })
+        }
+
+        /// The server's version and the settings that decide what a commit costs.
+        pub fn settings(&self) -> String {
+            let mut admin = self.admin.borrow_mut();
+            let mut show = |name: &str| -> String {
+                admin
+                    .query_one(&format!("SHOW {name}"), &[])
+                    .and_then(|row| row.try_get::<_, String>(0))
+                    .unwrap_or_else(|e| format!("? ({e})"))
+            };
+            format!(
+                "{} (fsync {}, synchronous_commit {}, full_page_writes {}, wal_sync_method {}, \
+                 shared_buffers {}, max_connections {})",
+                show("server_version"),
+                show("fsync"),
+                show("synchronous_commit"),
+                show("full_page_writes"),
+                show("wal_sync_method"),
+                show("shared_buffers"),
+                show("max_connections"),
+            )
+        }
+
+        pub fn fresh(&self) -> Result<FreshDb<'_>, String> {
+            let n = self.made.get();
+            self.made.set(n + 1);
+            let name = format!("devicegate_bench_{}_{n}", std::process::id());
+            self.admin
+                .borrow_mut()
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
+            Ok(FreshDb {
+                cluster: self,
+                url: with_dbname(&self.url, &name),
+                name,
+            })
+        }
+
+        /// `ALTER DATABASE name SET setting = value`, for the connections made after it.
+        pub fn set(&self, name: &str, setting: &str, value: &str) -> Result<(), String> {
+            let sql = format!("ALTER DATABASE {name} SET {setting} = {value}");
+            self.admin
+                .borrow_mut()
+                .batch_execute(&sql)
+                .map_err(|e| format!("{sql}: {e}"))
+        }
+
+        /// The server processes serving database `name`, and its background processes (WAL
+        /// writer, checkpointer, …); none when the server is on another machine.
+        pub fn pids(&self, name: &str) -> Vec<u32> {
+            if !self.local {
+                return vec![];
+            }
+            self.admin
+                .borrow_mut()
+                .query(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL",
+                    &[&name],
+                )
+                .map(|rows| {
+                    rows.iter()
+                        .filter_map(|r| r.try_get::<_, i32>(0).ok())
+                        .filter_map(|pid| u32::try_from(pid).ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+    }
+
+    impl Drop for FreshDb<'_> {
+        fn drop(&mut self) {
+            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            if let Err(e) = self.cluster.admin.borrow_mut().batch_execute(&drop) {
+                eprintln!("{drop}: {e}");
+            }
+        }
+    }
+
+    /// `url` with its database (the path) replaced by `name`, query parameters kept.
+    fn with_dbname(url: &str, name: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
+        };
+        let authority_start = base.find("://").map_or(0, |i| i + 3);
+        let path_start = base[authority_start..]
+            .find('/')
+            .map_or(base.len(), |i| authority_start + i);
+        let mut out = format!("{}/{name}", &base[..path_start]);
+        if let Some(query) = query {
+            out.push('?');
+            out.push_str(query);
+        }
+        out
+    }
+}
+
+/// Built without the `postgres` feature: the PostgreSQL rows are skipped, saying why.
+#[cfg(not(feature = "postgres"))]
+mod pg {
+    pub enum Cluster {}
+
+    pub struct FreshDb {
+        pub name: String,
+        pub url: String,
+    }
+
+    impl Cluster {
+        pub fn connect(_url: Option<&str>) -> Result<Cluster, String> {
+            Err(
+                "built without the `postgres` feature (cargo run --profile profiling \
+                 --features postgres --example bench -- --postgres URL)"
+                    .into(),
+            )
+        }
+
+        pub fn settings(&self) -> String {
+            match *self {}
+        }
+
+        pub fn fresh(&self) -> Result<FreshDb, String> {
+            match *self {}
+        }
+
+        pub fn pids(&self, _name: &str) -> Vec<u32> {
+            match *self {}
+        }
+
+        pub fn set(&self, _name: &str, _setting: &str, _value: &str) -> Result<(), String> {
+            match *self {}
+        }
+    }
 }
