@@ -63,6 +63,10 @@ pub fn ensure_builtin_clients(store: &Store, now: Timestamp) -> Result<(), store
 
 pub const FIRST_ADMIN: &str = "admin";
 
+/// How long (in 100 ms steps) a first start that finds the password file already there
+/// waits for the instance that made it to create `admin`.
+const FIRST_START_WAIT_STEPS: u32 = 30;
+
 /// On a database without users, creates `admin` with a random password and returns it, so
 /// the caller can show it once on the terminal (never in the log). Later starts: `None`.
 pub fn ensure_first_admin(store: &Store, now: Timestamp) -> Result<Option<String>, store::Error> {
@@ -83,12 +87,17 @@ pub fn ensure_first_admin(store: &Store, now: Timestamp) -> Result<Option<String
 
 /// Where the first start leaves `admin`'s password when stdout is not a terminal:
 /// `<db>.admin-password`, beside the database (the same directory, the same owner). On
-/// PostgreSQL, `devicegate-<database name>.admin-password` in the working directory (under
-/// systemd, e.g. `WorkingDirectory=/var/lib/devicegate`); the name keeps servers of several
+/// PostgreSQL, `devicegate-<database name>.admin-password` in `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`), else in the working directory; the name keeps servers of several
 /// databases started from one directory apart.
 pub fn admin_password_path(db: &Path) -> PathBuf {
     if let store::Location::Postgres(url) = store::Location::of(db) {
-        let here = std::env::current_dir().unwrap_or_default();
+        // systemd's StateDirectory= (the first, if several), else the working directory.
+        let here = std::env::var_os("STATE_DIRECTORY")
+            .and_then(|dirs| std::env::split_paths(&dirs).next())
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_default();
         return here.join(format!("devicegate-{}.admin-password", database_name(&url)));
     }
     let mut name = db.as_os_str().to_owned();
@@ -96,17 +105,11 @@ pub fn admin_password_path(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// A PostgreSQL URL's database name, as a file name may carry it (letters, digits, `_`, `-`;
-/// anything else becomes `_`); `devicegate` when the URL names none.
-fn database_name(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let name = rest
-        .split_once('/')
-        .map_or("", |(_, path)| path.split(['?', '#']).next().unwrap_or(""));
-    if name.is_empty() {
-        return "devicegate".into();
-    }
-    name.chars()
+/// A PostgreSQL database's name as a file name may carry it (letters, digits, `_`, `-`;
+/// anything else becomes `_`).
+fn database_name(db: &str) -> String {
+    store::postgres_database_name(db)
+        .chars()
         .take(64)
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -181,7 +184,25 @@ pub fn first_start(
             None => FirstAdmin::Existing { reminder: None },
         });
     }
-    let mut file = create_private(&path).map_err(|e| FirstAdminError::File(path.clone(), e))?;
+    let mut file = match create_private(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Another instance starting at this moment on the same database (several
+            // instances, one PostgreSQL) made the file and is creating `admin`: theirs
+            // stands. A file left by a first start that died before `admin` existed stays
+            // an error, as before.
+            for _ in 0..FIRST_START_WAIT_STEPS {
+                if store.count_users()? > 0 {
+                    return Ok(FirstAdmin::Existing {
+                        reminder: Some(path),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            return Err(FirstAdminError::File(path, e));
+        }
+        Err(e) => return Err(FirstAdminError::File(path, e)),
+    };
     let created = ensure_first_admin(store, now);
     let written = match &created {
         Ok(Some(password)) => file
@@ -278,6 +299,33 @@ mod tests {
             !dir.path().join("elsewhere").exists(),
             "no file through the link"
         );
+    }
+
+    #[test]
+    fn a_second_instance_starting_at_once_leaves_the_first_start_to_the_other() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("d.db");
+        let store = Store::open(&db).expect("store");
+        // The other instance has made the file and is about to create `admin`.
+        std::fs::write(admin_password_path(&db), "theirs\n").expect("file");
+        let other = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let store = Store::open(&db).expect("store");
+                store.create_user(FIRST_ADMIN, "hash", 0).expect("admin");
+            })
+        };
+        let result = first_start(&store, &db, true, Timestamp::from_secs(0));
+        other.join().expect("other instance");
+        assert_eq!(
+            result.expect("no error"),
+            FirstAdmin::Existing {
+                reminder: Some(admin_password_path(&db))
+            }
+        );
+        let theirs = std::fs::read_to_string(admin_password_path(&db)).expect("read");
+        assert_eq!(theirs, "theirs\n");
     }
 
     #[test]

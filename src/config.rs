@@ -87,7 +87,7 @@ pub struct Config {
     /// Public base URL put in every URL we hand out, exactly as given.
     /// Default: `http://` + the bound listen address.
     pub issuer: Option<String>,
-    /// Worker threads, each with its own SQLite connection. Default: `default_workers()`,
+    /// Worker threads, each with its own database connection. Default: `default_workers()`,
     /// twice the CPU cores, at least 4.
     pub workers: usize,
     /// Seconds a device code stays valid. Default: 600.

@@ -226,9 +226,31 @@ impl Server {
                 .map_err(|e| Error::Bind(format!("cannot start sweeper: {e}")))?
         };
         threads.push(sweeper);
-        for t in threads {
-            if t.join().is_err() {
-                log::error!("a server thread panicked");
+        // Joined as they finish. After a stop signal the drain takes at most `MAX_DRAIN`;
+        // a thread still busy past that waits for a database that does not answer (a
+        // stopped PostgreSQL process holds a query forever): the process exits without it
+        // rather than outlive its stop timeout.
+        let mut stopping_since: Option<Instant> = None;
+        while !threads.is_empty() {
+            let (done, busy): (Vec<_>, Vec<_>) = threads.into_iter().partition(|t| t.is_finished());
+            for t in done {
+                if t.join().is_err() {
+                    log::error!("a server thread panicked");
+                }
+            }
+            threads = busy;
+            if self.shutdown.load(Ordering::SeqCst) {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if !threads.is_empty() && since.elapsed() > MAX_DRAIN + STOP_MARGIN {
+                    log::error!(
+                        "stopping with {} request(s) still waiting for the database",
+                        threads.len()
+                    );
+                    break;
+                }
+            }
+            if !threads.is_empty() {
+                thread::sleep(WAKE_EVERY);
             }
         }
         if self.listener_failed.load(Ordering::SeqCst) {
@@ -389,6 +411,9 @@ fn serve_one(mut rq: tiny_http::Request, app: &App, store: &mut Store) {
     );
     http::send(rq, response);
 }
+
+/// How much longer than the drain a stopping server waits for a busy thread.
+const STOP_MARGIN: Duration = Duration::from_secs(2);
 
 fn sweep(app: &App, store: &Store, shutdown: &AtomicBool) {
     let every = Duration::from_secs(app.config.sweep_interval);

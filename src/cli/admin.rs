@@ -366,6 +366,11 @@ fn migrate(from: &Path, to: &Path, force: bool) -> Result<(), Failure> {
     for (table, rows) in &counts {
         let _ = writeln!(report, "  {table:<15} {rows}");
     }
+    let _ = writeln!(
+        report,
+        "This is {shown_from} as of now: whatever a server still running on it writes from \
+         here on is not in {shown_to}. Start the servers on the new database only."
+    );
     print!("{report}");
     audit(format_args!("migrate from {shown_from} to {shown_to}"));
     Ok(())
@@ -406,7 +411,17 @@ pub fn missing_directory(db: &Path) -> Option<String> {
 /// The database as `serve` would meet it: `Ok` with what was found, or the problem.
 fn check_database(db: &Path) -> Result<String, String> {
     if !is_file(db) || db.exists() {
-        let store = Store::open_existing(db).map_err(|e| e.to_string())?;
+        let store = match Store::open_existing(db) {
+            Ok(store) => store,
+            // Reached, but empty: as a file that does not exist yet.
+            Err(store::Error::Unavailable(detail)) if detail.starts_with(store::NO_SCHEMA) => {
+                return Ok(format!(
+                    "{} has no devicegate tables yet (created on first start)",
+                    store::describe(db)
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let report = store.integrity_check().map_err(|e| e.to_string())?;
         return if report == ["ok"] {
             Ok("ok".into())

@@ -153,7 +153,7 @@ pub struct ServeArgs {
     /// Public base URL used in every URL handed out [default: http://<listen>]
     #[arg(long, env = "DEVICEGATE_ISSUER")]
     pub issuer: Option<String>,
-    /// Worker threads, each with its own SQLite connection [default: twice the CPU cores, at least 4]
+    /// Worker threads, each with its own database connection [default: twice the CPU cores, at least 4]
     #[arg(long, env = "DEVICEGATE_WORKERS", default_value_t = config::default_workers(), hide_default_value = true)]
     pub workers: usize,
     /// Seconds a device code stays valid

@@ -69,10 +69,12 @@ impl Store {
     /// verified equal on both sides before the commit.
     pub fn copy_from(&self, source: &Store, replace: bool) -> Result<RowCounts> {
         // One snapshot of the source for the whole copy, so a server still writing to it
-        // cannot make the copy inconsistent (a grant without its user): SQLite's read
-        // transaction, PostgreSQL's REPEATABLE READ.
+        // cannot make the copy inconsistent (a grant without its user): on SQLite the
+        // write lock (a writer waits, or gets its busy error, until the copy is done),
+        // on PostgreSQL REPEATABLE READ. What is written after the copy is not in it: the
+        // caller says to stop the servers first.
         let snapshot = match source.backend() {
-            Backend::Sqlite => "BEGIN",
+            Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         };
         source

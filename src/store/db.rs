@@ -371,7 +371,8 @@ impl Conn {
         body: &mut impl FnMut(&Conn) -> Result<T>,
     ) -> Result<T> {
         self.batch(begin)?;
-        match body(self).and_then(|value| self.batch("COMMIT").map(|()| value)) {
+        self.in_transaction(true);
+        let outcome = match body(self).and_then(|value| self.batch("COMMIT").map(|()| value)) {
             Ok(value) => Ok(value),
             Err(e) => {
                 // Nothing to roll back when COMMIT itself failed and ended the transaction;
@@ -379,6 +380,19 @@ impl Conn {
                 let _ = self.batch("ROLLBACK");
                 Err(e)
             }
+        };
+        self.in_transaction(false);
+        outcome
+    }
+
+    /// PostgreSQL: while a transaction is open, a lost connection must fail the
+    /// transaction, never be replaced under it (the rest would run outside it).
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    fn in_transaction(&self, open: bool) {
+        match self {
+            Conn::Sqlite(_) => {}
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(pg) => pg.in_transaction.set(open),
         }
     }
 }
@@ -411,7 +425,43 @@ pub mod pg {
         statements: RefCell<HashMap<String, Statement>>,
         /// The last error was a serialization failure or deadlock (SQLSTATE 40001/40P01).
         retryable: StdCell<bool>,
+        /// A transaction is open on this connection (see `Conn::in_transaction`).
+        pub(super) in_transaction: StdCell<bool>,
+        /// When the connection last answered.
+        last_used: StdCell<std::time::Instant>,
     }
+
+    /// Connections being let go in the background at most; past it, one is forgotten.
+    const LETTING_GO_MAX: usize = 32;
+
+    /// Lets a connection that stopped answering go without waiting for it: dropping a
+    /// client waits until the server has closed the connection, which a stopped server
+    /// never does. A background thread waits instead (until the server answers or the
+    /// TCP timeouts end it); past `LETTING_GO_MAX` of them the client is forgotten, its
+    /// socket left to the kernel's timeouts.
+    fn let_go(client: Client) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static LETTING_GO: AtomicUsize = AtomicUsize::new(0);
+        if LETTING_GO.fetch_add(1, Ordering::SeqCst) >= LETTING_GO_MAX {
+            LETTING_GO.fetch_sub(1, Ordering::SeqCst);
+            std::mem::forget(client);
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("pg-let-go".into())
+            .spawn(move || {
+                drop(client);
+                LETTING_GO.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            LETTING_GO.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A connection unused for this long is checked (one empty query) before its next use.
+    const VALIDATE_AFTER_IDLE: Duration = Duration::from_secs(2);
+    /// How long that check may take before the connection is given up.
+    const VALIDATION_TIMEOUT: Duration = Duration::from_secs(5);
 
     impl Pg {
         /// Parses `url` and connects. The password comes from the URL, else `PGPASSWORD`,
@@ -423,6 +473,8 @@ pub mod pg {
                 client: RefCell::new(None),
                 statements: RefCell::default(),
                 retryable: StdCell::new(false),
+                in_transaction: StdCell::new(false),
+                last_used: StdCell::new(std::time::Instant::now()),
             };
             pg.with_client(|_| Ok(()))?;
             Ok(pg)
@@ -434,6 +486,28 @@ pub mod pg {
 
         fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
             let mut slot = self.client.borrow_mut();
+            if self.in_transaction.get() {
+                // Never a new connection under an open transaction.
+                let client = slot
+                    .as_mut()
+                    .filter(|client| !client.is_closed())
+                    .ok_or_else(|| {
+                        Error::Unavailable("PostgreSQL: connection lost mid-transaction".into())
+                    })?;
+                return f(client);
+            }
+            // A connection idle for a while may have been closed under us (a database
+            // restart, a failover, idle_session_timeout): ask before using it, so the
+            // request gets a new connection instead of an error.
+            if let Some(client) = slot.as_mut() {
+                if self.last_used.get().elapsed() > VALIDATE_AFTER_IDLE
+                    && client.is_valid(VALIDATION_TIMEOUT).is_err()
+                {
+                    if let Some(dead) = slot.take() {
+                        let_go(dead);
+                    }
+                }
+            }
             if slot.as_ref().is_none_or(Client::is_closed) {
                 self.statements.borrow_mut().clear();
                 let client = match self.config.get_ssl_mode() {
@@ -444,13 +518,27 @@ pub mod pg {
                     // unless TLS is required, and then verifies (see `tls`).
                     _ => self.config.connect(NoTls),
                 }
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.connect_error(e))?;
                 *slot = Some(client);
             }
             let client = slot
                 .as_mut()
                 .ok_or_else(|| Error::Internal("no PostgreSQL connection".into()))?;
-            f(client)
+            let outcome = f(client);
+            self.last_used.set(std::time::Instant::now());
+            outcome
+        }
+
+        /// A failed connection attempt; "too many clients" says what each instance holds.
+        fn connect_error(&self, e: postgres::Error) -> Error {
+            let too_many = e.code() == Some(&postgres::error::SqlState::TOO_MANY_CONNECTIONS);
+            match self.error(e) {
+                Error::Unavailable(detail) if too_many => Error::Unavailable(format!(
+                    "{detail} (each devicegate instance holds --workers + 1 connections, \
+                     plus one per admin command: raise max_connections or lower --workers)"
+                )),
+                other => other,
+            }
         }
 
         fn statement(&self, client: &mut Client, sql: &str) -> Result<Statement> {
@@ -570,12 +658,47 @@ pub mod pg {
     fn parse(url: &str) -> Result<postgres::Config> {
         // libpq's verifying modes are what `require` does here (see `tls`); the client
         // library knows only disable, prefer and require.
-        let url = url
+        let mut url = url
             .replace("sslmode=verify-full", "sslmode=require")
             .replace("sslmode=verify-ca", "sslmode=require");
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| Error::Unavailable(format!("the PostgreSQL URL is not valid: {e}")))?;
+        // The scheme in any case, as libpq takes it.
+        if let Some((scheme, rest)) = url.split_once("://") {
+            url = format!("{}://{rest}", scheme.to_ascii_lowercase());
+        }
+        let mut config: postgres::Config = url.parse().map_err(|e| {
+            Error::Unavailable(format!(
+                "the PostgreSQL URL is not valid: {e} (sslmode: disable, prefer, require, \
+                 verify-ca or verify-full; a CA file comes from DEVICEGATE_DB_CA_FILE, not \
+                 sslrootcert)"
+            ))
+        })?;
+        if config.get_ssl_mode() != SslMode::Require
+            && std::env::var_os("DEVICEGATE_DB_CA_FILE").is_some()
+        {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                log::warn!(
+                    "DEVICEGATE_DB_CA_FILE is set but the URL does not require TLS: add \
+                     sslmode=require, or this connection is not encrypted"
+                );
+            });
+        }
+        // A dead peer (a network cut, a failover) ends a connection within seconds
+        // instead of the kernel's quarter of an hour: unacknowledged data for 10 s, or an
+        // idle connection whose keepalive probes go unanswered.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(10));
+        }
+        // (Each only where the URL left the client's default.)
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(Duration::from_secs(30));
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(Duration::from_secs(5));
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(3);
+        }
         if config.get_password().is_none() {
             if let Some(password) = password_from_environment()? {
                 config.password(password);
@@ -585,8 +708,12 @@ pub mod pg {
             config.connect_timeout(Duration::from_secs(5));
         }
         if config.get_options().is_none() {
-            // The schema's `IF NOT EXISTS` notices are no news for the log.
-            config.options("-c client_min_messages=warning");
+            // The schema's `IF NOT EXISTS` notices are no news for the log. A request never
+            // waits on a lock (an operator's open transaction, a long migration) for more
+            // than 5 s, nor on one statement for more than 15 s: it gets a 503 instead.
+            config.options(
+                "-c client_min_messages=warning -c lock_timeout=5s -c statement_timeout=15s",
+            );
         }
         if config.get_application_name().is_none() {
             config.application_name("devicegate");
@@ -636,8 +763,11 @@ pub mod pg {
     }
 
     fn password_from_environment() -> Result<Option<String>> {
+        // An empty PGPASSWORD (a template left blank) gives no password.
         if let Ok(password) = std::env::var("PGPASSWORD") {
-            return Ok(Some(password));
+            if !password.is_empty() {
+                return Ok(Some(password));
+            }
         }
         let Some(file) = std::env::var_os("DEVICEGATE_DB_PASSWORD_FILE") else {
             return Ok(None);

@@ -162,8 +162,14 @@ impl Store {
     /// One transaction for the batch: whether each row was stored (`false`: its user code
     /// was taken), or an error and nothing stored.
     fn insert_device_codes(&self, batch: &[QueuedCode]) -> Result<Vec<bool>> {
-        // The group-commit turn is held (SQLite's write turn is that same mutex).
-        self.conn.transaction(|tx| {
+        // The group-commit turn is held (SQLite's write turn is that same mutex). Inserts
+        // only, each deciding nothing from a read: PostgreSQL's READ COMMITTED is enough
+        // (ON CONFLICT settles a taken code), and spares SERIALIZABLE's bookkeeping.
+        let begin = match self.backend() {
+            super::Backend::Sqlite => "BEGIN IMMEDIATE",
+            super::Backend::Postgres => "BEGIN",
+        };
+        self.conn.transaction_with(begin, |tx| {
             let mut stored = Vec::with_capacity(batch.len());
             for QueuedCode { code, .. } in batch {
                 // A taken user code (or, vanishingly unlikely, device code hash) skips only

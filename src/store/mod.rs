@@ -112,21 +112,29 @@ impl Location {
 }
 
 /// `--db` as it may be shown (logs, messages, `check --json`): a file path as it is; a
-/// PostgreSQL URL with its password, if any, replaced by `***`.
+/// PostgreSQL URL or keyword/value string with its password, if any, replaced by `***`
+/// (whatever characters the password holds).
 pub fn describe(db: &Path) -> String {
     let shown = db.display().to_string();
+    if is_conninfo(&shown) {
+        return mask_conninfo_password(&shown);
+    }
     if !is_postgres_url(&shown) {
         return shown;
     }
     let (scheme, rest) = shown.split_once("://").unwrap_or(("", &shown));
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => authority.to_string(),
-        },
-        None => authority.to_string(),
+    // The user info ends at the last `@` (an unencoded `/`, `?` or `#` in a password
+    // must not end it early and leave the rest of the password in view).
+    let (authority, tail) = match rest.rfind('@') {
+        Some(at) => {
+            let (userinfo, after) = rest.split_at(at);
+            let userinfo = match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{user}:***"),
+                None => userinfo.to_string(),
+            };
+            (userinfo, after.to_string())
+        }
+        None => (String::new(), rest.to_string()),
     };
     // `?password=…` is libpq's other way to give it.
     let tail = tail
@@ -146,10 +154,100 @@ pub fn describe(db: &Path) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
-/// `postgres://…` or `postgresql://…`, in any case.
+/// libpq's keywords that may start a keyword/value connection string.
+const CONNINFO_KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "sslmode",
+    "sslrootcert",
+    "connect_timeout",
+    "application_name",
+    "options",
+    "target_session_attrs",
+    "keepalives",
+    "service",
+];
+
+/// A libpq keyword/value string (`host=db dbname=devicegate user=dg`): its first word is
+/// one of libpq's keywords followed by `=`.
+fn is_conninfo(s: &str) -> bool {
+    let s = s.trim_start();
+    let key_len = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    let (key, rest) = s.split_at(key_len);
+    CONNINFO_KEYWORDS.contains(&key) && rest.trim_start().starts_with('=')
+}
+
+/// The `password` value of a keyword/value string replaced by `***` (quoted or not).
+fn mask_conninfo_password(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("password") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let after_key = &from["password".len()..];
+        let trimmed = after_key.trim_start();
+        let word_start = before.is_empty() || before.ends_with(char::is_whitespace);
+        if !(word_start && trimmed.starts_with('=')) {
+            out.push_str("password");
+            rest = after_key;
+            continue;
+        }
+        out.push_str("password=***");
+        let value = trimmed[1..].trim_start();
+        // The value ends at unquoted whitespace, or at its closing quote.
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut escaped = false;
+            quoted
+                .char_indices()
+                .find(|&(_, c)| {
+                    let close = c == '\'' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    close
+                })
+                .map_or(value.len(), |(i, _)| i + 2)
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The database a PostgreSQL `--db` names (for file names): the URL's path, or the
+/// `dbname` keyword; `devicegate` when it names none.
+pub fn postgres_database_name(db: &str) -> String {
+    if is_conninfo(db) {
+        return db
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("dbname="))
+            .map(|name| name.trim_matches('\'').to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "devicegate".into());
+    }
+    let rest = db.split_once("://").map_or(db, |(_, rest)| rest);
+    let host_and_path = rest.rfind('@').map_or(rest, |at| &rest[at + 1..]);
+    let name = host_and_path
+        .split_once('/')
+        .map_or("", |(_, path)| path.split(['?', '#']).next().unwrap_or(""));
+    if name.is_empty() {
+        "devicegate".into()
+    } else {
+        name.to_string()
+    }
+}
+
+/// `postgres://…` or `postgresql://…` (in any case), or a libpq keyword/value string.
 pub fn is_postgres_url(s: &str) -> bool {
     let scheme = s.get(..13).unwrap_or(s).to_ascii_lowercase();
-    scheme.starts_with("postgres://") || scheme.starts_with("postgresql://")
+    scheme.starts_with("postgres://") || scheme.starts_with("postgresql://") || is_conninfo(s)
 }
 
 pub struct Store {
@@ -208,20 +306,25 @@ impl Store {
                 create_private_file(&path)?;
                 Store::connect_sqlite(&path, OpenFlags::SQLITE_OPEN_CREATE, shared)
             }
-            Location::Postgres(url) => Store::connect_postgres(&url, shared),
+            Location::Postgres(url) => Store::connect_postgres(&url, shared, true),
         }
     }
 
     /// As `open`, for a database that must already exist (the admin commands: a mistyped
     /// path must not become a new, empty database). A missing file is an
     /// `Error::Unavailable` from SQLite ("unable to open database file"); nothing is
-    /// created. A PostgreSQL database always exists once the URL connects.
+    /// created. A PostgreSQL database without devicegate's tables is refused the same way
+    /// (`Error::Unavailable` starting with `NO_SCHEMA`): an admin command must not fill
+    /// another application's database, or `postgres`, with them.
     pub fn open_existing(path: &Path) -> Result<Store> {
         match Location::of(path) {
             Location::File(path) => {
                 Store::connect_sqlite(&path, OpenFlags::empty(), Arc::default())
             }
-            Location::Postgres(url) => Store::connect_postgres(&url, Arc::default()),
+            Location::Postgres(url) => {
+                let store = Store::connect_postgres(&url, Arc::default(), false)?;
+                Ok(store)
+            }
         }
     }
 
@@ -231,18 +334,35 @@ impl Store {
     }
 
     #[cfg(feature = "postgres")]
-    fn connect_postgres(url: &str, shared: Arc<Shared>) -> Result<Store> {
+    fn connect_postgres(url: &str, shared: Arc<Shared>, create: bool) -> Result<Store> {
         let store = Store {
             conn: Conn::Postgres(Box::new(db::pg::Pg::connect(url)?)),
             client_cache: Default::default(),
             shared,
         };
+        if !create {
+            let tables: i64 = store
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pg_tables \
+                     WHERE schemaname = current_schema() AND tablename = 'devicegate_schema'",
+                    &[],
+                    |r| r.get(0),
+                )?
+                .unwrap_or(0);
+            if tables == 0 {
+                return Err(Error::Unavailable(format!(
+                    "{NO_SCHEMA}: start `devicegate serve` on it once, or fill it with \
+                     `devicegate migrate --to`"
+                )));
+            }
+        }
         store.migrate_postgres()?;
         Ok(store)
     }
 
     #[cfg(not(feature = "postgres"))]
-    fn connect_postgres(_url: &str, _shared: Arc<Shared>) -> Result<Store> {
+    fn connect_postgres(_url: &str, _shared: Arc<Shared>, _create: bool) -> Result<Store> {
         Err(Error::Unavailable(
             "this devicegate was built without PostgreSQL; build it with \
              `cargo build --release --features postgres`"
@@ -467,6 +587,9 @@ impl Store {
     }
 }
 
+/// How `open_existing` starts its refusal of a PostgreSQL database without our tables.
+pub const NO_SCHEMA: &str = "this PostgreSQL database has no devicegate tables";
+
 /// What `backup` says on PostgreSQL.
 pub const PG_DUMP_ADVICE: &str = "backup copies a SQLite file; on PostgreSQL use the \
      database's own tools: pg_dump (e.g. `pg_dump --format=custom --file devicegate.dump \
@@ -553,6 +676,24 @@ mod tests {
         assert!(super::is_postgres_url("PostgreSQL://u@h/db"));
         assert!(!super::is_postgres_url("/var/lib/devicegate/devicegate.db"));
         assert!(!super::is_postgres_url("postgres.db"));
+        // libpq's keyword/value strings are PostgreSQL too (found in review: one became a
+        // SQLite file named after it).
+        assert!(super::is_postgres_url("host=db dbname=dg"));
+        assert!(super::is_postgres_url("  dbname = dg"));
+        assert!(!super::is_postgres_url("/srv/host=db/devicegate.db"));
+        assert!(!super::is_postgres_url("hostname=x"));
+    }
+
+    #[test]
+    fn the_database_name_ignores_whatever_the_password_holds() {
+        for (db, name) in [
+            ("postgres://dg:a/b@db/logins?x=1", "logins"),
+            ("postgres://db", "devicegate"),
+            ("host=db dbname=logins user=dg", "logins"),
+            ("host=db user=dg", "devicegate"),
+        ] {
+            assert_eq!(super::postgres_database_name(db), name, "{db}");
+        }
     }
 
     #[test]

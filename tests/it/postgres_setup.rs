@@ -64,6 +64,19 @@ fn an_unreachable_or_unsupported_database_is_one_clear_line() {
     }
 }
 
+/// devicegate's tables made in `db` (as the superuser) and handed to `role`: admin
+/// commands refuse a database without them.
+fn grant_tables_to(db: &std::path::Path, role: &str) {
+    drop(devicegate::store::Store::open(db).unwrap());
+    let superuser = TestDb::open(db);
+    superuser.execute(&format!(
+        "GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"
+    ));
+    superuser.execute(&format!(
+        "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"
+    ));
+}
+
 /// The base URL the PostgreSQL run was given, with `user:password@` in place of its user.
 fn with_credentials(url: &str, user: &str, password: Option<&str>) -> String {
     let (scheme, rest) = url.split_once("://").unwrap();
@@ -146,6 +159,7 @@ fn the_password_comes_from_the_url_pgpassword_or_a_file() {
     let db = test_database(dir.path());
     let name = db.to_str().unwrap().rsplit('/').next().unwrap().to_string();
     admin.execute(&format!("ALTER DATABASE {name} OWNER TO dg_scram"));
+    grant_tables_to(&db, "dg_scram");
     let bare = with_credentials(db.to_str().unwrap(), "dg_scram", None);
     let list = |url: &str, env: &[(&str, &str)]| {
         let out = crate::support::devicegate()
@@ -205,6 +219,7 @@ fn sslmode_require_verifies_the_server_against_the_system_and_the_ca_file() {
     let db = test_database(dir.path());
     let name = db.to_str().unwrap().rsplit('/').next().unwrap().to_string();
     admin.execute(&format!("ALTER DATABASE {name} OWNER TO dg_tls"));
+    grant_tables_to(&db, "dg_tls");
     let url = with_credentials(db.to_str().unwrap(), "dg_tls", None);
     let list = |query: &str, ca_file: Option<&str>| {
         let mut command = crate::support::devicegate();
@@ -406,4 +421,172 @@ fn a_populated_sqlite_server_moves_to_the_target_and_every_login_token_and_key_s
     let browser_sign_in = crate::cli::sign_in_status(&base, "alice", "password123");
     assert_eq!(browser_sign_in, 303);
     drop(crate::cli::stop(new));
+}
+
+/// Found in review: nothing bounded a request waiting on PostgreSQL. A lock held by
+/// someone else (an operator's open transaction) now costs a request 5 s and a 503, never
+/// a hang, and the server serves again once the lock is gone.
+#[test]
+fn a_request_waiting_on_a_lock_gets_503_within_seconds() {
+    if !on_postgres() {
+        return; // SQLite's own busy timeout is pinned in durability.rs.
+    }
+    let app = crate::support::TestApp::spawn();
+    let operator = TestDb::open(&app.db_path);
+    operator.execute("BEGIN");
+    operator.execute("LOCK TABLE device_codes IN ACCESS EXCLUSIVE MODE");
+    let started = std::time::Instant::now();
+    let resp = app.post_form("/oauth/device_authorize", &[("client_id", "guest")]);
+    let waited = started.elapsed();
+    crate::support::assert_oauth_error(&resp, 503, "temporarily_unavailable");
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert!(waited < std::time::Duration::from_secs(30), "{waited:?}");
+    operator.execute("ROLLBACK");
+    assert_eq!(
+        app.post_form("/oauth/device_authorize", &[("client_id", "guest")])
+            .status,
+        200
+    );
+}
+
+/// Found in review: a connection the database closed (a restart, `idle_session_timeout`,
+/// `pg_terminate_backend`) cost the next request on each worker a 503. An idle connection
+/// is checked before use now, and replaced.
+#[test]
+fn connections_the_database_closed_are_replaced_without_a_failed_request() {
+    if !on_postgres() {
+        return;
+    }
+    let app = crate::support::TestApp::spawn();
+    assert_eq!(app.get("/healthz").status, 200);
+    let name = app
+        .db_path
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let base = std::env::var("DEVICEGATE_TEST_DATABASE").unwrap();
+    let admin = TestDb::open(std::path::Path::new(&base));
+    // Past the idle check's threshold, then every server connection is ended.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let ended = admin.query_i64(&format!(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{name}' AND application_name = 'devicegate') t"
+    ));
+    assert!(ended >= 4, "{ended} connections ended");
+    for _ in 0..12 {
+        let resp = app.post_form("/oauth/device_authorize", &[("client_id", "guest")]);
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+}
+
+/// Found in review: libpq's keyword/value strings became SQLite files named after them
+/// (password included), and admin commands filled any database they were pointed at with
+/// devicegate's tables.
+#[test]
+fn keyword_value_strings_are_postgresql_and_admin_commands_never_fill_a_foreign_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let conninfo = "host=127.0.0.1 port=1 dbname=devicegate user=dg password=s3cret";
+    let out = crate::support::devicegate()
+        .current_dir(dir.path())
+        .args(["--db", conninfo, "user", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file made"
+    );
+    if !on_postgres() {
+        return;
+    }
+    // An existing database without our tables: admin commands refuse it and leave it
+    // untouched; `check` calls it not yet started; `serve` would fill it.
+    let db = test_database(dir.path());
+    let (code, _, err) = run(&db, &["user", "list"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("has no devicegate tables"), "{err}");
+    let tables =
+        TestDb::open(&db).query_i64("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'");
+    assert_eq!(tables, 0);
+    let (code, out, err) = run(&db, &["check", "--json"], None);
+    let checked: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+    assert_eq!(checked["database"]["ok"], true, "{out} {code}");
+    // The same database as a keyword/value string works like its URL.
+    let url = db.to_str().unwrap();
+    let (host_port, name) = url.rsplit_once('@').unwrap().1.split_once('/').unwrap();
+    let (host, port) = host_port.split_once(':').unwrap();
+    let conninfo = format!("host={host} port={port} user=postgres dbname={name}");
+    drop(devicegate::store::Store::open(&db).unwrap());
+    let (code, _, err) = run(std::path::Path::new(&conninfo), &["client", "list"], None);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Found in review: a PostgreSQL process that stops answering (here: `SIGSTOP`, as a hung
+/// primary looks) held every request on its connection forever. A connection idle for a
+/// while is checked with a 5 s limit before use and replaced, so requests are answered.
+#[test]
+fn a_database_process_that_stops_answering_costs_seconds_not_a_hang() {
+    if !on_postgres() {
+        return;
+    }
+    let app = crate::support::TestApp::spawn();
+    assert_eq!(app.get("/healthz").status, 200);
+    let name = app
+        .db_path
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let base = std::env::var("DEVICEGATE_TEST_DATABASE").unwrap();
+    let admin = TestDb::open(std::path::Path::new(&base));
+    let connections = || {
+        admin.query_strings(&format!(
+            "SELECT pid::text FROM pg_stat_activity \
+             WHERE datname = '{name}' AND application_name = 'devicegate'"
+        ))
+    };
+    // Every worker and the sweeper have connected (the first worker answers before the
+    // last has).
+    let mut pids = connections();
+    for _ in 0..50 {
+        if pids.len() >= 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        pids = connections();
+    }
+    assert!(pids.len() >= 5, "{pids:?}");
+    /// Lets the stopped processes go again, whatever happens in between.
+    struct Continue(Vec<String>);
+    impl Drop for Continue {
+        fn drop(&mut self) {
+            for pid in &self.0 {
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", pid])
+                    .status();
+            }
+        }
+    }
+    let stopped = Continue(pids.clone());
+    for pid in &pids {
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -STOP {pid}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    for _ in 0..6 {
+        let resp = app.post_form("/oauth/device_authorize", &[("client_id", "guest")]);
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+    drop(stopped);
 }
