@@ -429,34 +429,31 @@ pub mod pg {
         pub(super) in_transaction: StdCell<bool>,
         /// When the connection last answered.
         last_used: StdCell<std::time::Instant>,
+        /// A connection attempt that outlived `CONNECT_WAIT`, still going.
+        pending: RefCell<
+            Option<std::sync::mpsc::Receiver<std::result::Result<Client, postgres::Error>>>,
+        >,
     }
-
-    /// Connections being let go in the background at most; past it, one is forgotten.
-    const LETTING_GO_MAX: usize = 32;
 
     /// Lets a connection that stopped answering go without waiting for it: dropping a
-    /// client waits until the server has closed the connection, which a stopped server
-    /// never does. A background thread waits instead (until the server answers or the
-    /// TCP timeouts end it); past `LETTING_GO_MAX` of them the client is forgotten, its
-    /// socket left to the kernel's timeouts.
+    /// client waits until the server has closed the connection (its Terminate message
+    /// answered), which a stopped server does only once it runs again. A background thread
+    /// waits instead, and ends the session then, so nothing is leaked. At most one such
+    /// thread per connection that stopped answering (a worker's next connection is a new
+    /// session, answering or bounded by `CONNECT_WAIT`).
     fn let_go(client: Client) {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static LETTING_GO: AtomicUsize = AtomicUsize::new(0);
-        if LETTING_GO.fetch_add(1, Ordering::SeqCst) >= LETTING_GO_MAX {
-            LETTING_GO.fetch_sub(1, Ordering::SeqCst);
-            std::mem::forget(client);
-            return;
-        }
+        log::warn!("a PostgreSQL connection stopped answering; replaced");
         let spawned = std::thread::Builder::new()
             .name("pg-let-go".into())
-            .spawn(move || {
-                drop(client);
-                LETTING_GO.fetch_sub(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            LETTING_GO.fetch_sub(1, Ordering::SeqCst);
+            .spawn(move || drop(client));
+        if let Err(e) = spawned {
+            log::error!("cannot let a PostgreSQL connection go in the background: {e}");
         }
     }
+
+    /// How long a request waits for a new connection (TCP, TLS and the login) before it
+    /// gets a 503; the attempt goes on in the background and a later request takes it up.
+    const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
     /// A connection unused for this long is checked (one empty query) before its next use.
     const VALIDATE_AFTER_IDLE: Duration = Duration::from_secs(2);
@@ -475,6 +472,7 @@ pub mod pg {
                 retryable: StdCell::new(false),
                 in_transaction: StdCell::new(false),
                 last_used: StdCell::new(std::time::Instant::now()),
+                pending: RefCell::new(None),
             };
             pg.with_client(|_| Ok(()))?;
             Ok(pg)
@@ -510,15 +508,7 @@ pub mod pg {
             }
             if slot.as_ref().is_none_or(Client::is_closed) {
                 self.statements.borrow_mut().clear();
-                let client = match self.config.get_ssl_mode() {
-                    SslMode::Require => self.config.connect(tls()?),
-                    // `prefer` as libpq without a root certificate means it: encryption
-                    // if the server offers it, unverified. Unverified TLS protects
-                    // against no one who can intercept, so devicegate speaks plainly
-                    // unless TLS is required, and then verifies (see `tls`).
-                    _ => self.config.connect(NoTls),
-                }
-                .map_err(|e| self.connect_error(e))?;
+                let client = self.connect_bounded()?;
                 *slot = Some(client);
             }
             let client = slot
@@ -529,10 +519,68 @@ pub mod pg {
             outcome
         }
 
+        /// A new connection, waiting at most `CONNECT_WAIT`: `connect_timeout` bounds only
+        /// the TCP connect, and a server that accepts but never answers (a stopped
+        /// postmaster) would hold the login forever. The attempt runs on its own thread;
+        /// one that outlives the wait is kept and taken up by the next call, so a worker
+        /// never has more than one in flight.
+        fn connect_bounded(&self) -> Result<Client> {
+            use std::sync::mpsc;
+            let pending = self.pending.borrow_mut().take();
+            let attempt = match pending {
+                Some(attempt) => attempt,
+                None => {
+                    // `prefer` as libpq without a root certificate means it: encryption if
+                    // the server offers it, unverified. Unverified TLS protects against no
+                    // one who can intercept, so devicegate speaks plainly unless TLS is
+                    // required, and then verifies (see `tls`).
+                    let tls = match self.config.get_ssl_mode() {
+                        SslMode::Require => Some(tls()?),
+                        _ => None,
+                    };
+                    let config = self.config.clone();
+                    let (sender, attempt) = mpsc::channel();
+                    std::thread::Builder::new()
+                        .name("pg-connect".into())
+                        .spawn(move || {
+                            let client = match tls {
+                                Some(tls) => config.connect(tls),
+                                None => config.connect(NoTls),
+                            };
+                            // Nobody waiting any more (the store is gone): dropped here.
+                            let _ = sender.send(client);
+                        })
+                        .map_err(|e| {
+                            Error::Unavailable(format!("cannot start a PostgreSQL connection: {e}"))
+                        })?;
+                    attempt
+                }
+            };
+            match attempt.recv_timeout(CONNECT_WAIT) {
+                Ok(client) => client.map_err(|e| self.connect_error(e)),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    *self.pending.borrow_mut() = Some(attempt);
+                    Err(Error::Unavailable(format!(
+                        "PostgreSQL: no answer to a new connection within {} s",
+                        CONNECT_WAIT.as_secs()
+                    )))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Unavailable(
+                    "PostgreSQL: the connection attempt ended without an answer".into(),
+                )),
+            }
+        }
+
         /// A failed connection attempt; "too many clients" says what each instance holds.
         fn connect_error(&self, e: postgres::Error) -> Error {
             let too_many = e.code() == Some(&postgres::error::SqlState::TOO_MANY_CONNECTIONS);
             match self.error(e) {
+                Error::Unavailable(detail) if detail.ends_with("password missing") => {
+                    Error::Unavailable(format!(
+                        "{detail} (give it in the URL, PGPASSWORD or \
+                         DEVICEGATE_DB_PASSWORD_FILE)"
+                    ))
+                }
                 Error::Unavailable(detail) if too_many => Error::Unavailable(format!(
                     "{detail} (each devicegate instance holds --workers + 1 connections, \
                      plus one per admin command: raise max_connections or lower --workers)"
@@ -707,14 +755,23 @@ pub mod pg {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
-        if config.get_options().is_none() {
-            // The schema's `IF NOT EXISTS` notices are no news for the log. A request never
-            // waits on a lock (an operator's open transaction, a long migration) for more
-            // than 5 s, nor on one statement for more than 15 s: it gets a 503 instead.
-            config.options(
-                "-c client_min_messages=warning -c lock_timeout=5s -c statement_timeout=15s",
-            );
+        // The schema's `IF NOT EXISTS` notices are no news for the log. A request never
+        // waits on a lock (an operator's open transaction, a long migration) for more than
+        // 5 s, nor on one statement for more than 15 s: it gets a 503 instead. Each is
+        // added unless the URL's own `options` set it.
+        let mut options = config.get_options().unwrap_or_default().to_string();
+        for (name, value) in [
+            ("client_min_messages", "warning"),
+            ("lock_timeout", "5s"),
+            ("statement_timeout", "15s"),
+        ] {
+            if !options.contains(name) {
+                options = format!("{options} -c {name}={value}")
+                    .trim_start()
+                    .to_string();
+            }
         }
+        config.options(&options);
         if config.get_application_name().is_none() {
             config.application_name("devicegate");
         }

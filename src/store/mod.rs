@@ -140,7 +140,10 @@ pub fn describe(db: &Path) -> String {
     let tail = tail
         .split_inclusive(['?', '&'])
         .map(|part| {
-            if part.to_ascii_lowercase().starts_with("password=") {
+            // The parameter's name as libpq reads it (`pass%77ord` is `password`).
+            let name = part.split('=').next().unwrap_or("");
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            if name.eq_ignore_ascii_case("password") && part.contains('=') {
                 if part.ends_with('&') {
                     "password=***&"
                 } else {
@@ -213,7 +216,16 @@ fn mask_conninfo_password(s: &str) -> String {
                 })
                 .map_or(value.len(), |(i, _)| i + 2)
         } else {
-            value.find(char::is_whitespace).unwrap_or(value.len())
+            // Unquoted: up to whitespace that no backslash escapes.
+            let mut escaped = false;
+            value
+                .char_indices()
+                .find(|&(_, c)| {
+                    let end = c.is_whitespace() && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    end
+                })
+                .map_or(value.len(), |(i, _)| i)
         };
         rest = &value[end..];
     }
@@ -717,8 +729,30 @@ mod tests {
                 "/var/lib/devicegate/devicegate.db",
                 "/var/lib/devicegate/devicegate.db",
             ),
+            // Found in review: unencoded `/`, `?`, `#` in a password.
+            (
+                "postgres://dg:a/b?c#d@db:5432/dg",
+                "postgres://dg:***@db:5432/dg",
+            ),
+            (
+                "host=db dbname=dg user=dg password=s3/cr?t sslmode=require",
+                "host=db dbname=dg user=dg password=*** sslmode=require",
+            ),
+            (
+                "host=db password = 'two words' dbname=dg",
+                "host=db password=*** dbname=dg",
+            ),
+            // Found in the second review.
+            (
+                "postgres://db/dg?pass%77ord=s3cret",
+                "postgres://db/dg?password=***",
+            ),
+            (
+                "host=db password=Sec\\ ret2 dbname=dg",
+                "host=db password=*** dbname=dg",
+            ),
         ] {
-            assert_eq!(super::describe(Path::new(url)), shown);
+            assert_eq!(super::describe(Path::new(url)), shown, "{url}");
         }
     }
 }

@@ -431,7 +431,17 @@ fn a_request_waiting_on_a_lock_gets_503_within_seconds() {
     if !on_postgres() {
         return; // SQLite's own busy timeout is pinned in durability.rs.
     }
-    let app = crate::support::TestApp::spawn();
+    // Also when the URL brings `options` of its own (found in the second review: they
+    // replaced the bounds).
+    for options in ["", "?options=-c%20search_path%3Dpublic"] {
+        a_lock_costs_a_request_seconds(options);
+    }
+}
+
+fn a_lock_costs_a_request_seconds(options: &str) {
+    let app = crate::support::TestApp::spawn_with(|c| {
+        c.db_path = format!("{}{options}", c.db_path.display()).into();
+    });
     let operator = TestDb::open(&app.db_path);
     operator.execute("BEGIN");
     operator.execute("LOCK TABLE device_codes IN ACCESS EXCLUSIVE MODE");
@@ -589,4 +599,55 @@ fn a_database_process_that_stops_answering_costs_seconds_not_a_hang() {
         assert_eq!(resp.status, 200, "{}", resp.body);
     }
     drop(stopped);
+    // Once they run again, the replaced sessions end: nothing is left holding a
+    // connection slot (found in the second review: they were kept forever).
+    let mut left = connections().len();
+    for _ in 0..100 {
+        if left <= 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = connections().len();
+    }
+    assert!(left <= 5, "{left} connections after the stop ended");
+}
+
+/// Found in the second review: `connect_timeout` bounds only the TCP connect, so a server
+/// that accepts and never answers (a stopped postmaster) held a new connection forever.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_server_that_accepts_and_never_answers_is_an_error_in_seconds() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts, reads nothing, answers nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let url = format!("postgres://dg@127.0.0.1:{port}/dg");
+    let mut child = crate::support::devicegate()
+        .args(["--db", &url, "user", "list"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still waiting for the silent server after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no answer to a new connection within 10 s"),
+        "{err}"
+    );
 }
