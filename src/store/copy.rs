@@ -3,7 +3,7 @@
 //! transaction, so an interrupted copy leaves it as it was; row counts are compared
 //! afterwards inside that same transaction.
 
-use super::db::{Backend, Conn, OwnedValue, Param};
+use super::db::{Backend, Conn, Isolation, OwnedValue, Param};
 use super::{Error, Result, Store};
 
 /// Every table with its columns, parents before children (foreign keys hold at each
@@ -73,13 +73,9 @@ impl Store {
         // write lock (a writer waits, or gets its busy error, until the copy is done),
         // on PostgreSQL REPEATABLE READ. What is written after the copy is not in it: the
         // caller says to stop the servers first.
-        let snapshot = match source.backend() {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        };
         source
             .conn
-            .transaction_with(snapshot, |src| self.copy_snapshot(src, replace))
+            .transaction_at(Isolation::Snapshot, |src| self.copy_snapshot(src, replace))
     }
 
     fn copy_snapshot(&self, source: &Conn, replace: bool) -> Result<RowCounts> {

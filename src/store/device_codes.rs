@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::db::Row;
+use super::db::{Isolation, Row};
 use super::{lock, DeviceCodeId, Error, Result, Store, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,11 +165,7 @@ impl Store {
         // The group-commit turn is held (SQLite's write turn is that same mutex). Inserts
         // only, each deciding nothing from a read: PostgreSQL's READ COMMITTED is enough
         // (ON CONFLICT settles a taken code), and spares SERIALIZABLE's bookkeeping.
-        let begin = match self.backend() {
-            super::Backend::Sqlite => "BEGIN IMMEDIATE",
-            super::Backend::Postgres => "BEGIN",
-        };
-        self.conn.transaction_with(begin, |tx| {
+        self.conn.transaction_at(Isolation::ReadCommitted, |tx| {
             let mut stored = Vec::with_capacity(batch.len());
             for QueuedCode { code, .. } in batch {
                 // A taken user code (or, vanishingly unlikely, device code hash) skips only

@@ -43,7 +43,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::db::{Cell, Column, Param, Value};
+use super::db::{Column, Param, Value};
 
 macro_rules! row_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -87,8 +87,8 @@ macro_rules! row_id {
         }
 
         impl Column for $name {
-            fn from_cell(cell: Cell<'_>) -> std::result::Result<Self, String> {
-                i64::from_cell(cell).map($name)
+            fn from_value(value: Value<'_>) -> std::result::Result<Self, String> {
+                i64::from_value(value).map($name)
             }
         }
     };
@@ -137,8 +137,11 @@ mod tests {
         assert_eq!(UserId::new(5).value(), Value::Int(5));
         assert_eq!(Some(GrantId::new(6)).value(), Value::Int(6));
         assert_eq!(None::<GrantId>.value(), Value::Null);
-        assert_eq!(DeviceCodeId::from_cell(Cell::Int(9)), Ok(DeviceCodeId(9)));
-        assert_eq!(Option::<UserId>::from_cell(Cell::Null), Ok(None::<UserId>));
-        assert!(UserId::from_cell(Cell::Text("1")).is_err());
+        assert_eq!(DeviceCodeId::from_value(Value::Int(9)), Ok(DeviceCodeId(9)));
+        assert_eq!(
+            Option::<UserId>::from_value(Value::Null),
+            Ok(None::<UserId>)
+        );
+        assert!(UserId::from_value(Value::Text("1")).is_err());
     }
 }
