@@ -651,3 +651,19 @@ fn a_server_that_accepts_and_never_answers_is_an_error_in_seconds() {
         "{err}"
     );
 }
+
+/// `backup` copies a SQLite file; on PostgreSQL it says what to use instead, and writes
+/// nothing.
+#[test]
+fn backup_on_postgresql_names_pg_dump_and_writes_nothing() {
+    if !on_postgres() {
+        return; // On SQLite `backup` works (admin.rs, operator_hygiene.rs).
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::support::new_database(dir.path());
+    let target = dir.path().join("copy.db");
+    let (code, out, err) = run(&db, &["backup", target.to_str().unwrap()], None);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("pg_dump"), "{err}");
+    assert!(!target.exists());
+}

@@ -764,3 +764,28 @@ fn both_schemas_have_the_same_tables_columns_and_nullability() {
     assert!(sqlite.len() > 60, "{sqlite:?}");
     assert_eq!(sqlite, postgres);
 }
+
+#[test]
+fn instances_opening_an_empty_database_at_once_apply_the_schema_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_database(dir.path());
+    let barrier = Arc::new(Barrier::new(6));
+    let path = db.to_path_buf();
+    let opened: Vec<_> = (0..6)
+        .map(|_| {
+            let (barrier, path) = (Arc::clone(&barrier), path.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                Store::open_shared(&path, Arc::new(Shared::default())).map(|_| ())
+            })
+        })
+        .collect();
+    for opening in opened {
+        // On PostgreSQL, without the advisory lock, concurrent CREATE TABLEs collide.
+        opening.join().unwrap().unwrap();
+    }
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.count_users().unwrap(), 0);
+    client(&store, "cli");
+    assert_eq!(store.list_clients().unwrap().len(), 1);
+}
