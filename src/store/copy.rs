@@ -81,6 +81,14 @@ impl Store {
     fn copy_snapshot(&self, source: &Conn, replace: bool) -> Result<RowCounts> {
         let expected = row_counts(source)?;
         self.transaction(|tx| {
+            // A server using the target would answer from rows deleted under it.
+            let serving = other_instances(tx)?;
+            if serving > 0 {
+                return Err(Error::Conflict(format!(
+                    "{serving} devicegate connections are open on the target; stop the \
+                     servers using it first"
+                )));
+            }
             let present: i64 = row_counts(tx)?.iter().map(|(_, n)| n).sum();
             if present > 0 && !replace {
                 return Err(Error::Conflict(format!(
@@ -116,6 +124,22 @@ impl Store {
             Ok(copied)
         })
     }
+}
+
+/// PostgreSQL: other devicegate connections to this database (servers, admin commands).
+/// SQLite: 0 (a server's open file cannot be seen from here; the README says to stop it).
+fn other_instances(conn: &Conn) -> Result<i64> {
+    if conn.backend() != Backend::Postgres {
+        return Ok(0);
+    }
+    Ok(conn
+        .query_row(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'devicegate' AND pid <> pg_backend_pid()",
+            &[],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0))
 }
 
 fn row_counts(conn: &Conn) -> Result<RowCounts> {

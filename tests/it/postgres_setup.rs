@@ -667,3 +667,58 @@ fn backup_on_postgresql_names_pg_dump_and_writes_nothing() {
     assert!(err.contains("pg_dump"), "{err}");
     assert!(!target.exists());
 }
+
+/// Found in the third review: PostgreSQL's text cannot hold NUL, and a name with one made
+/// every endpoint that looks a name up answer 500. The answer is now the backend's, the
+/// same as for any unknown name.
+#[test]
+fn a_nul_in_a_looked_up_name_is_an_unknown_name_on_either_backend() {
+    let app = crate::support::TestApp::spawn();
+    let resp = app.post_form("/oauth/device_authorize", &[("client_id", "gu\0est")]);
+    crate::support::assert_oauth_error(&resp, 401, "invalid_client");
+    let resp = app.poll("gu\0est", "not-a-code");
+    crate::support::assert_oauth_error(&resp, 401, "invalid_client");
+    app.add_user("admin");
+    let unknown = crate::support::Browser::new(&app).sign_in("nobody", "password123");
+    let with_nul = crate::support::Browser::new(&app).sign_in("ad\0min", "password123");
+    assert_ne!(with_nul.status, 500, "{}", with_nul.body);
+    assert_eq!(with_nul.status, unknown.status, "{}", with_nul.body);
+}
+
+/// Found in the third review: `migrate --force` replaced the rows under a server that was
+/// using the target. It is refused while devicegate connections are open there.
+#[test]
+fn migrate_refuses_a_target_that_servers_are_using() {
+    if !on_postgres() {
+        return; // A SQLite file's users cannot be seen; the README says to stop them.
+    }
+    let app = crate::support::TestApp::spawn();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    drop(devicegate::store::Store::open(&source).unwrap());
+    let (code, _, err) = run(&source, &["user", "add", "ann"], Some("first-password\n"));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(
+        &dir.path().join("unused.db"),
+        &[
+            "migrate",
+            "--from",
+            source.to_str().unwrap(),
+            "--to",
+            app.db_path.to_str().unwrap(),
+            "--force",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("devicegate connections are open on the target"),
+        "{err}"
+    );
+    // Nothing was replaced: the server's own built-in client is still there.
+    assert_eq!(
+        app.post_form("/oauth/device_authorize", &[("client_id", "guest")])
+            .status,
+        200
+    );
+}

@@ -506,6 +506,12 @@ impl ToSql for Value<'_> {
             (Value::Int(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
             (Value::Int(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
             (Value::Int(i), &Type::BOOL) => (*i != 0).to_sql(ty, out),
+            // PostgreSQL's text cannot hold NUL (SQLite's can): bound as U+FFFD, a NUL in a
+            // looked-up name finds nothing, as on SQLite, instead of an error (a 500 any
+            // stranger could cause with `client_id=a%00b`).
+            (Value::Text(s), _) if s.contains('\0') && <&str as ToSql>::accepts(ty) => {
+                s.replace('\0', "\u{FFFD}").as_str().to_sql(ty, out)
+            }
             (Value::Text(s), _) if <&str as ToSql>::accepts(ty) => s.to_sql(ty, out),
             (value, ty) => Err(format!("cannot bind {value:?} to a {ty} parameter").into()),
         }
